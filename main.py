@@ -1,0 +1,46 @@
+"""memjax command line: flags and dispatch only.
+
+python main.py --config=configs/k4.py --workdir=WORKDIR [--mode=train|evaluate] [--config.x=y]
+"""
+
+import sys
+
+import jax
+import tensorflow as tf
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from memjax import evaluate, parallel, train
+from memjax.errors import InputError
+
+MODES = {'train': train.train_and_evaluate, 'evaluate': evaluate.evaluate}
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
+flags.DEFINE_enum('mode', 'train', list(MODES), 'What to run.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _quiet_orbax(record) -> bool:
+  """Keeps Orbax's per-checkpoint INFO chatter out of the log; its warnings still show."""
+  return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_logger().addFilter(_quiet_orbax)
+  tf.config.set_visible_devices([], 'GPU')  # tf.data only; JAX owns the accelerators.
+  parallel.initialize_distributed(FLAGS.config.distributed)
+  logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())
+  try:
+    MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+  except InputError as e:
+    logging.error('%s', e)
+    print(f'memjax: error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)

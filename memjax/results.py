@@ -1,0 +1,89 @@
+"""Result files: atomic JSON writes, per-fold `eval.json` and the run's `summary.json`."""
+
+import json
+import math
+import os
+import tempfile
+
+import jax
+import ml_collections
+import numpy as np
+
+from memjax.datasets import MemorabilityData
+
+EVAL_FILE, SUMMARY_FILE, CONFIG_FILE = 'eval.json', 'summary.json', 'config.json'
+
+
+def _clean(value):
+  """JSON-safe copy: NumPy scalars/arrays to Python, NaN/inf to None."""
+  if isinstance(value, dict):
+    return {str(k): _clean(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple, np.ndarray)):
+    return (
+      [_clean(v) for v in np.asarray(value).tolist()]
+      if isinstance(value, np.ndarray)
+      else [_clean(v) for v in value]
+    )
+  if isinstance(value, (np.floating, float)):
+    return float(value) if math.isfinite(value) else None
+  if isinstance(value, np.integer):
+    return int(value)
+  return value
+
+
+def write_json(path: str, obj) -> None:
+  """Writes `obj` to `path` atomically (temp file + rename), process 0 only."""
+  if jax.process_index() != 0:
+    return
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.json')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(_clean(obj), f, indent=2, sort_keys=True)
+      f.write('\n')
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def fold_dir(workdir: str, fold: int) -> str:
+  return os.path.join(workdir, f'fold_{fold}')
+
+
+def summarize(
+  config: ml_collections.ConfigDict,
+  data: MemorabilityData,
+  fold_results: list,
+  *,
+  mode: str,
+  wall_seconds: float,
+) -> dict:
+  """The run's summary: per-fold metrics, mean and SD (ddof=1) of Spearman over folds."""
+  rho = np.array([r['spearman'] for r in fold_results], np.float64)
+  return {
+    'dataset': data.name,
+    'synthetic': data.synthetic,
+    'data_description': data.description,
+    'protocol': config.data.protocol,
+    'num_classes': config.num_classes,
+    'head': config.model.head,
+    'score_values': config.score_values,
+    'features': list(config.features),
+    'checkpoint': config.eval.checkpoint,
+    'thresholds': [r['thresholds'] for r in fold_results],
+    'folds': fold_results,
+    'spearman_mean': float(rho.mean()),
+    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else 0.0,
+    'ceiling': data.ceiling,
+    'num_devices': jax.device_count(),
+    'num_processes': jax.process_count(),
+    'mode': mode,
+    'wall_seconds': wall_seconds,
+  }
