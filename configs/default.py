@@ -21,10 +21,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_secs = 30.0  # Seconds between progress lines (steps/s, ETA).
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'synthetic'  # Dataset reader: 'synthetic' (the built-in default).
-  config.data.dir = config_dict.placeholder(str)  # Dataset folder (readers of real data).
-  config.data.protocol = 'cv5'  # 'cv5': k-fold cross-validation over one label version.
-  config.data.num_folds = 5  # Folds of the cross-validation.
+  config.data.name = 'synthetic'  # Dataset: 'synthetic' (the built-in default) or 'lamem'.
+  config.data.dir = config_dict.placeholder(str)  # Dataset folder (LaMem: holds splits/).
+  config.data.features_dir = config_dict.placeholder(str)  # Feature store folder.
+  config.data.protocol = 'cv5'  # 'cv5': k-fold CV, one label version; 'official': given splits.
+  config.data.label_version = 1  # LaMem labels used by 'cv5' (those of split files _1 .. _5).
+  config.data.num_folds = 5  # Folds of 'cv5' ('official' has one fold per given split).
   config.data.run_folds = ()  # Folds to run, e.g. (0, 1); empty: all of them.
   config.data.val_fraction = 0.1  # Share of each training fold held out to pick checkpoints.
 

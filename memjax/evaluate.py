@@ -84,7 +84,7 @@ def check_meta(meta: dict, expected: dict, where: str) -> None:
 def evaluate_fold(
   config: ml_collections.ConfigDict,
   data: datasets.MemorabilityData,
-  fold_of: np.ndarray,
+  plan: fold_data.FoldPlan,
   fold: int,
   mesh: Mesh,
   workdir: str,
@@ -105,12 +105,13 @@ def evaluate_fold(
   abstract = steps.abstract_state(model, tx, feature_dims, mesh)
   state, meta = checkpointing.restore(mngr, step, abstract)
   mngr.close()
-  fd = fold_data.prepare(config, data, fold_of, fold, meta['thresholds'], meta['values'])
+  fd = fold_data.prepare(config, data, plan, fold, meta['thresholds'], meta['values'])
   consts = parallel.replicate(fd.consts(np.zeros(2, np.uint32)), mesh)
   eval_fn = steps.jit_eval_step(model, mesh)
   result = score(eval_fn, state.params, fd, fd.split.test, consts, config.eval_batch_size, mesh)
   result.update(
     fold=fold,
+    name=fd.name,
     checkpoint_step=step,
     epoch=meta['epoch'],
     val_spearman=meta['val']['spearman'],
@@ -131,14 +132,12 @@ def evaluate_fold(
   return result
 
 
-def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
-  """`config.data.run_folds`, or every fold when it is empty."""
-  chosen = list(config.data.run_folds) or list(range(config.data.num_folds))
-  bad = [f for f in chosen if not 0 <= f < config.data.num_folds]
+def folds_to_run(config: ml_collections.ConfigDict, num_folds: int) -> list[int]:
+  """`config.data.run_folds`, or all `num_folds` folds when it is empty."""
+  chosen = list(config.data.run_folds) or list(range(num_folds))
+  bad = [f for f in chosen if not 0 <= f < num_folds]
   if bad:
-    raise InputError(
-      f'config.data.run_folds has folds {bad} outside 0..{config.data.num_folds - 1}.'
-    )
+    raise InputError(f'config.data.run_folds has folds {bad} outside 0..{num_folds - 1}.')
   return chosen
 
 
@@ -148,9 +147,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data = datasets.load(config)
   mesh = parallel.make_mesh()
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
-  fold_of = fold_data.fold_assignment(config, data)
+  plans = fold_data.plan_folds(config, data)
   fold_results = [
-    evaluate_fold(config, data, fold_of, fold, mesh, workdir) for fold in folds_to_run(config)
+    evaluate_fold(config, data, plans[fold], fold, mesh, workdir)
+    for fold in folds_to_run(config, len(plans))
   ]
   summary = results.summarize(
     config, data, fold_results, mode='evaluate', wall_seconds=time.time() - start

@@ -1,4 +1,10 @@
-"""What one fold needs from a dataset: its split, its class thresholds and the row arrays."""
+"""What each fold needs from a dataset: its split, its labels, thresholds and row arrays.
+
+Two protocols (`config.data.protocol`):
+* `cv5`: k-fold cross-validation over the rows that `data.scores` labels, folds assigned by
+  `memjax.folds` (a validation slice of each training fold picks checkpoints);
+* `official`: the dataset's given splits, each with its own label version (LaMem).
+"""
 
 import dataclasses
 
@@ -8,14 +14,33 @@ import numpy as np
 
 from memjax import folds, labels
 from memjax.datasets import MemorabilityData
+from memjax.errors import InputError
+
+PROTOCOLS = ('cv5', 'official')
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldPlan:
+  """Which rows a fold trains, validates and tests on, and the labels it uses.
+
+  Attributes:
+    name: `fold_0`, ... for cross-validation; the split's name (`split_1`, ...) otherwise.
+    split: train/val/test row indices.
+    scores: [N] labels of this fold (NaN for rows it does not use).
+  """
+
+  name: str
+  split: folds.Split
+  scores: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
 class FoldData:
-  """One fold of one dataset.
+  """One fold of one dataset, ready for the pipelines.
 
   Attributes:
     fold: fold number.
+    name: the plan's name.
     split: train/val/test row indices.
     thresholds: [K-1] class thresholds from this fold's training scores.
     values: [K] the s_k of the score aggregation.
@@ -23,6 +48,7 @@ class FoldData:
   """
 
   fold: int
+  name: str
   split: folds.Split
   thresholds: np.ndarray
   values: np.ndarray
@@ -37,31 +63,55 @@ class FoldData:
     }
 
 
-def fold_assignment(config: ml_collections.ConfigDict, data: MemorabilityData) -> np.ndarray:
-  return folds.assign_folds(data.ids, config.data.num_folds, config.seed)
+def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> list[FoldPlan]:
+  """The folds of `config.data.protocol` on `data`.
+
+  Raises:
+    InputError: unknown protocol, or `official` on data without given splits.
+  """
+  protocol = config.data.protocol
+  if protocol == 'official':
+    if not data.splits:
+      raise InputError(f'dataset {data.name!r} has no official splits; use protocol cv5.')
+    return [
+      FoldPlan(s.name, folds.Split(train=s.train, val=s.val, test=s.test), s.scores)
+      for s in data.splits
+    ]
+  if protocol != 'cv5':
+    raise InputError(f'config.data.protocol must be one of {PROTOCOLS}, got {protocol!r}.')
+  labelled = np.flatnonzero(np.isfinite(data.scores))
+  ids = data.ids[labelled]
+  fold_of = folds.assign_folds(ids, config.data.num_folds, config.seed)
+  plans = []
+  for fold in range(config.data.num_folds):
+    s = folds.split_fold(ids, fold_of, fold, config.data.val_fraction, config.seed)
+    split = folds.Split(train=labelled[s.train], val=labelled[s.val], test=labelled[s.test])
+    plans.append(FoldPlan(f'fold_{fold}', split, data.scores))
+  return plans
 
 
 def prepare(
   config: ml_collections.ConfigDict,
   data: MemorabilityData,
-  fold_of: np.ndarray,
+  plan: FoldPlan,
   fold: int,
   thresholds=None,
   values=None,
 ) -> FoldData:
   """Builds a fold; thresholds and values are computed from the training scores unless given
   (evaluation passes the ones stored in the checkpoint)."""
-  split = folds.split_fold(data.ids, fold_of, fold, config.data.val_fraction, config.seed)
-  train_scores = data.scores[split.train]
+  train_scores = plan.scores[plan.split.train]
   if thresholds is None:
     thresholds = labels.quantile_thresholds(train_scores, config.num_classes)
     values = labels.class_score_values(train_scores, thresholds, config.score_values)
+  labelled = np.isfinite(plan.scores)
   arrays = {n: data.features[n] for n in config.features}
-  arrays['label'] = labels.assign_classes(data.scores, thresholds)
-  arrays['score'] = data.scores.astype(np.float32)
+  arrays['label'] = np.where(labelled, labels.assign_classes(plan.scores, thresholds), -1)
+  arrays['score'] = plan.scores.astype(np.float32)
   return FoldData(
     fold=fold,
-    split=split,
+    name=plan.name,
+    split=plan.split,
     thresholds=np.asarray(thresholds),
     values=np.asarray(values),
     arrays=arrays,

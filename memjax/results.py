@@ -72,6 +72,7 @@ def summarize(
     'synthetic': data.synthetic,
     'data_description': data.description,
     'protocol': config.data.protocol,
+    'label_version': data.label_version if config.data.protocol == 'cv5' else None,
     'num_classes': config.num_classes,
     'head': config.model.head,
     'score_values': config.score_values,

@@ -62,7 +62,7 @@ def _per_example(model: FusionMLP, outputs, batch, consts):
 def train_step(state: TrainState, batch, consts, *, model: FusionMLP):
   """One optimiser step on a global batch; returns (state, metric sums)."""
   rng = jax.random.fold_in(consts['key'], state.step)
-  inputs = {n: batch[n] for n in model.features}
+  inputs = {n: batch[n].astype(jnp.float32) for n in model.features}  # store may be f16
 
   def loss_fn(params):
     outputs = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng})
@@ -88,7 +88,7 @@ def train_steps(state: TrainState, batches, consts, *, model: FusionMLP):
 
 def eval_step(params, batch, consts, *, model: FusionMLP):
   """Per-example predictions plus masked metric sums of one (padded) evaluation batch."""
-  inputs = {n: batch[n] for n in model.features}
+  inputs = {n: batch[n].astype(jnp.float32) for n in model.features}  # store may be f16
   outputs = model.apply({'params': params}, inputs, train=False)
   loss, score, pred_class = _per_example(model, outputs, batch, consts)
   mask = batch['mask']

@@ -48,14 +48,14 @@ def _epoch_metrics(sums, step: int, last_good: int | None) -> dict:
 def train_fold(
   config: ml_collections.ConfigDict,
   data: datasets.MemorabilityData,
-  fold_of: np.ndarray,
+  plan: fold_data.FoldPlan,
   fold: int,
   mesh: Mesh,
   workdir: str,
 ) -> None:
   """Trains fold `fold` to `config.num_epochs`, resuming from its latest checkpoint if any."""
   fdir = results.fold_dir(workdir, fold)
-  fd = fold_data.prepare(config, data, fold_of, fold)
+  fd = fold_data.prepare(config, data, plan, fold)
   steps_per_epoch = input_pipeline.steps_per_epoch(fd.split.train.size, config.batch_size)
   if steps_per_epoch == 0:
     raise InputError(
@@ -168,16 +168,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logging.info(
     '%s; %d devices in %d processes', data.description, jax.device_count(), jax.process_count()
   )
-  fold_of = fold_data.fold_assignment(config, data)
+  plans = fold_data.plan_folds(config, data)
   fold_results = []
-  for fold in evaluate.folds_to_run(config):
+  for fold in evaluate.folds_to_run(config, len(plans)):
     eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
     if os.path.exists(eval_path):
       logging.info('fold %d already finished (%s); skipping', fold, eval_path)
       fold_results.append(results.read_json(eval_path))
       continue
-    train_fold(config, data, fold_of, fold, mesh, workdir)
-    fold_results.append(evaluate.evaluate_fold(config, data, fold_of, fold, mesh, workdir))
+    train_fold(config, data, plans[fold], fold, mesh, workdir)
+    fold_results.append(evaluate.evaluate_fold(config, data, plans[fold], fold, mesh, workdir))
   summary = results.summarize(
     config, data, fold_results, mode='train', wall_seconds=time.time() - start
   )

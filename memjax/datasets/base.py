@@ -9,17 +9,38 @@ from memjax.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelledSplit:
+  """A given train/val/test split with its own label version (LaMem's official protocol).
+
+  Attributes:
+    name: e.g. `split_1`.
+    train, val, test: row indices into the dataset.
+    scores: [N] this split's labels, NaN for rows it does not list.
+  """
+
+  name: str
+  train: np.ndarray
+  val: np.ndarray
+  test: np.ndarray
+  scores: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class MemorabilityData:
   """Aligned ids, frozen features and memorability scores of one dataset.
 
   Attributes:
     name: dataset name as written to results (`synthetic`, `lamem`, ...).
     ids: [N] image ids (str), unique.
-    features: feature name -> [N, D] float32 array, rows aligned with `ids`.
-    scores: [N] float64 memorability scores in [0, 1].
+    features: feature name -> [N, D] float array (possibly memory-mapped), rows aligned with
+      `ids`.
+    scores: [N] float64 memorability scores in [0, 1] used by cross-validation; NaN for rows
+      without a label (they are left out of the folds).
     synthetic: True when the data is a generated stand-in, not real images.
     ceiling: the data's consistency ceiling (Spearman), if known.
     description: one line for logs and results.
+    splits: given splits with their own labels, for the `official` protocol (may be empty).
+    label_version: which label version `scores` holds, when the data has several.
   """
 
   name: str
@@ -29,6 +50,8 @@ class MemorabilityData:
   synthetic: bool
   ceiling: float | None
   description: str
+  splits: tuple[LabelledSplit, ...] = ()
+  label_version: int | None = None
 
   def __len__(self) -> int:
     return int(self.ids.size)

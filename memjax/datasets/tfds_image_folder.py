@@ -1,0 +1,186 @@
+"""TFDS builder for any memorability or interestingness dataset given as images + a CSV of scores.
+
+It serves the paper's Table 2 memorability and Table 3 interestingness datasets and user data.
+`manual_dir` holds a CSV (one row per image, with a header) and the images; the config names the
+CSV, the image folder and the columns. Each example has `image`, `id` (the image path relative
+to the image folder, as written in the CSV, normalised to `/` separators) and `score` (float32 in
+[0, 1]). Rows go to split `train`, or to the split named in `split_column` when set. Examples keep
+the CSV's row order. JPEG, PNG and BMP files are stored as they are; other formats PIL can read
+are stored as PNG.
+
+Build with the default config (`scores.csv` with columns `image` and `score`), offline, from the
+repository root::
+
+  PYTHONPATH=. tfds build memjax/datasets/tfds_image_folder.py \\
+    --manual_dir=/data/my_dataset --data_dir=/data/tensorflow_datasets
+
+The `tfds` script of TFDS 4.9.10 imports apache_beam at start-up; without it, this module runs
+the same build command itself (same flags)::
+
+  python -m memjax.datasets.tfds_image_folder --manual_dir=/data/my_dataset \\
+    --data_dir=/data/tensorflow_datasets
+
+or, with your own layout, from Python::
+
+  config = tfds_image_folder.ScoredImageFolderConfig(
+    name='figrim', csv_file='scores.csv', image_dir='images', image_column='filename',
+    score_column='hit_rate')
+  builder = tfds_image_folder.ScoredImageFolder(config=config, data_dir='/data/tensorflow_datasets')
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir='/data/figrim'))
+  ds = builder.as_dataset(split='train')
+"""
+
+import csv
+import dataclasses
+import os
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from memjax.datasets import tfds_common
+from memjax.errors import InputError
+
+_SPLIT_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
+
+_INSTRUCTIONS = """\
+Put in `manual_dir` a CSV file with a header row (default `scores.csv`) and the images it lists:
+
+  <manual_dir>/scores.csv           image,score
+                                    street/0001.jpg,0.71
+  <manual_dir>/<image_dir>/street/0001.jpg
+
+Paths in the image column are relative to `<manual_dir>/<image_dir>` (`image_dir` defaults to
+`manual_dir` itself); scores must lie in [0, 1]. Column names, the CSV name, the image folder
+and an optional split column are set in `ScoredImageFolderConfig`.
+"""
+
+
+@dataclasses.dataclass(eq=False)
+class ScoredImageFolderConfig(tfds.core.BuilderConfig):
+  """Where the CSV and images are, and which columns to read.
+
+  Attributes:
+    csv_file: the CSV, relative to `manual_dir`.
+    image_dir: the folder image paths start from, relative to `manual_dir` ('' = itself).
+    image_column: column holding each image's relative path.
+    score_column: column holding each image's score in [0, 1].
+    split_column: optional column naming each row's split; without it every row is `train`.
+    delimiter: the CSV field separator.
+  """
+
+  csv_file: str = 'scores.csv'
+  image_dir: str = ''
+  image_column: str = 'image'
+  score_column: str = 'score'
+  split_column: str | None = None
+  delimiter: str = ','
+
+
+def read_score_csv(
+  path: str, config: ScoredImageFolderConfig
+) -> dict[str, list[tuple[str, float, int]]]:
+  """Reads a scores CSV.
+
+  Args:
+    path: the CSV file.
+    config: the column names and delimiter.
+
+  Returns:
+    Split name -> (image id, score, line number) per row, in file order.
+
+  Raises:
+    InputError: missing or empty file, missing columns (the header found is listed), an empty
+      or escaping image path, a bad score or split name, or an image listed twice in a split.
+  """
+  columns = {'image_column': config.image_column, 'score_column': config.score_column}
+  if config.split_column:
+    columns['split_column'] = config.split_column
+  try:
+    with open(path, encoding='utf-8-sig', newline='') as f:
+      reader = csv.DictReader(f, delimiter=config.delimiter)
+      header = reader.fieldnames
+      if not header:
+        raise InputError(f'{path} is empty; expected a header row with {sorted(columns.values())}.')
+      missing = [f'{col!r} ({key})' for key, col in columns.items() if col not in header]
+      if missing:
+        raise InputError(
+          f'{path}: missing column(s) {", ".join(missing)}; the header has {header}.'
+        )
+      rows = [(reader.line_num, row) for row in reader]
+  except FileNotFoundError as e:
+    raise InputError(f'scores CSV {path} not found.\n{_INSTRUCTIONS}') from e
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise InputError(f'cannot read scores CSV {path}: {e}') from e
+  splits: dict[str, list[tuple[str, float, int]]] = {}
+  seen: dict[str, dict[str, int]] = {}
+  for line, row in rows:
+    image_id = tfds_common.relative_image_path(row[config.image_column] or '', path, line)
+    score = tfds_common.parse_score((row[config.score_column] or '').strip(), path, line)
+    split = (row[config.split_column] or '').strip() if config.split_column else 'train'
+    if not _SPLIT_NAME.fullmatch(split):
+      raise InputError(
+        f'{path} line {line}: split {split!r} must be letters, digits and _ (e.g. train).'
+      )
+    tfds_common.check_duplicate(seen.setdefault(split, {}), image_id, path, line)
+    splits.setdefault(split, []).append((image_id, score, line))
+  if not splits:
+    raise InputError(f'{path} has a header but no rows.')
+  return splits
+
+
+class ScoredImageFolder(tfds.core.GeneratorBasedBuilder):
+  """A folder of images with a CSV of memorability (or interestingness) scores."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Images, relative-path ids and scores from a CSV.'}
+  BUILDER_CONFIGS = [
+    ScoredImageFolderConfig(name='default', description='scores.csv with columns image, score.')
+  ]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description='Images with memorability or interestingness scores from a CSV file.',
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(shape=(None, None, 3)),
+          'id': tfds.features.Text(),
+          'score': tfds.features.Scalar(np.float32, doc='score in [0, 1]'),
+        }
+      ),
+      supervised_keys=('image', 'score'),
+      disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    try:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:  # TFDS's own message for a missing or empty manual_dir
+      raise InputError(f'{self.name}: {e}') from e
+    config = self.builder_config
+    splits = read_score_csv(os.path.join(manual_dir, config.csv_file), config)
+    image_dir = os.path.join(manual_dir, config.image_dir)
+    origins = {}
+    for entries in splits.values():
+      for image_id, _, line in entries:
+        origins.setdefault(image_id, f'{config.csv_file} line {line}')
+    tfds_common.check_images_exist(image_dir, origins)
+    return {name: self._generate_examples(image_dir, entries) for name, entries in splits.items()}
+
+  def _generate_examples(self, image_dir: str, entries: list[tuple[str, float, int]]):
+    for index, (image_id, score, _) in enumerate(entries):
+      yield (
+        index,
+        {
+          'image': tfds_common.image_value(os.path.join(image_dir, image_id)),
+          'id': image_id,
+          'score': np.float32(score),
+        },
+      )
+
+
+if __name__ == '__main__':
+  tfds_common.build_main(__file__)

@@ -1,0 +1,269 @@
+"""Constants and validators of the feature-store format, shared by its reader and writers.
+
+The format itself is specified in `memjax.features.store`.
+"""
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from memjax.errors import InputError
+
+FORMAT_VERSION = 1
+IDS_FILE, METADATA_FILE, COMPLETE_FILE = 'ids.txt', 'metadata.json', 'COMPLETE'
+PROGRESS_FILE = 'progress.json'
+DTYPES = ('float16', 'float32')
+FEATURE_KEYS = ('extractor', 'weights_sha256', 'input_size', 'preprocessing')
+NAME_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
+_SHA256 = re.compile(r'[0-9a-f]{64}')
+SHOW = 5  # offending rows / ids quoted in a message
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+  """Whether `directory` holds a finished store (its `COMPLETE` marker exists)."""
+  return os.path.isfile(os.path.join(directory, COMPLETE_FILE))
+
+
+def check_feature_name(name: str) -> str:
+  """Returns `name` if it can name a feature file.
+
+  Raises:
+    InputError: it does not match `NAME_PATTERN`.
+  """
+  if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+    raise InputError(f'feature name {name!r} must match {NAME_PATTERN.pattern}.')
+  return name
+
+
+def check_dtype(dtype: str | np.dtype) -> str:
+  """Returns the store dtype name, 'float16' or 'float32'.
+
+  Raises:
+    InputError: any other dtype.
+  """
+  name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+  if name not in DTYPES:
+    raise InputError(f'feature store dtype must be one of {DTYPES}, got {dtype!r}.')
+  return name
+
+
+def validate_ids(ids: Iterable[str], where: str = 'ids') -> list[str]:
+  """Checks ids are non-empty, single-line, unstripped-clean and unique; returns them as a list.
+
+  Raises:
+    InputError: naming the offending id and its position(s) in `where`.
+  """
+  seen: dict[str, int] = {}
+  out = []
+  for i, image_id in enumerate(ids):
+    image_id = str(image_id)
+    if not image_id or image_id.strip() != image_id or '\n' in image_id or '\r' in image_id:
+      raise InputError(f'{where}[{i}]: id {image_id!r} is empty or has surrounding whitespace.')
+    if image_id in seen:
+      raise InputError(f'{where}: id {image_id!r} appears at positions {seen[image_id]} and {i}.')
+    seen[image_id] = i
+    out.append(image_id)
+  if not out:
+    raise InputError(f'{where}: no ids; a feature store needs at least one row.')
+  return out
+
+
+def cast_rows(name: str, rows, num_rows: int | None, dim: int | None, dtype: str) -> np.ndarray:
+  """`rows` as a [n, D] array of `dtype`, checked for shape and finiteness after the cast.
+
+  Raises:
+    InputError: not a 2-D numeric array, wrong row count or dimension, or non-finite values
+      (float16 overflows above 65504).
+  """
+  array = np.asarray(rows)
+  if array.dtype.kind not in 'fiu':
+    raise InputError(f'feature {name!r} has dtype {array.dtype}; expected a float array.')
+  if array.ndim != 2:
+    raise InputError(f'feature {name!r} has shape {array.shape}; expected [rows, dim].')
+  if num_rows is not None and array.shape[0] != num_rows:
+    raise InputError(
+      f'feature {name!r} has {array.shape[0]} rows; expected {num_rows} (one per id).'
+    )
+  if dim is not None and array.shape[1] != dim:
+    raise InputError(f'feature {name!r} has dimension {array.shape[1]}; expected {dim}.')
+  with np.errstate(over='ignore', invalid='ignore'):  # overflow is reported just below
+    array = array.astype(dtype, copy=False)
+  bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+  if bad.size:
+    raise InputError(
+      f'feature {name!r} has NaN or inf in {bad.size} row(s), first {bad[:SHOW].tolist()}, '
+      f'after casting to {dtype} (float16 overflows above 65504).'
+    )
+  return array
+
+
+def build_metadata(metadata: Mapping, dims: Mapping[str, int], dtype: str, count: int) -> dict:
+  """The full `metadata.json` content from the caller's descriptive fields.
+
+  Args:
+    metadata: `{'features': {name: {extractor, weights_sha256, input_size, preprocessing}},
+      'source': ...}`; every stored feature needs an entry; `source` is optional and free-form.
+    dims: feature name -> dimension D of the stored array.
+    dtype: the stored dtype.
+    count: number of rows N.
+
+  Returns:
+    A dict with `format_version`, `count`, `source` and `features` (each with `dim`, `dtype`).
+
+  Raises:
+    InputError: a feature without an entry, a missing or malformed key, or a `dim`/`dtype` given
+      that disagrees with the data.
+  """
+  if not isinstance(metadata, Mapping) or not isinstance(metadata.get('features'), Mapping):
+    raise InputError("feature store metadata needs a 'features' mapping: name -> descriptor.")
+  described = metadata['features']
+  unknown = sorted(set(described) - set(dims))
+  if unknown:
+    raise InputError(f'metadata describes features {unknown} that are not written: {sorted(dims)}.')
+  features = {}
+  for name, dim in dims.items():
+    entry = described.get(name)
+    if not isinstance(entry, Mapping):
+      raise InputError(f"metadata['features'] has no entry for feature {name!r}.")
+    entry = dict(entry)
+    check_descriptor(name, entry, 'metadata')
+    for key, value in (('dim', int(dim)), ('dtype', dtype)):
+      if key in entry and entry[key] != value:
+        raise InputError(
+          f'metadata for {name!r} says {key}={entry[key]!r}, the data has {value!r}.'
+        )
+      entry[key] = value
+    features[name] = entry
+  extra = {k: v for k, v in metadata.items() if k not in ('features', 'format_version', 'count')}
+  return {
+    'format_version': FORMAT_VERSION,
+    'count': int(count),
+    'source': extra.pop('source', None),
+    **extra,
+    'features': features,
+  }
+
+
+def check_descriptor(name: str, entry: Mapping, where: str) -> None:
+  missing = [k for k in FEATURE_KEYS if k not in entry]
+  if missing:
+    raise InputError(
+      f'{where}: feature {name!r} lacks {missing}; every feature needs {FEATURE_KEYS}.'
+    )
+  sha = entry['weights_sha256']
+  if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+    raise InputError(f'{where}: feature {name!r} weights_sha256 must be 64 lowercase hex or null.')
+  size = entry['input_size']
+  sizes = size if isinstance(size, list | tuple) else [size]
+  if size is not None and not all(isinstance(s, int) and s > 0 for s in sizes):
+    raise InputError(f'{where}: feature {name!r} input_size must be an int, [h, w] or null.')
+  for key in ('extractor', 'preprocessing'):
+    if not isinstance(entry[key], str):
+      raise InputError(f'{where}: feature {name!r} {key} must be a string, got {entry[key]!r}.')
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` via a synced temporary file and `os.replace`."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp_')
+  try:
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def sync_dir(directory: str) -> None:
+  """fsyncs a directory so that renames inside it survive a power cut (no-op where unsupported)."""
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def ids_text(ids: Sequence[str]) -> str:
+  return ''.join(f'{i}\n' for i in ids)
+
+
+def finish(directory: str, meta: dict) -> None:
+  """Writes `metadata.json`, then the `COMPLETE` marker, each atomically: the store's last step."""
+  atomic_write_text(os.path.join(directory, METADATA_FILE), json.dumps(meta, indent=2) + '\n')
+  marker = {'format_version': FORMAT_VERSION, 'count': meta['count']}
+  atomic_write_text(os.path.join(directory, COMPLETE_FILE), json.dumps(marker) + '\n')
+  sync_dir(directory)
+
+
+def read_ids(path: str) -> list[str]:
+  """Reads an `ids.txt`.
+
+  Raises:
+    InputError: unreadable, empty, a blank or padded line, or a duplicate id (naming the id and
+      both line numbers).
+  """
+  try:
+    with open(path, encoding='utf-8', newline='') as f:
+      lines = f.read().split('\n')
+  except (OSError, UnicodeDecodeError) as e:
+    raise InputError(f'cannot read {path}: {e}') from e
+  lines = [line.removesuffix('\r') for line in lines]
+  while lines and not lines[-1]:
+    lines.pop()
+  seen: dict[str, int] = {}
+  for number, image_id in enumerate(lines, start=1):
+    if not image_id or image_id.strip() != image_id:
+      raise InputError(f'{path} line {number}: expected an image id, got {image_id!r}.')
+    if image_id in seen:
+      raise InputError(
+        f'{path}: id {image_id!r} appears twice, on lines {seen[image_id]} and {number}.'
+      )
+    seen[image_id] = number
+  if not lines:
+    raise InputError(f'{path} is empty; expected one image id per line.')
+  return lines
+
+
+def read_metadata(directory: str) -> dict:
+  """Reads and checks a store's `metadata.json`.
+
+  Raises:
+    InputError: missing or invalid JSON, another format version, or malformed entries.
+  """
+  path = os.path.join(directory, METADATA_FILE)
+  try:
+    with open(path, encoding='utf-8') as f:
+      meta = json.load(f)
+  except FileNotFoundError as e:
+    raise InputError(f'{path} is missing; every feature store needs one.') from e
+  except (OSError, ValueError) as e:
+    raise InputError(f'{path} is not valid JSON: {e}') from e
+  if not isinstance(meta, dict):
+    raise InputError(f'{path}: expected a JSON object.')
+  if meta.get('format_version') != FORMAT_VERSION:
+    raise InputError(
+      f'{path}: format_version {meta.get("format_version")!r}; this memjax reads {FORMAT_VERSION}.'
+    )
+  if not isinstance(meta.get('count'), int) or not isinstance(meta.get('features'), dict):
+    raise InputError(f"{path}: expected an int 'count' and a 'features' object.")
+  for name, entry in meta['features'].items():
+    if not isinstance(entry, dict) or not isinstance(entry.get('dim'), int):
+      raise InputError(f"{path}: feature {name!r} needs an object with an int 'dim'.")
+    if entry.get('dtype') not in DTYPES:
+      raise InputError(
+        f"{path}: feature {name!r} needs 'dtype' in {DTYPES}, got {entry.get('dtype')!r}."
+      )
+    check_descriptor(name, entry, path)
+  return meta

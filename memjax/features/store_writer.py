@@ -1,0 +1,250 @@
+"""Incremental, resumable writing of a feature store, for extraction runs that may be cut short.
+
+The store directory is created (atomically) with `ids.txt`, one pre-allocated `<name>.npy` per
+feature and `progress.json`. Each `append` writes the next rows of some features into the
+memory-mapped arrays, flushes them, then atomically records the new row counts in
+`progress.json`; so after a crash at most the rows of the batch in flight are lost, and they are
+written again on resume. Until `finalize` writes `metadata.json` and the `COMPLETE` marker, the
+directory is an unfinished store that `read_store` refuses.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from absl import logging
+
+from memjax.errors import InputError
+from memjax.features.store_format import (
+  FORMAT_VERSION,
+  IDS_FILE,
+  PROGRESS_FILE,
+  atomic_write_text,
+  build_metadata,
+  cast_rows,
+  check_dtype,
+  check_feature_name,
+  finish,
+  ids_text,
+  is_complete,
+  sync_dir,
+  validate_ids,
+)
+
+
+class StoreWriter:
+  """Fills a feature store batch by batch and resumes an interrupted fill.
+
+  Typical use::
+
+    writer = StoreWriter(directory, ids, {'cnn': 4096, 'semantic': 1024}, dtype='float16')
+    for start in range(writer.next_row, writer.num_rows, batch_size):  # skips finished rows
+      rows = ids[start : start + batch_size]
+      writer.append({'cnn': cnn_features(rows), 'semantic': semantic_features(rows)})
+    writer.finalize(metadata)
+
+  Each feature has its own row counter, so features can also be filled in separate passes.
+  """
+
+  def __init__(
+    self,
+    directory: str | os.PathLike,
+    ids: Sequence[str],
+    dims: Mapping[str, int],
+    dtype: str = 'float32',
+  ):
+    """Creates the unfinished store, or reopens one an earlier run left.
+
+    Args:
+      directory: the store directory.
+      ids: [N] unique image ids, in row order.
+      dims: feature name -> dimension D.
+      dtype: 'float16' or 'float32'.
+
+    Raises:
+      InputError: bad ids, names or dims; `directory` already holds a complete store, or
+        something that is neither empty nor an unfinished store; or the unfinished store there
+        was started with other ids, dims or dtype.
+    """
+    self.directory = os.path.abspath(os.fspath(directory))
+    self.dtype = check_dtype(dtype)
+    ids = validate_ids(ids)
+    if not dims:
+      raise InputError('StoreWriter needs at least one feature dimension.')
+    self.dims = {check_feature_name(n): int(d) for n, d in dims.items()}
+    bad = [n for n, d in self.dims.items() if d <= 0]
+    if bad:
+      raise InputError(f'StoreWriter: feature dimensions must be positive, got {dims}.')
+    self.num_rows = len(ids)
+    self._layout = {
+      'format_version': FORMAT_VERSION,
+      'count': self.num_rows,
+      'dtype': self.dtype,
+      'dims': self.dims,
+      'ids_sha256': hashlib.sha256(ids_text(ids).encode('utf-8')).hexdigest(),
+    }
+    progress_path = os.path.join(self.directory, PROGRESS_FILE)
+    if is_complete(self.directory):
+      raise InputError(
+        f'{self.directory} already holds a complete feature store; read it with read_store, '
+        'or delete it to extract again.'
+      )
+    if os.path.isfile(progress_path):
+      self._rows_done = self._resume(progress_path)
+    elif os.path.lexists(self.directory) and (
+      not os.path.isdir(self.directory) or os.listdir(self.directory)
+    ):
+      raise InputError(
+        f'{self.directory} exists but is neither empty nor an unfinished feature store '
+        f'(no {PROGRESS_FILE}); delete it or choose another directory.'
+      )
+    else:
+      self._rows_done = self._create(ids)
+    self._arrays = {n: self._open(n) for n in self.dims}
+
+  def _path(self, name: str) -> str:
+    return os.path.join(self.directory, f'{name}.npy')
+
+  def _create(self, ids: list[str]) -> dict[str, int]:
+    parent, base = os.path.split(self.directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{base}.init-', dir=parent)
+    rows_done = dict.fromkeys(self.dims, 0)
+    try:
+      atomic_write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
+      for name, dim in self.dims.items():
+        array = np.lib.format.open_memmap(
+          os.path.join(tmp, f'{name}.npy'), mode='w+', dtype=self.dtype, shape=(len(ids), dim)
+        )
+        array.flush()
+        del array
+      progress = {**self._layout, 'rows_done': rows_done}
+      atomic_write_text(os.path.join(tmp, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n')
+      if os.path.isdir(self.directory):
+        os.rmdir(self.directory)  # empty (checked by the caller)
+      os.rename(tmp, self.directory)
+      sync_dir(parent)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
+    logging.info('Started feature store %s: %d rows, dims %s.', self.directory, len(ids), self.dims)
+    return rows_done
+
+  def _resume(self, progress_path: str) -> dict[str, int]:
+    try:
+      with open(progress_path, encoding='utf-8') as f:
+        progress = json.load(f)
+      rows_done = {n: int(progress['rows_done'][n]) for n in progress['dims']}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise InputError(f'{progress_path} is unreadable ({e}); delete {self.directory}.') from e
+    for key, value in self._layout.items():
+      if progress.get(key) != value:
+        what = 'ids' if key == 'ids_sha256' else f'{key} {progress.get(key)!r}'
+        raise InputError(
+          f'the unfinished feature store {self.directory} was started with other {what}; '
+          f'this run asks for {key} {value!r}. Delete it or choose another directory.'
+        )
+    logging.info('Resuming feature store %s: rows done %s.', self.directory, rows_done)
+    return rows_done
+
+  def _open(self, name: str) -> np.memmap:
+    path = self._path(name)
+    try:
+      array = np.lib.format.open_memmap(path, mode='r+')
+    except (OSError, ValueError) as e:
+      raise InputError(
+        f'{path} is not a readable .npy array ({e}); delete {self.directory}.'
+      ) from e
+    expected = (self.num_rows, self.dims[name])
+    if array.shape != expected or array.dtype.name != self.dtype:
+      raise InputError(
+        f'{path} has shape {array.shape} and dtype {array.dtype}; expected {expected} '
+        f'{self.dtype}. Delete {self.directory}.'
+      )
+    return array
+
+  @property
+  def rows_done(self) -> dict[str, int]:
+    """Feature name -> rows already written (and recorded in `progress.json`)."""
+    return dict(self._rows_done)
+
+  @property
+  def next_row(self) -> int:
+    """The first row some feature still lacks (`num_rows` when all are done)."""
+    return min(self._rows_done.values())
+
+  def append(self, rows: Mapping[str, np.ndarray]) -> None:
+    """Writes the next rows of some or all features, then records the progress.
+
+    Args:
+      rows: feature name -> [b, D] array holding that feature's rows
+        `rows_done[name] .. rows_done[name] + b - 1` (each feature continues where it stopped).
+
+    Raises:
+      InputError: unknown feature, wrong dimension, non-finite values, rows past the end, or the
+        writer is finalized.
+    """
+    if self._arrays is None:
+      raise InputError(f'feature store {self.directory} is finalized; nothing more to append.')
+    unknown = sorted(set(rows) - set(self.dims))
+    if unknown:
+      raise InputError(
+        f'append got unknown feature(s) {unknown}; this store has {sorted(self.dims)}.'
+      )
+    batch = {n: cast_rows(n, r, None, self.dims[n], self.dtype) for n, r in rows.items()}
+    for name, array in batch.items():
+      start = self._rows_done[name]
+      if start + len(array) > self.num_rows:
+        raise InputError(
+          f'append of {len(array)} rows of {name!r} at row {start} passes the end of the store '
+          f'({self.num_rows} rows).'
+        )
+    for name, array in batch.items():
+      start = self._rows_done[name]
+      self._arrays[name][start : start + len(array)] = array
+      self._arrays[name].flush()
+    for name, array in batch.items():
+      self._rows_done[name] += len(array)
+    progress = {**self._layout, 'rows_done': self._rows_done}
+    atomic_write_text(
+      os.path.join(self.directory, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n'
+    )
+
+  def close(self) -> None:
+    """Flushes and releases the arrays; the store stays unfinished and resumable."""
+    if self._arrays is not None:
+      for array in self._arrays.values():
+        array.flush()
+      self._arrays = None
+
+  def finalize(self, metadata: Mapping) -> str:
+    """Completes the store: writes `metadata.json`, then the `COMPLETE` marker.
+
+    Args:
+      metadata: descriptive fields, see `store_format.build_metadata`.
+
+    Returns:
+      The absolute path of the store.
+
+    Raises:
+      InputError: some feature has rows left to write, or the metadata is malformed.
+    """
+    unfinished = {n: d for n, d in self._rows_done.items() if d != self.num_rows}
+    if unfinished:
+      raise InputError(
+        f'cannot finalize {self.directory}: rows done {unfinished} of {self.num_rows}.'
+      )
+    meta = build_metadata(metadata, self.dims, self.dtype, self.num_rows)
+    self.close()
+    for name in self.dims:
+      with open(self._path(name), 'rb+') as f:
+        os.fsync(f.fileno())
+    finish(self.directory, meta)
+    os.remove(os.path.join(self.directory, PROGRESS_FILE))
+    sync_dir(self.directory)
+    logging.info('Finished feature store %s (%d rows).', self.directory, self.num_rows)
+    return self.directory
