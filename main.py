@@ -1,8 +1,10 @@
 """memjax command line: flags and dispatch only.
 
-python main.py --config=configs/k4.py --workdir=WORKDIR [--mode=train|evaluate] [--config.x=y]
+python main.py --config=configs/k4.py --workdir=WORKDIR [--mode=train|evaluate|extract|predict]
+  [--config.x=y]
 """
 
+import logging as std_logging
 import sys
 
 import jax
@@ -10,10 +12,31 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from memjax import evaluate, parallel, train
+from memjax import (
+  baselines,
+  evaluate,
+  extract,
+  parallel,
+  predict,
+  report,
+  search,
+  sweep,
+  train,
+  transfer,
+)
 from memjax.errors import InputError
 
-MODES = {'train': train.train_and_evaluate, 'evaluate': evaluate.evaluate}
+MODES = {
+  'train': train.train_and_evaluate,
+  'evaluate': evaluate.evaluate,
+  'extract': extract.extract,
+  'predict': predict.predict,
+  'baseline': baselines.run,
+  'sweep': sweep.run,
+  'search': search.run,
+  'transfer': transfer.transfer,
+  'report': report.report,
+}
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -24,13 +47,13 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def _quiet_orbax(record) -> bool:
   """Keeps Orbax's per-checkpoint INFO chatter out of the log; its warnings still show."""
-  return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_logger().addFilter(_quiet_orbax)
+  logging.get_absl_handler().python_handler.addFilter(_quiet_orbax)
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; JAX owns the accelerators.
   parallel.initialize_distributed(FLAGS.config.distributed)
   logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())
@@ -39,7 +62,13 @@ def main(argv):
   except InputError as e:
     logging.error('%s', e)
     print(f'memjax: error: {e}', file=sys.stderr)
+    parallel.stop_all_processes(str(e), exit_code=2)
     sys.exit(2)
+  except Exception as e:
+    if jax.process_count() > 1:  # other processes must not wait for this one in a collective
+      logging.exception('process %d failed', jax.process_index())
+      parallel.stop_all_processes(f'{type(e).__name__}: {e}', exit_code=1)
+    raise
 
 
 if __name__ == '__main__':

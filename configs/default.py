@@ -21,9 +21,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_secs = 30.0  # Seconds between progress lines (steps/s, ETA).
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'synthetic'  # Dataset: 'synthetic' (the built-in default) or 'lamem'.
-  config.data.dir = config_dict.placeholder(str)  # Dataset folder (LaMem: holds splits/).
+  config.data.name = 'synthetic'  # 'synthetic' (built-in default), 'lamem' or 'image_folder'.
+  config.data.dir = config_dict.placeholder(str)  # Dataset folder (LaMem: holds splits/, images/).
+  config.data.csv = config_dict.placeholder(str)  # image_folder: scores CSV; None: dir/scores.csv.
+  config.data.image_column = 'image'  # image_folder: CSV column of image paths (relative to dir).
+  config.data.score_column = 'score'  # image_folder: CSV column of scores in [0, 1].
   config.data.features_dir = config_dict.placeholder(str)  # Feature store folder.
+  config.data.on_the_fly = False  # Compute features from images inside the jitted steps.
   config.data.protocol = 'cv5'  # 'cv5': k-fold CV, one label version; 'official': given splits.
   config.data.label_version = 1  # LaMem labels used by 'cv5' (those of split files _1 .. _5).
   config.data.num_folds = 5  # Folds of 'cv5' ('official' has one fold per given split).
@@ -44,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.head = 'classification'  # 'classification' (K classes) or 'regression' (MSE).
   config.model.branch_units = ml_collections.ConfigDict(
-    {'cnn': (512,), 'semantic': (512,)}
+    {'cnn': (512,), 'semantic': (512,), 'efficientnet': (256,), 'color_grid': (32,)}
   )  # Dense widths of each feature's branch.
   config.model.hidden_units = (256,)  # Dense widths after the concatenation.
   config.model.dropout = 0.5  # Dropout rate after every hidden Dense layer.
@@ -60,8 +64,85 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.rmsprop_decay = 0.9  # rmsprop moving-average decay.
   config.optimizer.eps = 1e-7  # rmsprop epsilon (Keras' default).
 
+  # Frozen extractors: feature name -> kind and local weight files (memjax/features/registry.py).
+  config.extractors = ml_collections.ConfigDict()
+  for name, kind in (
+    ('cnn', 'vgg16'),
+    ('semantic', 'vse'),
+    ('efficientnet', 'efficientnet_lite0'),
+    ('color_grid', 'color_grid'),
+  ):
+    config.extractors[name] = ml_collections.ConfigDict()
+    config.extractors[name].kind = kind  # vgg16, vgg19, vse, efficientnet_lite0, color_grid.
+    config.extractors[name].weights = config_dict.placeholder(str)  # Weight file (.h5/.pth).
+    config.extractors[name].projection = config_dict.placeholder(str)  # vse: projection .npz.
+
+  config.extract = ml_collections.ConfigDict()
+  config.extract.batch_size = 32  # Images per extraction batch (global, split over devices).
+  config.extract.dtype = 'float16'  # Stored feature dtype: 'float16' or 'float32'.
+  config.extract.on_error = 'skip'  # Unreadable image: 'skip' (listed in logs/metadata) or 'stop'.
+
+  config.predict = ml_collections.ConfigDict()
+  config.predict.input = config_dict.placeholder(str)  # Folder of images, or a CSV of paths.
+  config.predict.output = config_dict.placeholder(str)  # CSV to write (default WORKDIR/...).
+  config.predict.path_column = 'image'  # Column of image paths when the input is a CSV.
+
   config.eval = ml_collections.ConfigDict()
   config.eval.checkpoint = 'best'  # Checkpoint scored per fold: 'best', 'latest' or a step.
+
+  # Regression baselines of Table 1 (--mode=baseline, memjax/baselines.py).
+  config.baseline = ml_collections.ConfigDict()
+  config.baseline.method = 'svr'  # Regressor: 'svr', 'knn' or 'tree' (decision tree).
+  config.baseline.num_trials = 20  # Optuna TPE trials per fold, scored on the fold's val rows.
+  config.baseline.startup_trials = 5  # Of these, random trials before TPE models the results.
+  config.baseline.tune_rows = 3000  # Train rows each tuning trial fits (seeded subsample; 0: all).
+  config.baseline.fit_rows = 0  # Train+val rows of the final fit (seeded subsample; 0: all).
+  config.baseline.approximation = 'nystroem'  # svr: 'nystroem' (+ linear SVR) or 'none' (exact).
+  config.baseline.nystroem_components = 1000  # Kernel features of the Nystroem approximation.
+
+  # K sweep (--mode=sweep, memjax/sweep.py): one train_and_evaluate per K in WORKDIR/k{K}/.
+  config.sweep = ml_collections.ConfigDict()
+  config.sweep.num_classes = (2, 3, 4, 5, 6, 7, 8)  # The K values trained, in order.
+  config.sweep.compile_cache = True  # Persistent XLA cache in WORKDIR/jax_cache (folds reuse it).
+
+  # Optuna hyper-parameter search of the MLP (--mode=search, memjax/search.py).
+  config.search = ml_collections.ConfigDict()
+  config.search.storage = config_dict.placeholder(str)  # URL; None: sqlite:///WORKDIR/study.db.
+  config.search.study_name = 'memjax'  # Study name inside the storage.
+  config.search.num_trials = 20  # Finished (complete or pruned) trials, all workers together.
+  config.search.startup_trials = 10  # Random trials before TPE starts modelling the results.
+  config.search.pruner_startup_trials = 5  # Trials finished before a trial can be pruned.
+  config.search.sampler_seed = config_dict.placeholder(int)  # TPE seed; None: new per worker.
+  config.search.units = (32, 1024)  # Log-uniform range of the units of every layer.
+  config.search.dropout = (0.0, 0.7)  # Uniform range of the dropout rate.
+  config.search.activations = ('relu', 'tanh')  # Activation choices.
+  config.search.optimizers = ('adam', 'rmsprop', 'sgd')  # Optimiser choices.
+  config.search.learning_rate = (1e-4, 3e-2)  # Log-uniform range of the learning rate.
+  config.search.heartbeat_secs = 10  # Heartbeat period of a running trial (detects dead workers).
+  config.search.grace_secs = 60  # Seconds without heartbeat before a trial is failed and retried.
+  config.search.max_retry = 2  # Times a trial whose worker died is re-queued (same parameters).
+  config.search.compile_cache = True  # Persistent XLA cache in WORKDIR/jax_cache, all workers.
+
+  # Cross-dataset evaluation (--mode=transfer, memjax/transfer.py): a trained fold ensemble
+  # scores other datasets. name -> {data: overrides of config.data, seed, first_row, paper, about}.
+  config.transfer = ml_collections.ConfigDict()
+  config.transfer.datasets = ml_collections.ConfigDict()  # See configs/transfer.py for entries.
+
+  # Tables and figures (--mode=report, memjax/report.py): which workdir is which result.
+  config.report = ml_collections.ConfigDict()
+  config.report.table1 = ml_collections.ConfigDict()
+  config.report.table1.cnn_svr = config_dict.placeholder(str)  # Workdir of 'CNN SVR'.
+  config.report.table1.cnn_mlp_k2 = config_dict.placeholder(str)  # Workdir of 'CNN MLP K=2'.
+  config.report.table1.cnn_mlp_k4 = config_dict.placeholder(str)  # Workdir of 'CNN MLP K=4'.
+  config.report.table1.ic_svr = config_dict.placeholder(str)  # Workdir of 'IC SVR'.
+  config.report.table1.ic_mlp_k4 = config_dict.placeholder(str)  # Workdir of 'IC MLP K=4'.
+  config.report.table1.cnn_ic_mlp_k4 = config_dict.placeholder(str)  # 'CNN+IC MLP K=4'.
+  config.report.extra_rows = ml_collections.ConfigDict()  # More Table 1 rows: label -> workdir.
+  config.report.sweep = config_dict.placeholder(str)  # Workdir of --mode=sweep.
+  config.report.search = config_dict.placeholder(str)  # Workdir of --mode=search.
+  config.report.transfer = config_dict.placeholder(str)  # Workdir of --mode=transfer.
+  config.report.scatter_rows = ('cnn_ic_mlp_k4',)  # Rows whose per-fold scatter plot is drawn.
+  config.report.grid_size = 8  # Fig. 3: this many most and least memorable images (if any).
 
   config.distributed = ml_collections.ConfigDict()
   config.distributed.enabled = False  # Call jax.distributed.initialize (several processes).

@@ -107,7 +107,7 @@ def evaluate_fold(
   mngr.close()
   fd = fold_data.prepare(config, data, plan, fold, meta['thresholds'], meta['values'])
   consts = parallel.replicate(fd.consts(np.zeros(2, np.uint32)), mesh)
-  eval_fn = steps.jit_eval_step(model, mesh)
+  eval_fn = steps.jit_eval_step(model, mesh, extractors=data.extractors)
   result = score(eval_fn, state.params, fd, fd.split.test, consts, config.eval_batch_size, mesh)
   result.update(
     fold=fold,

@@ -44,7 +44,9 @@ class FoldData:
     split: train/val/test row indices.
     thresholds: [K-1] class thresholds from this fold's training scores.
     values: [K] the s_k of the score aggregation.
-    arrays: per-row arrays the pipelines read: the configured features, `label`, `score`.
+    arrays: per-row arrays the pipelines read: the configured features (or `image` when
+      features are computed on the fly), `label`, `score`.
+    frozen: on the fly, the frozen extractors' parameters by feature name; else None.
   """
 
   fold: int
@@ -53,14 +55,18 @@ class FoldData:
   thresholds: np.ndarray
   values: np.ndarray
   arrays: dict
+  frozen: dict | None = None
 
   def consts(self, key: jax.Array) -> dict:
     """The constants the jitted steps take (see `steps`)."""
-    return {
+    consts = {
       'key': key,
       'thresholds': np.asarray(self.thresholds, np.float32),
       'values': np.asarray(self.values, np.float32),
     }
+    if self.frozen is not None:
+      consts['frozen'] = self.frozen
+    return consts
 
 
 def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> list[FoldPlan]:
@@ -105,7 +111,12 @@ def prepare(
     thresholds = labels.quantile_thresholds(train_scores, config.num_classes)
     values = labels.class_score_values(train_scores, thresholds, config.score_values)
   labelled = np.isfinite(plan.scores)
-  arrays = {n: data.features[n] for n in config.features}
+  if data.extractors is not None:
+    arrays = {'image': data.features['image']}
+    frozen = {n: data.extractors[n].params for n in config.features}
+  else:
+    arrays = {n: data.features[n] for n in config.features}
+    frozen = None
   arrays['label'] = np.where(labelled, labels.assign_classes(plan.scores, thresholds), -1)
   arrays['score'] = plan.scores.astype(np.float32)
   return FoldData(
@@ -115,6 +126,7 @@ def prepare(
     thresholds=np.asarray(thresholds),
     values=np.asarray(values),
     arrays=arrays,
+    frozen=frozen,
   )
 
 

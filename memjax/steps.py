@@ -46,6 +46,17 @@ def abstract_state(model, tx, feature_dims, mesh: Mesh):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
+def model_inputs(model: FusionMLP, batch, consts, extractors=None) -> dict:
+  """The model's input features: from the batch, or computed from `batch['image']` by the frozen
+  extractors (on the fly; no gradient flows into them)."""
+  if extractors is None:
+    return {n: batch[n].astype(jnp.float32) for n in model.features}  # a store may hold f16
+  return {
+    n: jax.lax.stop_gradient(extractors[n].forward(consts['frozen'][n], batch['image']))
+    for n in model.features
+  }
+
+
 def _per_example(model: FusionMLP, outputs, batch, consts):
   """(loss, predicted score, predicted class) per example."""
   if model.head == 'regression':
@@ -59,10 +70,10 @@ def _per_example(model: FusionMLP, outputs, batch, consts):
   return loss, score, pred_class
 
 
-def train_step(state: TrainState, batch, consts, *, model: FusionMLP):
+def train_step(state: TrainState, batch, consts, *, model: FusionMLP, extractors=None):
   """One optimiser step on a global batch; returns (state, metric sums)."""
   rng = jax.random.fold_in(consts['key'], state.step)
-  inputs = {n: batch[n].astype(jnp.float32) for n in model.features}  # store may be f16
+  inputs = model_inputs(model, batch, consts, extractors)
 
   def loss_fn(params):
     outputs = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng})
@@ -79,16 +90,16 @@ def train_step(state: TrainState, batch, consts, *, model: FusionMLP):
   return state, metrics
 
 
-def train_steps(state: TrainState, batches, consts, *, model: FusionMLP):
+def train_steps(state: TrainState, batches, consts, *, model: FusionMLP, extractors=None):
   """`train_step` over the leading axis of `batches` ([T, B, ...]) in one `lax.scan`."""
-  step = functools.partial(train_step, model=model)
+  step = functools.partial(train_step, model=model, extractors=extractors)
   state, metrics = jax.lax.scan(lambda s, b: step(s, b, consts), state, batches)
   return state, jax.tree.map(lambda m: m.sum(0), metrics)
 
 
-def eval_step(params, batch, consts, *, model: FusionMLP):
+def eval_step(params, batch, consts, *, model: FusionMLP, extractors=None):
   """Per-example predictions plus masked metric sums of one (padded) evaluation batch."""
-  inputs = {n: batch[n].astype(jnp.float32) for n in model.features}  # store may be f16
+  inputs = model_inputs(model, batch, consts, extractors)
   outputs = model.apply({'params': params}, inputs, train=False)
   loss, score, pred_class = _per_example(model, outputs, batch, consts)
   mask = batch['mask']
@@ -103,19 +114,19 @@ def eval_step(params, batch, consts, *, model: FusionMLP):
   return predictions, sums
 
 
-def jit_train_steps(model: FusionMLP, mesh: Mesh, *, scan: bool = True):
+def jit_train_steps(model: FusionMLP, mesh: Mesh, *, scan: bool = True, extractors=None):
   """Jitted (scanned or single) train step: state replicated and donated, batch sharded."""
-  fn = functools.partial(train_steps if scan else train_step, model=model)
+  fn = functools.partial(train_steps if scan else train_step, model=model, extractors=extractors)
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh, batch_axis=1 if scan else 0)
   return jax.jit(fn, in_shardings=(rep, batch, rep), out_shardings=(rep, rep), donate_argnums=0)
 
 
-def jit_eval_step(model: FusionMLP, mesh: Mesh):
+def jit_eval_step(model: FusionMLP, mesh: Mesh, extractors=None):
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh)
   return jax.jit(
-    functools.partial(eval_step, model=model),
+    functools.partial(eval_step, model=model, extractors=extractors),
     in_shardings=(rep, batch, rep),
     out_shardings=(batch, rep),
   )

@@ -92,8 +92,8 @@ def train_fold(
   progress = periodic_actions.ReportProgress(
     num_train_steps=total_steps, writer=writer, every_steps=None, every_secs=config.log_every_secs
   )
-  train_fn = steps.jit_train_steps(model, mesh)
-  eval_fn = steps.jit_eval_step(model, mesh)
+  train_fn = steps.jit_train_steps(model, mesh, extractors=data.extractors)
+  eval_fn = steps.jit_eval_step(model, mesh, extractors=data.extractors)
   share = parallel.process_share(config.batch_size)
   logging.info(
     'fold %d: %d train / %d val / %d test rows; thresholds %s; %d steps per epoch',

@@ -1,4 +1,5 @@
-"""Test set-up: four simulated CPU devices (before JAX initialises), TF kept off accelerators."""
+"""Test set-up: four simulated CPU devices (before JAX initialises), TF kept off accelerators,
+and the shared `trained` run of configs/test.py."""
 
 import os
 import sys
@@ -22,3 +23,16 @@ def test_config():
   from configs import test as test_cfg
 
   return test_cfg.get_config()
+
+
+@pytest.fixture(scope='session')
+def trained(tmp_path_factory):
+  """configs/test.py trained and evaluated once, in this process on 4 devices: (config, workdir,
+  summary). Shared by the end-to-end and the multi-process tests; tests may re-evaluate in the
+  workdir but must not change the returned summary."""
+  from configs import test as test_cfg
+  from memjax import train
+
+  config = test_cfg.get_config()
+  workdir = str(tmp_path_factory.mktemp('run'))
+  return config, workdir, train.train_and_evaluate(config, workdir)

@@ -1,4 +1,7 @@
-"""train -> evaluate on configs/test.py, resume after an interruption, and the CLI."""
+"""train -> evaluate on configs/test.py, resume after an interruption, and the CLI.
+
+`trained` (tests/conftest.py) is the run of configs/test.py on 4 devices that these tests share.
+"""
 
 import json
 import os
@@ -11,15 +14,6 @@ import pytest
 from memjax import checkpointing, evaluate, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  from configs import test as test_cfg
-
-  config = test_cfg.get_config()
-  workdir = str(tmp_path_factory.mktemp('run'))
-  return config, workdir, train.train_and_evaluate(config, workdir)
 
 
 def test_summary_contents(trained):

@@ -6,7 +6,7 @@ from memjax.datasets import synthetic
 from memjax.datasets.base import LabelledSplit, MemorabilityData
 from memjax.errors import InputError
 
-PROTOCOLS = {'synthetic': ('cv5',), 'lamem': ('cv5', 'official')}
+PROTOCOLS = {'synthetic': ('cv5',), 'lamem': ('cv5', 'official'), 'image_folder': ('cv5',)}
 
 
 def load(config: ml_collections.ConfigDict) -> MemorabilityData:
@@ -26,11 +26,35 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     from memjax.datasets import lamem  # needs the feature store only when used
 
     return lamem.load(config)
+  if name == 'image_folder':
+    from memjax.datasets import image_folder
+
+    return image_folder.load(config)
   if config.data.features_dir:
     from memjax.datasets import synthetic_store
 
     return synthetic_store.load(config)
   return synthetic.generate(config.data.synthetic, config.seed)
+
+
+def image_paths(config: ml_collections.ConfigDict) -> tuple:
+  """(ids, image file paths) of the dataset's images, for extraction.
+
+  Raises:
+    InputError: the dataset has no images (synthetic) or its files are bad.
+  """
+  if config.data.name == 'lamem':
+    from memjax.datasets import lamem
+
+    return lamem.image_paths(config)
+  if config.data.name == 'image_folder':
+    from memjax.datasets import image_folder
+
+    return image_folder.image_paths(config)
+  raise InputError(
+    f'config.data.name={config.data.name!r} has no images to extract features from; use '
+    "'lamem' or 'image_folder'."
+  )
 
 
 __all__ = ['LabelledSplit', 'MemorabilityData', 'load']

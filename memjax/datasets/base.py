@@ -41,6 +41,8 @@ class MemorabilityData:
     description: one line for logs and results.
     splits: given splits with their own labels, for the `official` protocol (may be empty).
     label_version: which label version `scores` holds, when the data has several.
+    extractors: when set, features are computed on the fly: `features` holds only `image`
+      (an `ImageRows`) and these frozen extractors run inside the jitted steps.
   """
 
   name: str
@@ -52,6 +54,7 @@ class MemorabilityData:
   description: str
   splits: tuple[LabelledSplit, ...] = ()
   label_version: int | None = None
+  extractors: Mapping | None = None
 
   def __len__(self) -> int:
     return int(self.ids.size)
@@ -62,6 +65,8 @@ class MemorabilityData:
     Raises:
       InputError: a requested feature is not in this dataset.
     """
+    if self.extractors is not None:
+      return {n: self.extractors[n].feature_dim for n in names}
     missing = [n for n in names if n not in self.features]
     if missing:
       raise InputError(

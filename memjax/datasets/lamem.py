@@ -25,7 +25,7 @@ from absl import logging
 from memjax.datasets import tfds_common
 from memjax.datasets.base import LabelledSplit, MemorabilityData
 from memjax.errors import InputError
-from memjax.features import store
+from memjax.features import registry, store
 
 KINDS = ('train', 'val', 'test')
 NUM_SPLITS = 5
@@ -88,6 +88,22 @@ def _rows(split_ids, lines, row_of: dict, path: str, features_dir: str) -> np.nd
   return rows
 
 
+def image_paths(config: ml_collections.ConfigDict) -> tuple[np.ndarray, list[str]]:
+  """(ids, paths) of every LaMem image: those of split 1 (train + val + test), in id order.
+
+  Raises:
+    InputError: missing folder or split files, malformed lines.
+  """
+  root = config.data.dir
+  if not root or not os.path.isdir(os.path.join(root, 'images')):
+    raise InputError(f'config.data.dir={root!r}: expected the LaMem folder holding images/.')
+  ids = np.concatenate(
+    [read_split_file(os.path.join(root, 'splits', f'{kind}_1.txt'))[0] for kind in KINDS]
+  )
+  ids = np.sort(ids)
+  return ids, [os.path.join(root, 'images', i) for i in ids]
+
+
 def load(config: ml_collections.ConfigDict) -> MemorabilityData:
   """Reads LaMem's split files and the feature store under the protocol the config names.
 
@@ -97,9 +113,15 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
   root, features_dir = config.data.dir, config.data.features_dir
   if not root or not os.path.isdir(os.path.join(root, 'splits')):
     raise InputError(f'config.data.dir={root!r}: expected the LaMem folder holding splits/.')
-  if not features_dir:
+  extractors = None
+  if config.data.on_the_fly:
+    ids, paths = image_paths(config)
+    features, extractors = registry.on_the_fly(config, paths)
+    features_dir = os.path.join(root, 'images')
+  elif not features_dir:
     raise InputError('config.data.features_dir is not set: LaMem needs a feature store.')
-  ids, features, meta = store.read_store(features_dir, names=list(config.features))
+  else:
+    ids, features, _ = store.read_store(features_dir, names=list(config.features))
   row_of = {image_id: row for row, image_id in enumerate(ids.tolist())}
   splits, versions = [], {}
   for k in range(1, NUM_SPLITS + 1):
@@ -132,4 +154,5 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     description=description,
     splits=tuple(splits),
     label_version=version,
+    extractors=extractors,
   )

@@ -1,0 +1,315 @@
+"""`--mode=baseline`: the regression baselines of the paper's Table 1 (SVR, KNN, decision tree).
+
+Every fold is the MLP's own (`fold_data.plan_folds`), so a baseline and an MLP on the same config
+are scored on exactly the same test rows and labels, with the same `metrics.spearman`:
+
+1. **Tuning, inside the training fold only.** Optuna's TPE sampler proposes hyper-parameters
+   (`config.baseline.num_trials` per fold); each proposal is fitted on a seeded subsample of the
+   fold's training rows (`tune_rows`) and scored by Spearman on the fold's validation rows (the
+   rows the MLP uses to pick its checkpoint). The test rows are never seen.
+2. **Final fit** of the best proposal on the training + validation rows (a seeded subsample of
+   `fit_rows` when set), then one prediction of the test rows.
+
+Features are the concatenation of `config.features`, standardised on the fitted rows; the
+target is standardised too (so SVR's epsilon is in score SDs). Exact RBF SVR costs
+O(n^2 d) per fit, too slow for ~47k x 5120 LaMem rows; `approximation='nystroem'` maps the rows
+through a Nystroem approximation of the same RBF kernel (`nystroem_components` landmarks) and fits
+a linear SVR there (squared epsilon-insensitive loss, solved in the primal: fast when rows
+outnumber components). What was used is recorded in `eval.json` and `summary.json` (`approximation`,
+`num_tune`, `num_fit`), beside the `method`, `features` and the fold's best `params`.
+"""
+
+import math
+import os
+import time
+import warnings
+
+import ml_collections
+import numpy as np
+import optuna
+from absl import logging
+from sklearn import (
+  compose,
+  exceptions,
+  kernel_approximation,
+  neighbors,
+  pipeline,
+  preprocessing,
+  svm,
+  tree,
+)
+
+from memjax import datasets, evaluate, fold_data, fold_predictions, metrics, results
+from memjax.errors import InputError
+
+METHODS = ('svr', 'knn', 'tree')
+APPROXIMATIONS = ('nystroem', 'none')
+
+
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+  """Validates `config.baseline`.
+
+  Raises:
+    InputError: naming the bad field and what was expected.
+  """
+  if cfg.method not in METHODS:
+    raise InputError(f'config.baseline.method must be one of {METHODS}, got {cfg.method!r}.')
+  if cfg.approximation not in APPROXIMATIONS:
+    raise InputError(
+      f'config.baseline.approximation must be one of {APPROXIMATIONS}, got {cfg.approximation!r}.'
+    )
+  for field in ('num_trials', 'nystroem_components'):
+    if cfg[field] < 1:
+      raise InputError(f'config.baseline.{field} must be >= 1, got {cfg[field]}.')
+  for field in ('tune_rows', 'fit_rows', 'startup_trials'):
+    if cfg[field] < 0:
+      raise InputError(f'config.baseline.{field} must be >= 0 (0: all), got {cfg[field]}.')
+
+
+def approximation_of(cfg: ml_collections.ConfigDict) -> str | None:
+  """What `results` record as the approximation: a string for SVR, None for KNN and trees."""
+  if cfg.method != 'svr':
+    return None
+  if cfg.approximation == 'none':
+    return 'none (exact RBF SVR)'
+  return f'nystroem ({cfg.nystroem_components} components) + linear SVR'
+
+
+def feature_matrix(data: datasets.MemorabilityData, names) -> np.ndarray:
+  """The features `names` of every row, concatenated ([N, sum of dims], float32).
+
+  Raises:
+    InputError: a feature is missing, or the data computes features on the fly.
+  """
+  if data.extractors is not None:
+    raise InputError(
+      'baselines need stored features: run --mode=extract and set config.data.features_dir '
+      '(config.data.on_the_fly=True has no feature rows to fit).'
+    )
+  data.feature_dims(names)  # raises for missing features
+  return np.hstack([np.asarray(data.features[n], np.float32) for n in names])
+
+
+def subsample(rows: np.ndarray, size: int, seed) -> np.ndarray:
+  """A seeded subsample of `size` of `rows` (sorted), or all of them when size is 0 or larger."""
+  if size == 0 or size >= rows.size:
+    return rows
+  return np.sort(np.random.default_rng(seed).choice(rows, size, replace=False))
+
+
+def suggest(trial: optuna.Trial, method: str, num_rows: int) -> dict:
+  """The search space of `method`; `num_rows` bounds KNN's neighbours."""
+  if method == 'svr':
+    return {
+      'C': trial.suggest_float('C', 1e-2, 1e2, log=True),
+      'epsilon': trial.suggest_float('epsilon', 1e-3, 1.0, log=True),
+      'gamma_scale': trial.suggest_float('gamma_scale', 0.03, 10.0, log=True),
+    }
+  if method == 'knn':
+    return {
+      'n_neighbors': trial.suggest_int('n_neighbors', 1, max(1, min(256, num_rows)), log=True),
+      'weights': trial.suggest_categorical('weights', ['uniform', 'distance']),
+      'metric': trial.suggest_categorical('metric', ['euclidean', 'cosine']),
+    }
+  return {
+    'max_depth': trial.suggest_int('max_depth', 2, 32),
+    'min_samples_leaf': trial.suggest_int('min_samples_leaf', 1, 256, log=True),
+    'max_features': trial.suggest_float('max_features', 0.05, 1.0),
+  }
+
+
+def make_model(
+  cfg: ml_collections.ConfigDict, params: dict, num_features: int, num_rows: int, seed: int
+):
+  """An unfitted scikit-learn regressor: standardise features -> method; standardised target.
+
+  SVR's RBF width is `gamma_scale / num_features` (scikit-learn's `gamma='scale'` for
+  standardised features, times a tuned factor). Nystroem landmarks and KNN's neighbours are
+  capped at the `num_rows` the model will be fitted on.
+  """
+  steps = [preprocessing.StandardScaler()]
+  if cfg.method == 'svr':
+    gamma = params['gamma_scale'] / num_features
+    if cfg.approximation == 'nystroem':
+      steps += [
+        kernel_approximation.Nystroem(
+          kernel='rbf',
+          gamma=gamma,
+          n_components=min(cfg.nystroem_components, num_rows),
+          random_state=seed,
+        ),
+        svm.LinearSVR(
+          C=params['C'],
+          epsilon=params['epsilon'],
+          loss='squared_epsilon_insensitive',
+          dual=False,
+          max_iter=10_000,
+          random_state=seed,
+        ),
+      ]
+    else:
+      steps.append(svm.SVR(C=params['C'], epsilon=params['epsilon'], gamma=gamma, cache_size=1000))
+  elif cfg.method == 'knn':
+    knn = {**params, 'n_neighbors': min(params['n_neighbors'], num_rows)}
+    steps.append(neighbors.KNeighborsRegressor(**knn, algorithm='brute'))
+  else:
+    steps.append(tree.DecisionTreeRegressor(**params, random_state=seed))
+  return compose.TransformedTargetRegressor(
+    regressor=pipeline.make_pipeline(*steps), transformer=preprocessing.StandardScaler()
+  )
+
+
+def fit_predict(cfg, params, x, y, fit_rows, predict_rows, seed) -> np.ndarray:
+  """Fits on `fit_rows` and predicts `predict_rows` (convergence warnings are logged once)."""
+  model = make_model(cfg, params, x.shape[1], fit_rows.size, seed)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always', exceptions.ConvergenceWarning)
+    model.fit(x[fit_rows], y[fit_rows])
+  if any(issubclass(w.category, exceptions.ConvergenceWarning) for w in caught):
+    logging.log_first_n(
+      logging.WARNING, 'baseline %s did not converge for %s', 5, cfg.method, params
+    )
+  return np.asarray(model.predict(x[predict_rows]), np.float64)
+
+
+def _finite(value: float) -> float:
+  """A Spearman fit for an objective: NaN (constant predictions) counts as no correlation."""
+  return value if math.isfinite(value) else 0.0
+
+
+def tune(cfg, x, plan: fold_data.FoldPlan, seed: int) -> tuple[dict, float, np.ndarray]:
+  """Optuna TPE search of `cfg.method` on the fold's training rows, scored on its val rows.
+
+  Returns:
+    (best params, best validation Spearman, the training rows each trial fitted).
+  """
+  split = plan.split
+  if split.val.size < 2:
+    raise InputError(
+      f'{plan.name} has {split.val.size} validation rows; baselines tune on them: raise '
+      'config.data.val_fraction.'
+    )
+  tune_rows = subsample(split.train, cfg.tune_rows, [seed, 1])
+  y_val = plan.scores[split.val]
+
+  def objective(trial: optuna.Trial) -> float:
+    params = suggest(trial, cfg.method, tune_rows.size)
+    pred = fit_predict(cfg, params, x, plan.scores, tune_rows, split.val, seed)
+    return _finite(metrics.spearman(pred, y_val))
+
+  sampler = optuna.samplers.TPESampler(
+    seed=seed, n_startup_trials=min(cfg.startup_trials, cfg.num_trials)
+  )
+  study = optuna.create_study(direction='maximize', sampler=sampler)
+  study.optimize(objective, n_trials=cfg.num_trials)
+  return dict(study.best_params), float(study.best_value), tune_rows
+
+
+def run_fold(config, data, x, plan: fold_data.FoldPlan, fold: int, workdir: str) -> dict:
+  """Tunes, fits and scores one fold; writes `fold_K/eval.json` and `fold_K/predictions.npz`."""
+  cfg = config.baseline
+  start = time.time()
+  seed = int(config.seed) * 1000 + fold
+  params, val_spearman, tune_rows = tune(cfg, x, plan, seed)
+  split = plan.split
+  fit_rows = subsample(np.union1d(split.train, split.val), cfg.fit_rows, [seed, 2])
+  pred = fit_predict(cfg, params, x, plan.scores, fit_rows, split.test, seed)
+  true = plan.scores[split.test]
+  result = {
+    'spearman': metrics.spearman(pred, true),
+    'pearson': metrics.pearson(pred, true),
+    'mse': float(np.mean((pred - true) ** 2)),
+    'num_examples': int(split.test.size),
+    'fold': fold,
+    'name': plan.name,
+    'method': cfg.method,
+    'params': params,
+    'val_spearman': val_spearman,
+    'num_trials': cfg.num_trials,
+    'approximation': approximation_of(cfg),
+    'num_tune': int(tune_rows.size),
+    'num_fit': int(fit_rows.size),
+    'num_train': int(split.train.size),
+    'num_val': int(split.val.size),
+    'num_test': int(split.test.size),
+    'wall_seconds': time.time() - start,
+  }
+  fdir = results.fold_dir(workdir, fold)
+  fold_predictions.save(
+    os.path.join(fdir, fold_predictions.PREDICTIONS_FILE),
+    split.test,
+    data.ids[split.test],
+    true,
+    pred,
+  )
+  results.write_json(os.path.join(fdir, results.EVAL_FILE), result)
+  logging.info(
+    'fold %d: %s test Spearman %.4f (val %.4f, params %s, %.0f s)',
+    fold,
+    cfg.method,
+    result['spearman'],
+    val_spearman,
+    params,
+    result['wall_seconds'],
+  )
+  return result
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """`--mode=baseline`: every fold of `config.baseline.method`; resumes by skipping finished folds.
+
+  Returns:
+    The summary (also `WORKDIR/summary.json`): the MLP's fields `dataset`, `protocol`,
+    `features`, `folds`, `spearman_mean`, `spearman_std`, plus `method` and `approximation`.
+  """
+  start = time.time()
+  check_config(config.baseline)
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  data = datasets.load(config)
+  results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
+  x = feature_matrix(data, config.features)
+  logging.info(
+    '%s; baseline %s on %s (%d dims)',
+    data.description,
+    config.baseline.method,
+    list(config.features),
+    x.shape[1],
+  )
+  plans = fold_data.plan_folds(config, data)
+  fold_results = []
+  for fold in evaluate.folds_to_run(config, len(plans)):
+    eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
+    if os.path.exists(eval_path):
+      logging.info('fold %d already finished (%s); skipping', fold, eval_path)
+      fold_results.append(results.read_json(eval_path))
+      continue
+    fold_results.append(run_fold(config, data, x, plans[fold], fold, workdir))
+  rho = np.array([np.nan if r['spearman'] is None else r['spearman'] for r in fold_results])
+  summary = {
+    'dataset': data.name,
+    'synthetic': data.synthetic,
+    'data_description': data.description,
+    'protocol': config.data.protocol,
+    'label_version': data.label_version if config.data.protocol == 'cv5' else None,
+    'method': config.baseline.method,
+    'features': list(config.features),
+    'approximation': approximation_of(config.baseline),
+    'num_trials': config.baseline.num_trials,
+    'tune_rows': config.baseline.tune_rows,
+    'fit_rows': config.baseline.fit_rows,
+    'folds': fold_results,
+    'spearman_mean': float(rho.mean()),
+    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else 0.0,
+    'ceiling': data.ceiling,
+    'mode': 'baseline',
+    'wall_seconds': time.time() - start,
+  }
+  results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
+  logging.info(
+    '%s mean test Spearman over %d folds: %.4f +- %.4f',
+    config.baseline.method,
+    len(fold_results),
+    summary['spearman_mean'],
+    summary['spearman_std'],
+  )
+  return summary

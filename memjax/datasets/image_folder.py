@@ -1,0 +1,89 @@
+"""Any folder of images with a CSV of scores (the paper's Table 2/3 data sets, user data).
+
+`config.data.dir` is the image folder; `config.data.csv` (default `dir/scores.csv`) has a header
+row with `config.data.image_column` (paths relative to the folder, which become the image ids)
+and `config.data.score_column` (scores in [0, 1]). Features come from the store at
+`config.data.features_dir` (made by `--mode=extract`); the protocol is `cv5`.
+"""
+
+import os
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from memjax.datasets.base import MemorabilityData
+from memjax.errors import InputError
+from memjax.features import registry, store
+
+
+def read_scores(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, str]:
+  """(ids, scores, csv path) of the CSV, in file order.
+
+  Raises:
+    InputError: missing folder or CSV, missing columns, bad paths or scores, duplicates.
+  """
+  from memjax.datasets import tfds_image_folder  # shares the CSV checks of the TFDS builder
+
+  root = config.data.dir
+  if not root or not os.path.isdir(root):
+    raise InputError(f'config.data.dir={root!r}: expected the folder of images.')
+  path = config.data.csv or os.path.join(root, 'scores.csv')
+  spec = tfds_image_folder.ScoredImageFolderConfig(
+    name='memjax', image_column=config.data.image_column, score_column=config.data.score_column
+  )
+  rows = [row for split in tfds_image_folder.read_score_csv(path, spec).values() for row in split]
+  ids = np.array([r[0] for r in rows])
+  return ids, np.array([r[1] for r in rows], np.float64), path
+
+
+def image_paths(config: ml_collections.ConfigDict) -> tuple[np.ndarray, list[str]]:
+  """(ids, file paths) of every image the CSV lists."""
+  ids, _, _ = read_scores(config)
+  return ids, [os.path.join(config.data.dir, i) for i in ids]
+
+
+def load(config: ml_collections.ConfigDict) -> MemorabilityData:
+  """Scores from the CSV, features from the store, aligned by id (rows are not copied).
+
+  Raises:
+    InputError: as `read_scores`, or ids absent from the store.
+  """
+  ids, scores, path = read_scores(config)
+  extractors = None
+  if config.data.on_the_fly:
+    paths = [os.path.join(config.data.dir, i) for i in ids]
+    features, extractors = registry.on_the_fly(config, paths)
+    description = f'image folder {config.data.dir} with {path} ({ids.size} images, on the fly)'
+  else:
+    ids, features, scores = _from_store(config, ids, scores, path)
+    description = f'image folder {config.data.dir} with {path} ({len(scores)} rows in the store)'
+  logging.info('%s', description)
+  return MemorabilityData(
+    name='image_folder',
+    ids=ids,
+    features=features,
+    scores=scores,
+    synthetic=False,
+    ceiling=None,
+    description=description,
+    extractors=extractors,
+  )
+
+
+def _from_store(config, ids: np.ndarray, scores: np.ndarray, path: str):
+  """(store ids, features, scores aligned to store rows, NaN where the CSV has none)."""
+  if not config.data.features_dir:
+    raise InputError('config.data.features_dir is not set: run --mode=extract first.')
+  store_ids, features, _ = store.read_store(config.data.features_dir, names=list(config.features))
+  row_of = {i: r for r, i in enumerate(store_ids.tolist())}
+  missing = [i for i in ids.tolist() if i not in row_of]
+  if missing:
+    raise InputError(
+      f'{len(missing)} images of {path} are not in the feature store {config.data.features_dir} '
+      f'(first: {missing[:3]}); run --mode=extract (skipped unreadable images stay missing: '
+      'remove them from the CSV).'
+    )
+  full = np.full(store_ids.size, np.nan)
+  full[[row_of[i] for i in ids.tolist()]] = scores
+  return store_ids, features, full

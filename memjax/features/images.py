@@ -1,0 +1,132 @@
+"""Image files -> uint8 RGB crops, in a tf.data pipeline, for extraction and prediction.
+
+Every image is opened with PIL, which reads JPEG, PNG, GIF, BMP, TIFF, WebP and more, and turned
+into RGB: grayscale and CMYK are converted, transparency is composited onto white, palettes are
+expanded. The shorter side is resized to `resize_to` (bilinear, antialiased) and the center
+`image_size` x `image_size` crop is kept, as the extractors expect. An unreadable, truncated or
+empty file does not stop the pipeline: its example carries `ok = False` and the error text, and
+the caller decides (skip it, listed, or stop).
+"""
+
+import concurrent.futures
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from memjax.errors import InputError
+
+_WHITE = (255, 255, 255)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+  """Any PIL image as 8-bit RGB; transparent pixels become white."""
+  if image.mode == 'P' and 'transparency' in image.info:
+    image = image.convert('RGBA')
+  if image.mode in ('RGBA', 'LA', 'PA'):
+    rgba = image.convert('RGBA')
+    background = Image.new('RGBA', rgba.size, _WHITE + (255,))
+    return Image.alpha_composite(background, rgba).convert('RGB')
+  if image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):  # 16-bit / float grayscale
+    array = np.asarray(image, np.float64)
+    scale = 255.0 / max(float(array.max()), 1.0) if array.max() > 255 else 1.0
+    image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
+  return image.convert('RGB')
+
+
+def resize_and_crop(image: Image.Image, resize_to: int, image_size: int) -> np.ndarray:
+  """Shorter side to `resize_to` (bilinear, antialiased), then the center square crop.
+
+  Returns:
+    uint8 [image_size, image_size, 3] for an RGB `image`.
+  """
+  width, height = image.size
+  scale = resize_to / min(width, height)
+  size = (max(resize_to, round(width * scale)), max(resize_to, round(height * scale)))
+  image = image.resize(size, Image.Resampling.BILINEAR)
+  left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+  return np.asarray(image.crop((left, top, left + image_size, top + image_size)))
+
+
+def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
+  """Decodes, converts to RGB, resizes (shorter side) and center-crops one image file.
+
+  Returns:
+    uint8 [image_size, image_size, 3] RGB.
+
+  Raises:
+    OSError, ValueError (from PIL) for unreadable files; the pipeline turns them into `ok=False`.
+  """
+  with Image.open(path) as image:
+    image.load()
+    image = to_rgb(image)
+  return resize_and_crop(image, resize_to, image_size)
+
+
+def _safe_loader(resize_to: int, image_size: int):
+  blank = np.zeros((image_size, image_size, 3), np.uint8)
+
+  def load(path: bytes):
+    try:
+      return load_image(path.decode(), resize_to, image_size), True, b''
+    except Exception as e:  # any decoder failure is reported per image, not raised
+      return blank, False, f'{type(e).__name__}: {e}'.encode()
+
+  return load
+
+
+def image_batches(
+  paths: Sequence[str], *, batch_size: int, resize_to: int, image_size: int, start: int = 0
+) -> Iterator[dict[str, np.ndarray]]:
+  """Batches of decoded images for `paths[start:]`, in order; the last batch is padded.
+
+  Yields:
+    dicts with `image` uint8 [B, S, S, 3], `ok` bool [B] (False for unreadable files and for
+    padding), `error` bytes [B], `index` int64 [B] (position in `paths`, -1 for padding).
+  """
+  paths = list(paths)[start:]
+  if not paths:
+    return
+  pad = -len(paths) % batch_size
+  index = np.concatenate([np.arange(start, start + len(paths)), np.full(pad, -1)])
+  padded = paths + paths[:1] * pad
+  load = _safe_loader(resize_to, image_size)
+
+  def decode(i, path):
+    image, ok, error = tf.numpy_function(load, [path], (tf.uint8, tf.bool, tf.string))
+    return {'image': image, 'ok': tf.logical_and(ok, i >= 0), 'error': error, 'index': i}
+
+  ds = tf.data.Dataset.from_tensor_slices((index, padded))
+  ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  yield from ds.batch(batch_size).prefetch(2).as_numpy_iterator()
+
+
+class ImageRows:
+  """Image files that index like a uint8 array [N, S, S, 3], decoded on demand.
+
+  The training pipeline gathers rows from it as from a feature array, which is how features are
+  computed on the fly: decoding happens in the tf.data worker (a thread pool over the rows), the
+  frozen extractors run inside the jitted step. An unreadable file stops training with its path.
+  """
+
+  def __init__(self, paths: Sequence[str], resize_to: int, image_size: int, threads: int = 4):
+    self.paths = list(paths)
+    self.resize_to, self.image_size, self.threads = resize_to, image_size, threads
+    self.shape = (len(self.paths), image_size, image_size, 3)
+    self.dtype = np.dtype(np.uint8)
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def _load(self, row: int) -> np.ndarray:
+    try:
+      return load_image(self.paths[row], self.resize_to, self.image_size)
+    except Exception as e:
+      raise InputError(f'unreadable image {self.paths[row]}: {type(e).__name__}: {e}') from e
+
+  def __getitem__(self, rows) -> np.ndarray:
+    rows = np.asarray(rows)
+    with concurrent.futures.ThreadPoolExecutor(self.threads) as pool:
+      crops = list(pool.map(self._load, rows.reshape(-1).tolist()))
+    return np.stack(crops).reshape(rows.shape + self.shape[1:])

@@ -1,0 +1,386 @@
+"""VGG16/VGG19 weight files -> Flax parameters, and the captioning embedding's projection.
+
+Supported VGG files (third_party/README.md says where to get them):
+
+* **Keras** HDF5, read with h5py: the released `vgg16_weights_tf_dim_ordering_tf_kernels.h5` /
+  `vgg19_...h5` (root attribute `layer_names`; group `<layer>` with attribute `weight_names`,
+  datasets `<layer>/<weight name>`); a Keras 3 `model.save('x.h5')` (the same layout under
+  `model_weights/`); a Keras 3 `model.save_weights('x.weights.h5')` (groups
+  `layers/<auto name>/vars/{0,1}`, the layer's name in the `vars` group's `name` attribute); and a
+  Keras 3 `model.save('x.keras')` (a zip holding that `model.weights.h5`). Kernels are HWIO
+  already; `fc1` rows follow Keras' channels-last (H, W, C) flatten order.
+* **torchvision** state dicts `vgg16-397923af.pth` / `vgg19-dcbb9e9d.pth`, read without torch
+  (`torch_checkpoint`): `features.<i>.weight` OIHW -> HWIO, `classifier.0` (fc6) and
+  `classifier.3` (fc7) transposed; torchvision flattens pool5 as (C, H, W), so fc6's input rows are
+  reordered to (H, W, C).
+
+Layers are named as in Keras (`block1_conv1` ... `block5_conv3|4`, `fc1` = fc6, `fc2` = fc7); the
+classifier (`predictions`, `classifier.6`) is ignored. Preprocessing follows the file's origin:
+Keras files hold the original Caffe weights (BGR, ImageNet mean subtracted, 0-255), torchvision
+files expect RGB / 255 normalised by the ImageNet mean and std.
+"""
+
+import dataclasses
+import hashlib
+import io
+import os
+import struct
+import zipfile
+from collections.abc import Mapping
+
+import h5py
+import numpy as np
+
+from memjax.errors import InputError
+from memjax.features import torch_checkpoint
+
+BLOCK_CONVS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+KERAS, TORCHVISION = 'keras', 'torchvision'
+# Checksums published with the files (Keras lists md5 in keras.applications; torchvision file
+# names carry the first 8 hex digits of the sha256, which torch.hub checks).
+KNOWN_MD5 = {
+  'vgg16_weights_tf_dim_ordering_tf_kernels.h5': '64373286793e3c8b2b4e3219cbf3544b',
+  'vgg19_weights_tf_dim_ordering_tf_kernels.h5': 'cbe5617147190e668d6c5d5026f83318',
+}
+KNOWN_SHA256_PREFIX = {'vgg16-397923af.pth': '397923af', 'vgg19-dcbb9e9d.pth': 'dcbb9e9d'}
+# Names the projection `.npz` may use: ours, then Kiros et al.'s release (`numpy.savez` of the
+# Theano params of ryankiros/visual-semantic-embedding: `ff_image_W` [4096, 1024], `ff_image_b`).
+PROJECTION_NAMES = (('W', 'b'), ('ff_image_W', 'ff_image_b'))
+_IGNORED_KERAS = frozenset({'predictions'})
+_IGNORED_TORCH = frozenset({'classifier.6.weight', 'classifier.6.bias'})
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGArch:
+  """The network's shape; tests use narrow widths, real files the defaults."""
+
+  depth: int = 16
+  widths: tuple[int, ...] = (64, 128, 256, 512, 512)
+  fc_dim: int = 4096
+  image_size: int = 224
+
+  def __post_init__(self):
+    if self.depth not in BLOCK_CONVS:
+      raise InputError(f'VGG depth must be one of {sorted(BLOCK_CONVS)}, got {self.depth!r}.')
+    if len(self.widths) != 5 or self.image_size % 32:
+      raise InputError(f'VGG needs 5 block widths and a multiple of 32 as input size: {self}.')
+
+  def conv_layers(self) -> list[tuple[str, int, int]]:
+    """(Keras name, input channels, output channels) of each convolution, in order."""
+    layers, cin = [], 3
+    for block, (count, width) in enumerate(
+      zip(BLOCK_CONVS[self.depth], self.widths, strict=True), 1
+    ):
+      for k in range(1, count + 1):
+        layers.append((f'block{block}_conv{k}', cin, width))
+        cin = width
+    return layers
+
+  @property
+  def pool5_size(self) -> int:
+    return self.image_size // 32
+
+  def expected_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Keras layer name -> (kernel shape, bias shape) in Flax/Keras layout."""
+    shapes = {name: ((3, 3, cin, cout), (cout,)) for name, cin, cout in self.conv_layers()}
+    flat = self.pool5_size**2 * self.widths[-1]
+    shapes['fc1'] = ((flat, self.fc_dim), (self.fc_dim,))
+    shapes['fc2'] = ((self.fc_dim, self.fc_dim), (self.fc_dim,))
+    return shapes
+
+  def torch_names(self) -> dict[str, str]:
+    """Keras layer name -> torchvision module prefix (`features.<i>`, `classifier.<i>`)."""
+    names, index = {}, 0
+    for block, count in enumerate(BLOCK_CONVS[self.depth], 1):
+      for k in range(1, count + 1):
+        names[f'block{block}_conv{k}'] = f'features.{index}'
+        index += 2  # Conv2d, ReLU
+      index += 1  # MaxPool2d
+    names.update(fc1='classifier.0', fc2='classifier.3')
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGWeights:
+  """Parameters `{layer: {'kernel', 'bias'}}` (numpy), the file's origin and its sha256."""
+
+  params: dict
+  origin: str
+  sha256: str
+
+
+def file_digests(path: str, with_md5: bool = False) -> tuple[str, str | None]:
+  """(sha256, md5 or None) hex digests of a file's bytes, in one pass."""
+  sha, md5 = hashlib.sha256(), hashlib.md5() if with_md5 else None
+  with open(path, 'rb') as f:
+    while chunk := f.read(1 << 24):
+      sha.update(chunk)
+      if md5 is not None:
+        md5.update(chunk)
+  return sha.hexdigest(), md5.hexdigest() if md5 is not None else None
+
+
+def _check_known_digest(path: str, sha256: str, md5: str | None) -> None:
+  name = os.path.basename(path)
+  if name in KNOWN_MD5 and md5 != KNOWN_MD5[name]:
+    raise InputError(
+      f'{path}: md5 {md5} does not match the published {KNOWN_MD5[name]} of {name}; the file is '
+      'damaged or not the released one (download it again).'
+    )
+  if name in KNOWN_SHA256_PREFIX and not sha256.startswith(KNOWN_SHA256_PREFIX[name]):
+    raise InputError(
+      f'{path}: sha256 {sha256} does not start with {KNOWN_SHA256_PREFIX[name]} as its torchvision '
+      'file name says; the file is damaged or not the released one (download it again).'
+    )
+
+
+def _require_file(path: str, what: str) -> None:
+  if not os.path.isfile(path):
+    raise InputError(
+      f'{what} {path} does not exist; memjax never downloads weights (third_party/README.md '
+      'says where to get them).'
+    )
+
+
+class _StoredMember(io.RawIOBase):
+  """Read-only, seekable view of an uncompressed zip member (so h5py can read it in place)."""
+
+  def __init__(self, path: str, info: zipfile.ZipInfo):
+    super().__init__()
+    self._f = open(path, 'rb')  # noqa: SIM115 (closed in close())
+    self._f.seek(info.header_offset)
+    header = self._f.read(30)
+    name_len, extra_len = struct.unpack('<HH', header[26:30])
+    self._start = info.header_offset + 30 + name_len + extra_len
+    self._size, self._pos = info.file_size, 0
+
+  def readable(self):
+    return True
+
+  def seekable(self):
+    return True
+
+  def tell(self):
+    return self._pos
+
+  def seek(self, offset, whence=io.SEEK_SET):
+    base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+    self._pos = base + offset
+    return self._pos
+
+  def readinto(self, buffer):
+    n = max(0, min(len(buffer), self._size - self._pos))
+    self._f.seek(self._start + self._pos)
+    got = self._f.readinto(memoryview(buffer)[:n])
+    self._pos += got
+    return got
+
+  def close(self):
+    self._f.close()
+    super().close()
+
+
+def _keras3_layers(group: h5py.Group, path: str) -> dict[str, list[np.ndarray]]:
+  """Layer name -> arrays of a Keras 3 `.weights.h5` (`.../vars` groups named by attribute)."""
+  layers: dict[str, list[np.ndarray]] = {}
+
+  def visit(name, obj):
+    if isinstance(obj, h5py.Group) and name.split('/')[-1] == 'vars' and len(obj):
+      layer = obj.attrs.get('name', name)
+      layer = layer.decode() if isinstance(layer, bytes) else str(layer)
+      if layer in layers:
+        raise InputError(f'{path}: layer {layer!r} appears twice ({name}).')
+      layers[layer] = [np.asarray(obj[k]) for k in sorted(obj, key=int)]
+
+  group.visititems(visit)
+  return layers
+
+
+def _legacy_layers(group: h5py.Group) -> dict[str, list[np.ndarray]]:
+  """Layer name -> arrays of a Keras 1/2 weights file or Keras 3 legacy `.h5` (`weight_names`)."""
+  layers = {}
+  for layer in group.attrs['layer_names']:
+    layer = layer.decode() if isinstance(layer, bytes) else str(layer)
+    names = group[layer].attrs.get('weight_names', [])
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    if names:
+      layers[layer] = [np.asarray(group[layer][n]) for n in names]
+  return layers
+
+
+def read_keras_layers(path: str) -> dict[str, list[np.ndarray]]:
+  """Layer name -> weight arrays (in Keras' order) of any supported Keras file.
+
+  Raises:
+    InputError: the file is not one of the supported Keras layouts.
+  """
+  if zipfile.is_zipfile(path):
+    with zipfile.ZipFile(path) as zf:
+      if 'model.weights.h5' not in zf.namelist():
+        raise InputError(f'{path}: a zip without model.weights.h5, not a .keras model.')
+      info = zf.getinfo('model.weights.h5')
+    if info.compress_type != zipfile.ZIP_STORED:
+      raise InputError(f'{path}: model.weights.h5 is compressed; re-save with Keras 3.')
+    with _StoredMember(path, info) as member, h5py.File(member, 'r') as f:
+      return _keras3_layers(f, path)
+  with h5py.File(path, 'r') as f:
+    if 'layer_names' in f.attrs:
+      return _legacy_layers(f)
+    if 'model_weights' in f and 'layer_names' in f['model_weights'].attrs:
+      return _legacy_layers(f['model_weights'])
+    if 'layers' in f:
+      return _keras3_layers(f['layers'], path)
+  raise InputError(
+    f'{path}: not a Keras weight file (no layer_names attribute, model_weights/ or layers/ group).'
+  )
+
+
+def _check_names(found, expected, ignored, path: str, arch: VGGArch) -> None:
+  missing = sorted(set(expected) - set(found))
+  unexpected = sorted(set(found) - set(expected) - ignored)
+  if missing or unexpected:
+    raise InputError(
+      f'{path}: not a VGG{arch.depth} weight file: missing {missing or "nothing"}, unexpected '
+      f'{unexpected or "nothing"} (is depth={arch.depth} right for this file?).'
+    )
+
+
+def _check_shape(array: np.ndarray, shape: tuple, what: str, path: str) -> np.ndarray:
+  if array.shape != tuple(shape):
+    raise InputError(f'{path}: {what} has shape {array.shape}, expected {tuple(shape)}.')
+  return np.asarray(array, np.float32)
+
+
+def params_from_keras_layers(layers: Mapping[str, list], arch: VGGArch, path: str) -> dict:
+  """Flax parameters from Keras layer weights (`read_keras_layers`).
+
+  Raises:
+    InputError: layers missing or unexpected, or weights of the wrong number or shape.
+  """
+  expected = arch.expected_shapes()
+  _check_names(layers, expected, _IGNORED_KERAS, path, arch)
+  params = {}
+  for name, (kernel_shape, bias_shape) in expected.items():
+    weights = list(layers[name])
+    if len(weights) != 2:
+      raise InputError(f'{path}: layer {name} has {len(weights)} weights, expected kernel, bias.')
+    kernel, bias = sorted(weights, key=lambda w: -np.ndim(w))
+    params[name] = {
+      'kernel': _check_shape(kernel, kernel_shape, f'{name} kernel', path),
+      'bias': _check_shape(bias, bias_shape, f'{name} bias', path),
+    }
+  return params
+
+
+def params_from_torchvision(state_dict: Mapping[str, np.ndarray], arch: VGGArch, path: str) -> dict:
+  """Flax parameters from a torchvision VGG state_dict (OIHW convs, (C, H, W)-flattened fc6).
+
+  Raises:
+    InputError: parameters missing or unexpected, or of the wrong shape.
+  """
+  expected, prefixes = arch.expected_shapes(), arch.torch_names()
+  keys = [f'{prefixes[n]}.{p}' for n in expected for p in ('weight', 'bias')]
+  _check_names(state_dict, keys, _IGNORED_TORCH, path, arch)
+  params = {}
+  s, c = arch.pool5_size, arch.widths[-1]
+  for name, (kernel_shape, bias_shape) in expected.items():
+    key = prefixes[name]
+    weight, bias = state_dict[f'{key}.weight'], state_dict[f'{key}.bias']
+    if name.startswith('block'):
+      kh, kw, cin, cout = kernel_shape
+      weight = _check_shape(weight, (cout, cin, kh, kw), f'{key}.weight', path)
+      kernel = weight.transpose(2, 3, 1, 0)
+    elif name == 'fc1':
+      weight = _check_shape(weight, (arch.fc_dim, c * s * s), f'{key}.weight', path)
+      kernel = weight.reshape(arch.fc_dim, c, s, s).transpose(2, 3, 1, 0).reshape(-1, arch.fc_dim)
+    else:
+      kernel = _check_shape(weight, kernel_shape[::-1], f'{key}.weight', path).T
+    params[name] = {
+      'kernel': np.ascontiguousarray(kernel),
+      'bias': _check_shape(bias, bias_shape, f'{key}.bias', path),
+    }
+  return params
+
+
+def _is_keras_file(path: str) -> bool:
+  if h5py.is_hdf5(path):
+    return True
+  if zipfile.is_zipfile(path):
+    with zipfile.ZipFile(path) as zf:
+      return 'model.weights.h5' in zf.namelist()
+  return False
+
+
+def load_vgg_weights(path: str, arch: VGGArch) -> VGGWeights:
+  """Reads a Keras or torchvision VGG weight file into Flax parameters.
+
+  Args:
+    path: a Keras `.h5` / `.weights.h5` / `.keras` or a torchvision `.pth` file.
+    arch: the network the file must match (depth, widths).
+
+  Returns:
+    The parameters, the file's origin (`'keras'` or `'torchvision'`, which fixes the
+    preprocessing) and its sha256.
+
+  Raises:
+    InputError: the file is missing, fails its published checksum, has an unknown layout, or
+      lacks / adds layers or has wrong shapes (all named).
+  """
+  path = os.fspath(path)
+  _require_file(path, f'VGG{arch.depth} weight file')
+  sha256, md5 = file_digests(path, with_md5=os.path.basename(path) in KNOWN_MD5)
+  _check_known_digest(path, sha256, md5)
+  if _is_keras_file(path):
+    params = params_from_keras_layers(read_keras_layers(path), arch, path)
+    return VGGWeights(params, KERAS, sha256)
+  with open(path, 'rb') as f:
+    if f.read(1) != b'\x80' and not zipfile.is_zipfile(path):  # A pickle starts with PROTO.
+      raise InputError(
+        f'{path}: neither a Keras HDF5 / .keras file nor a PyTorch checkpoint (.pth).'
+      )
+  state_dict = torch_checkpoint.load_state_dict(path)
+  return VGGWeights(params_from_torchvision(state_dict, arch, path), TORCHVISION, sha256)
+
+
+def load_projection(path: str, in_dim: int) -> tuple[np.ndarray, np.ndarray, str]:
+  """Reads the embedding's image projection from a `.npz` of named arrays.
+
+  Accepted names: `W` [in_dim, D] with optional `b` [D], or the original release's
+  `ff_image_W` / `ff_image_b` (other arrays in the file, e.g. the sentence encoder, are ignored).
+
+  Args:
+    path: the `.npz` file.
+    in_dim: the input width (VGG fc7: 4096).
+
+  Returns:
+    (W [in_dim, D] float32, b [D] float32 (zeros when absent), sha256 of the file).
+
+  Raises:
+    InputError: the file is missing or unreadable, holds none or both of the name pairs, or the
+      arrays have the wrong shape.
+  """
+  path = os.fspath(path)
+  _require_file(path, 'projection file')
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      arrays = {k: npz[k] for k in npz.files if any(k in pair for pair in PROJECTION_NAMES)}
+  except (OSError, ValueError, zipfile.BadZipFile) as e:
+    raise InputError(f'{path}: not a readable .npz of arrays ({e}).') from e
+  present = [pair for pair in PROJECTION_NAMES if pair[0] in arrays]
+  if len(present) != 1:
+    weights = ' or '.join(p[0] for p in PROJECTION_NAMES)
+    biases = ' / '.join(p[1] for p in PROJECTION_NAMES)
+    raise InputError(
+      f'{path}: expected exactly one projection, named {weights} (with optional bias {biases}); '
+      f'found {[p[0] for p in present] or "none"}.'
+    )
+  w_name, b_name = present[0]
+  w = arrays[w_name]
+  if w.ndim != 2 or w.shape[0] != in_dim:
+    raise InputError(f'{path}: {w_name} has shape {w.shape}, expected [{in_dim}, D].')
+  b = arrays.get(b_name, np.zeros(w.shape[1], np.float32))
+  if b.shape != (w.shape[1],):
+    raise InputError(f'{path}: {b_name} has shape {b.shape}, expected ({w.shape[1]},).')
+  if w.dtype.kind not in 'fiu' or not np.isfinite(w).all():
+    raise InputError(f'{path}: {w_name} must hold finite numbers.')
+  return w.astype(np.float32), b.astype(np.float32), file_digests(path)[0]

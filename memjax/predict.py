@@ -1,0 +1,196 @@
+"""`--mode=predict` and the batch Python API: images in, memorability out.
+
+The extractors of `config.features` run on the images, then every trained fold's chosen
+checkpoint (`config.eval.checkpoint`) scores them; the prediction is the mean over folds of each
+fold's m = sum_k p(k) s_k (its own thresholds), and the mean class probabilities. Everything after
+decoding is one jitted function, vmapped over the stacked fold parameters.
+
+  predictor = Predictor(config, workdir)
+  scores, probs = predictor.predict_images(uint8_images)   # [B, S, S, 3] RGB crops
+"""
+
+import csv
+import functools
+import glob
+import os
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from memjax import checkpointing, evaluate, labels, models, optimizers, parallel, steps
+from memjax.errors import InputError
+from memjax.features import images, registry
+
+
+def _fold_dirs(workdir: str) -> list[str]:
+  dirs = sorted(glob.glob(os.path.join(workdir, 'fold_*', 'checkpoints')))
+  if not dirs:
+    raise InputError(f'no trained folds in {workdir} (expected fold_K/checkpoints): train first.')
+  return dirs
+
+
+class Predictor:
+  """A trained fold ensemble plus its frozen extractors."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    """Restores every fold of `workdir` and builds the extractors.
+
+    Raises:
+      InputError: no trained folds, or checkpoints that do not match the config or extractors.
+    """
+    self.config = config
+    self.extractors = registry.build_all(config)
+    self.mesh = parallel.make_mesh()
+    dims = {n: e.feature_dim for n, e in self.extractors.items()}
+    model = models.create_model(config)
+    abstract = steps.abstract_state(
+      model, optimizers.create_optimizer(config.optimizer, 1, 1), dims, self.mesh
+    )
+    params, values = [], []
+    for directory in _fold_dirs(workdir):
+      mngr = checkpointing.manager(directory, read_only=True)
+      step = checkpointing.select_step(mngr, config.eval.checkpoint)
+      meta = checkpointing.restore_meta(mngr, step)
+      evaluate.check_meta(meta, evaluate.model_meta(config, dims), f'{directory}/{step}')
+      state, _ = checkpointing.restore(mngr, step, abstract)
+      mngr.close()
+      params.append(jax.device_get(state.params))
+      values.append(meta['values'])
+    self.num_folds = len(params)
+    self.head = model.head
+    stacked = jax.tree.map(lambda *x: np.stack(x), *params)
+    frozen = {n: e.params for n, e in self.extractors.items()}
+    self._state = parallel.replicate(
+      {'folds': stacked, 'values': np.asarray(values, np.float32), 'frozen': frozen}, self.mesh
+    )
+    self._fn = jax.jit(
+      functools.partial(_predict, model=model, extractors=self.extractors),
+      in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)),
+      out_shardings=parallel.batch_sharding(self.mesh),
+    )
+    first = next(iter(self.extractors.values()))
+    self.image_size, self.resize_to = first.image_size, first.resize_to
+
+  def predict_images(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores uint8 RGB crops [B, S, S, 3] (B divisible by the device count).
+
+    Returns:
+      (scores [B], mean class probabilities [B, K] or None for the regression head).
+    """
+    out = parallel.fetch(self._fn(self._state, parallel.to_global({'x': batch}, self.mesh, 0)['x']))
+    return out['score'], out.get('probs')
+
+  def predict_paths(self, paths: list[str], batch_size: int = 32):
+    """Decodes and scores image files.
+
+    Returns:
+      (scores [N] with NaN for unreadable files, probs [N, K] or None, errors [N] str).
+    """
+    batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
+    scores, probs, errors = [], [], []
+    for batch in images.image_batches(
+      paths, batch_size=batch_size, resize_to=self.resize_to, image_size=self.image_size
+    ):
+      s, p = self.predict_images(batch['image'])
+      valid = batch['index'] >= 0
+      ok = batch['ok'][valid]
+      scores.append(np.where(ok, s[valid], np.nan))
+      probs.append(None if p is None else np.where(ok[:, None], p[valid], np.nan))
+      errors += [e.decode() for e in batch['error'][valid]]
+    if not scores:
+      return np.zeros(0), None, []
+    return np.concatenate(scores), None if probs[0] is None else np.concatenate(probs), errors
+
+
+def _predict(state, batch, *, model, extractors):
+  features = steps.model_inputs(model, {'image': batch}, state, extractors)
+
+  def one_fold(params, values):
+    out = model.apply({'params': params}, features, train=False)
+    if model.head == 'regression':
+      return out, jnp.zeros(out.shape + (0,))
+    probs = jax.nn.softmax(out)
+    return labels.aggregate(probs, values), probs
+
+  scores, probs = jax.vmap(one_fold)(state['folds'], state['values'])
+  out = {'score': scores.mean(0)}
+  if model.head == 'classification':
+    out['probs'] = probs.mean(0)
+  return out
+
+
+def list_inputs(config: ml_collections.ConfigDict) -> list[str]:
+  """Image paths from `config.predict.input`: a folder (searched recursively) or a CSV.
+
+  Raises:
+    InputError: nothing there, no images in the folder, or a CSV without the path column.
+  """
+  source = config.predict.input
+  if not source or not os.path.exists(source):
+    raise InputError(f'config.predict.input={source!r}: expected a folder of images or a CSV.')
+  if os.path.isdir(source):
+    extensions = {e.lower() for e in Image.registered_extensions()}
+    paths = sorted(
+      p
+      for p in glob.glob(os.path.join(source, '**', '*'), recursive=True)
+      if os.path.splitext(p)[1].lower() in extensions
+    )
+    if not paths:
+      raise InputError(f'{source} holds no image files.')
+    return paths
+  column = config.predict.path_column
+  with open(source, newline='', encoding='utf-8-sig') as f:
+    reader = csv.DictReader(f)
+    if column not in (reader.fieldnames or []):
+      raise InputError(f'{source}: no column {column!r}; the header has {reader.fieldnames}.')
+    base = os.path.dirname(os.path.abspath(source))
+    return [os.path.join(base, row[column]) for row in reader]
+
+
+def write_csv(path: str, paths, scores, probs, errors) -> None:
+  """Writes `path,score,prob_0..prob_{K-1},error` atomically."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  num_classes = 0 if probs is None else probs.shape[1]
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.csv')
+  try:
+    with os.fdopen(fd, 'w', newline='') as f:
+      out = csv.writer(f)
+      out.writerow(['path', 'score'] + [f'prob_{k}' for k in range(num_classes)] + ['error'])
+      for i, p in enumerate(paths):
+        row_probs = [] if probs is None else [f'{x:.6f}' for x in probs[i]]
+        score = '' if np.isnan(scores[i]) else f'{scores[i]:.6f}'
+        out.writerow([p, score] + ([''] * num_classes if errors[i] else row_probs) + [errors[i]])
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """`--mode=predict`: writes `config.predict.output` (default WORKDIR/predictions.csv)."""
+  start = time.time()
+  paths = list_inputs(config)
+  predictor = Predictor(config, workdir)
+  scores, probs, errors = predictor.predict_paths(paths, config.extract.batch_size)
+  output = config.predict.output or os.path.join(workdir, 'predictions.csv')
+  if jax.process_index() == 0:
+    write_csv(output, paths, scores, probs, errors)
+  failed = [p for p, e in zip(paths, errors, strict=True) if e]
+  for p in failed:
+    logging.warning('unreadable image %s: not scored', p)
+  summary = {
+    'output': output,
+    'num_images': len(paths),
+    'num_unreadable': len(failed),
+    'num_folds': predictor.num_folds,
+    'wall_seconds': time.time() - start,
+  }
+  logging.info('predictions: %s', summary)
+  return summary

@@ -1,0 +1,351 @@
+"""`--mode=search`: Optuna (TPE) hyper-parameter search of the fusion MLP, as in the paper.
+
+Searched: the units of every layer (log-uniform in `config.search.units`), the dropout rate, the
+activation (relu/tanh), the optimiser (adam/rmsprop/sgd) and the learning rate (log-uniform).
+Objective: the mean test Spearman over the k folds, each fold trained and scored by
+`train.train_and_evaluate` (`config.data.run_folds` = that fold) in the trial's own workdir
+`WORKDIR/trials/trial_NNNN/`. After each fold the running mean is reported, and the median
+pruner stops trials that fall behind.
+
+The study lives in a database: by default the SQLite file `WORKDIR/study.db`, or any SQLAlchemy
+URL in `config.search.storage` (e.g. `postgresql://user:pass@host/db`, with its driver
+installed, for workers on several machines). Re-running the command resumes the study
+(`load_if_exists`); several processes running the same command share it, each taking the next
+trial, until `config.search.num_trials` trials have finished (completed or pruned). A worker
+that dies (SIGKILL, lost machine) leaves its trial RUNNING; its heartbeat stops, and once it is
+`grace_secs` stale the next trial start marks it failed and re-queues its parameters, and the
+retry continues in the dead trial's workdir, so its finished folds are skipped and an unfinished
+fold resumes from its latest checkpoint. On SQLite, trial state changes take a file lock
+(`study.db.lock`) so that two workers never take the same re-queued trial.
+
+Every worker, when done, writes `WORKDIR/search.json`, `trials.csv`, `search.png` and
+`best_config.py`: a config file with the best trial's values, runnable with `--config=`.
+"""
+
+import contextlib
+import copy
+import fcntl
+import math
+import os
+import socket
+import time
+import warnings
+
+import ml_collections
+import numpy as np
+import optuna
+import sqlalchemy
+from absl import logging
+
+from memjax import compile_cache, config_export, figures, results, tables, train
+from memjax.errors import InputError
+
+SEARCH_FILE, TRIALS_FILE, BEST_CONFIG_FILE = 'search.json', 'trials.csv', 'best_config.py'
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def storage_url(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """`config.search.storage`, or the SQLite file `WORKDIR/study.db`."""
+  return config.search.storage or f'sqlite:///{os.path.abspath(workdir)}/study.db'
+
+
+def public_url(url: str) -> str:
+  """The URL with any password masked, for logs and results."""
+  return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def _lock_path(url: str) -> str | None:
+  """`DATABASE.lock` beside a SQLite database file; None for other databases."""
+  parsed = sqlalchemy.engine.make_url(url)
+  if parsed.get_backend_name() != 'sqlite' or not parsed.database:
+    return None
+  return f'{os.path.abspath(parsed.database)}.lock'
+
+
+@contextlib.contextmanager
+def _file_lock(path: str | None):
+  """An exclusive lock on `path` among processes of this machine (no-op when path is None)."""
+  if path is None:
+    yield
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class _LockedStorage(optuna.storages.RDBStorage):
+  """RDBStorage whose trial state changes are serialised by a file lock on SQLite.
+
+  SQLite has no `SELECT ... FOR UPDATE`, so two workers can both move one waiting trial (a
+  re-queued retry) to RUNNING and train it twice, or both fail one stale trial and re-queue it
+  twice (optuna/optuna#4621). Under the lock the second worker sees the first one's change.
+  """
+
+  def __init__(self, url: str, lock_path: str | None, **kwargs):
+    super().__init__(url, **kwargs)
+    self._lock_path = lock_path
+
+  def set_trial_state_values(self, trial_id, state, values=None) -> bool:
+    with _file_lock(self._lock_path):
+      return super().set_trial_state_values(trial_id, state, values)
+
+
+def open_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
+  """Creates or loads the study, with heartbeats so dead workers' trials are retried.
+
+  Raises:
+    InputError: a storage URL that cannot be opened (bad URL, missing database driver).
+  """
+  cfg = config.search
+  url = storage_url(config, workdir)
+  sqlite = sqlalchemy.engine.make_url(url).get_backend_name() == 'sqlite'
+  # SQLite: wait for the other workers' write locks instead of failing at once.
+  engine_kwargs = {'connect_args': {'timeout': 300}} if sqlite else {'pool_pre_ping': True}
+  try:
+    with _file_lock(_lock_path(url)), warnings.catch_warnings():  # one creates the tables
+      warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+      storage = _LockedStorage(
+        url,
+        _lock_path(url),
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=cfg.heartbeat_secs,
+        grace_period=cfg.grace_secs,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+          max_retry=cfg.max_retry, inherit_intermediate_values=False
+        ),
+      )
+      return optuna.create_study(
+        storage=storage,
+        study_name=cfg.study_name,
+        direction='maximize',
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(
+          seed=cfg.sampler_seed, n_startup_trials=cfg.startup_trials
+        ),
+        pruner=optuna.pruners.MedianPruner(
+          n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=0
+        ),
+      )
+  except (ImportError, sqlalchemy.exc.ArgumentError) as e:
+    raise InputError(
+      f'config.search.storage={public_url(url)!r} cannot be opened ({e}); expected a '
+      'SQLAlchemy URL such as sqlite:///path/study.db or postgresql://user:pass@host/db with '
+      'its driver installed (pip install psycopg2-binary for PostgreSQL).'
+    ) from e
+
+
+def suggest(trial: optuna.Trial, config: ml_collections.ConfigDict) -> dict:
+  """Samples the search space; every layer of `config.model` gets its own width."""
+  s = config.search
+  params = {}
+  for name in config.features:
+    for i in range(len(config.model.branch_units[name])):
+      params[f'units_{name}_{i}'] = trial.suggest_int(f'units_{name}_{i}', *s.units, log=True)
+  for i in range(len(config.model.hidden_units)):
+    params[f'units_fusion_{i}'] = trial.suggest_int(f'units_fusion_{i}', *s.units, log=True)
+  params['dropout'] = trial.suggest_float('dropout', *s.dropout)
+  params['activation'] = trial.suggest_categorical('activation', list(s.activations))
+  params['optimizer'] = trial.suggest_categorical('optimizer', list(s.optimizers))
+  params['learning_rate'] = trial.suggest_float('learning_rate', *s.learning_rate, log=True)
+  return params
+
+
+def apply_params(config: ml_collections.ConfigDict, params: dict) -> ml_collections.ConfigDict:
+  """A copy of `config` with a trial's parameters set."""
+  out = copy.deepcopy(config)
+  for name in config.features:
+    width = len(config.model.branch_units[name])
+    out.model.branch_units[name] = tuple(params[f'units_{name}_{i}'] for i in range(width))
+  width = len(config.model.hidden_units)
+  out.model.hidden_units = tuple(params[f'units_fusion_{i}'] for i in range(width))
+  out.model.dropout = params['dropout']
+  out.model.activation = params['activation']
+  out.optimizer.name = params['optimizer']
+  out.optimizer.learning_rate = params['learning_rate']
+  return out
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises InputError for search ranges or counts that cannot work."""
+  s = config.search
+  lo, hi = s.units
+  if not 1 <= lo <= hi:
+    raise InputError(
+      f'config.search.units must be (low, high) with 1 <= low <= high, got {s.units}.'
+    )
+  if not 0.0 <= s.dropout[0] <= s.dropout[1] < 1.0:
+    raise InputError(f'config.search.dropout must be within [0, 1), got {s.dropout}.')
+  if not 0.0 < s.learning_rate[0] <= s.learning_rate[1]:
+    raise InputError(f'config.search.learning_rate must be positive, got {s.learning_rate}.')
+  if s.num_trials < 1 or not s.activations or not s.optimizers:
+    raise InputError('config.search needs num_trials >= 1 and non-empty activations/optimizers.')
+
+
+def _folds(config: ml_collections.ConfigDict) -> list[int]:
+  return list(config.data.run_folds) or list(range(config.data.num_folds))
+
+
+def make_objective(config: ml_collections.ConfigDict, workdir: str):
+  """The objective: mean test Spearman over the folds, reported (and prunable) fold by fold."""
+
+  def objective(trial: optuna.Trial) -> float:
+    trial_config = apply_params(config, suggest(trial, config))
+    # A retried trial inherits its user attributes, so it resumes in the dead trial's workdir.
+    tdir = trial.user_attrs.get('workdir') or os.path.join(
+      workdir, 'trials', f'trial_{trial.number:04d}'
+    )
+    trial.set_user_attr('workdir', tdir)
+    trial.set_user_attr('worker', f'{socket.gethostname()}:{os.getpid()}')
+    rhos = []
+    for step, fold in enumerate(_folds(config)):
+      sub = copy.deepcopy(trial_config)
+      sub.data.run_folds = (fold,)
+      rho = train.train_and_evaluate(sub, tdir)['folds'][0]['spearman']
+      if rho is None or not math.isfinite(rho):
+        logging.warning(
+          'trial %d fold %d: Spearman %s (constant predictions) counts as 0',
+          trial.number,
+          fold,
+          rho,
+        )
+        rho = 0.0
+      rhos.append(float(rho))
+      trial.set_user_attr('fold_spearman', rhos)
+      trial.report(float(np.mean(rhos)), step)
+      if trial.should_prune():
+        logging.info(
+          'trial %d pruned after %d folds (mean %.4f)', trial.number, step + 1, np.mean(rhos)
+        )
+        raise optuna.TrialPruned()
+    return float(np.mean(rhos))
+
+  return objective
+
+
+def _count(study: optuna.Study, states) -> int:
+  return len(study.get_trials(deepcopy=False, states=states))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs trials until the study holds `config.search.num_trials` finished ones; exports results.
+
+  Returns:
+    The search summary (also `WORKDIR/search.json`).
+
+  Raises:
+    InputError: bad search config or storage, or every trial of this worker failing.
+  """
+  start = time.time()
+  check_config(config)
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  if config.search.compile_cache:
+    compile_cache.enable(workdir)
+  study = open_study(config, workdir)
+  url = public_url(storage_url(config, workdir))
+  logging.info(
+    'study %r in %s: %d finished trials of %d',
+    study.study_name,
+    url,
+    _count(study, FINISHED),
+    config.search.num_trials,
+  )
+  objective = make_objective(config, workdir)
+  failures = 0
+  while _count(study, FINISHED) < config.search.num_trials:
+    before = _count(study, (optuna.trial.TrialState.FAIL,))
+    study.optimize(objective, n_trials=1, catch=(FloatingPointError,))
+    if _count(study, (optuna.trial.TrialState.FAIL,)) > before:
+      failures += 1
+      if failures >= config.search.num_trials:
+        raise InputError(
+          f'{failures} trials of this worker failed (non-finite losses); narrow '
+          'config.search.learning_rate.'
+        )
+  return export(config, study, workdir, url, time.time() - start)
+
+
+def trial_rows(study: optuna.Study) -> list[dict]:
+  """One dict per trial: number, state, value, fold Spearmans, duration, workdir, parameters."""
+  rows = []
+  for t in study.get_trials(deepcopy=False):
+    duration = (
+      (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+    )
+    last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+    rows.append(
+      {
+        'number': t.number,
+        'state': t.state.name,
+        'value': t.value if t.value is not None else last,
+        'fold_spearman': t.user_attrs.get('fold_spearman', []),
+        'seconds': duration,
+        'workdir': t.user_attrs.get('workdir'),
+        'worker': t.user_attrs.get('worker'),
+        'retry_of': t.system_attrs.get('failed_trial'),
+        'params': dict(t.params),
+      }
+    )
+  return rows
+
+
+def export(config, study: optuna.Study, workdir: str, url: str, wall_seconds: float) -> dict:
+  """Writes search.json, trials.csv, search.png and best_config.py; returns the summary."""
+  rows = trial_rows(study)
+  states = [r['state'] for r in rows]
+  summary = {
+    'study_name': study.study_name,
+    'storage': url,
+    'num_trials': len(rows),
+    'states': {s: states.count(s) for s in sorted(set(states))},
+    'trials': rows,
+    'wall_seconds_this_worker': wall_seconds,
+  }
+  if _count(study, (optuna.trial.TrialState.COMPLETE,)):
+    best = study.best_trial
+    best_config = apply_params(config, best.params)
+    best_config.data.run_folds = config.data.run_folds
+    path = os.path.join(workdir, BEST_CONFIG_FILE)
+    folds = _folds(config)
+    config_export.write(
+      path,
+      best_config,
+      f'Best trial {best.number} of Optuna study {study.study_name!r} ({url}): mean test '
+      f'Spearman {best.value:.4f} over folds {folds}.\n\n'
+      f'python main.py --config={path} --workdir=/tmp/memjax/search_best',
+    )
+    summary.update(
+      best_trial=best.number,
+      best_value=best.value,
+      best_params=best.params,
+      best_config=path,
+      best_workdir=best.user_attrs.get('workdir'),
+    )
+  param_names = sorted({k for r in rows for k in r['params']})
+  tables.write_csv(
+    os.path.join(workdir, TRIALS_FILE),
+    ['number', 'state', 'value', 'fold_spearman', 'seconds', 'retry_of'] + param_names,
+    [
+      [
+        r['number'],
+        r['state'],
+        tables.fmt(r['value']),
+        ' '.join(f'{v:.4f}' for v in r['fold_spearman']),
+        tables.fmt(r['seconds'], 1),
+        '' if r['retry_of'] is None else r['retry_of'],
+      ]
+      + [tables.fmt(r['params'].get(k)) for k in param_names]
+      for r in rows
+    ],
+  )
+  figures.search_history(
+    os.path.join(workdir, 'search.png'),
+    [(r['number'], r['value'], r['state']) for r in rows],
+    f'Optuna TPE study {study.study_name!r}: {len(rows)} trials',
+  )
+  results.write_json(os.path.join(workdir, SEARCH_FILE), summary)
+  logging.info('search: %s; best %s', summary['states'], summary.get('best_value'))
+  return summary

@@ -1,0 +1,53 @@
+"""Small table writers shared by the sweep, the search and the report: Markdown and CSV, atomic."""
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+
+import jax
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically (temp file + rename), process 0 only."""
+  if jax.process_index() != 0:
+    return
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_')
+  try:
+    with os.fdopen(fd, 'w', newline='') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+  """Writes a CSV with a header row, atomically."""
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator='\n')
+  writer.writerow(header)
+  writer.writerows(rows)
+  write_text(path, buffer.getvalue())
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+  """A GitHub-flavoured Markdown table (no trailing newline)."""
+  lines = ['| ' + ' | '.join(str(h) for h in header) + ' |', '|' + ' --- |' * len(header)]
+  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def fmt(value, digits: int = 4) -> str:
+  """A number for a table: fixed digits; '' for None, 'nan' for NaN."""
+  if value is None:
+    return ''
+  if isinstance(value, float) and math.isnan(value):
+    return 'nan'
+  if isinstance(value, float):
+    return f'{value:.{digits}f}'
+  return str(value)

@@ -1,0 +1,150 @@
+"""--mode=report (and --mode=transfer): tables, CSV and PNGs from small real workdirs."""
+
+import csv
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from memjax import (
+  baselines,
+  fold_predictions,
+  metrics,
+  report,
+  results,
+  search,
+  sweep,
+  train,
+  transfer,
+)
+
+
+def _small(config):
+  config.data.synthetic.num_examples = 300
+  config.num_epochs = 1
+  return config
+
+
+def _entry(num_examples, seed, first_row, paper, about):
+  return ml_collections.ConfigDict(
+    {
+      'data': {'synthetic': {'num_examples': num_examples}},
+      'seed': seed,
+      'first_row': first_row,
+      'paper': paper,
+      'about': about,
+    }
+  )
+
+
+@pytest.fixture(scope='module')
+def workdirs(tmp_path_factory):
+  from configs import test as test_cfg
+
+  root = tmp_path_factory.mktemp('report')
+  dirs = {k: str(root / k) for k in ('mlp', 'svr', 'sweep', 'search', 'out')}
+  config = _small(test_cfg.get_config())
+  train.train_and_evaluate(config, dirs['mlp'])
+
+  config.baseline.num_trials, config.baseline.tune_rows = 2, 100
+  config.baseline.nystroem_components = 30
+  baselines.run(config, dirs['svr'])
+
+  config.transfer.datasets['heldout'] = _entry(400, None, 300, 0.59, 'unseen rows')
+  config.transfer.datasets['other'] = _entry(200, 1, 0, None, 'other generator')
+  transfer.transfer(config, dirs['mlp'])
+
+  fake = {k: {'folds': [{'spearman': 0.5 + k / 100}, {'spearman': 0.4}]} for k in (2, 4)}
+  for s in fake.values():
+    s.update(spearman_mean=float(np.mean([f['spearman'] for f in s['folds']])), spearman_std=0.1)
+  results.write_json(
+    os.path.join(dirs['sweep'], sweep.SWEEP_FILE),
+    {'dataset': 'synthetic', 'features': ['cnn'], 'best_K': 4, 'rows': sweep.sweep_rows(fake)},
+  )
+
+  config.search.heartbeat_secs = 60
+  study = search.open_study(config, dirs['search'])
+  for value, units in ((0.5, 32), (0.6, 64)):
+    params = {
+      'units_cnn_0': units,
+      'units_semantic_0': units,
+      'units_fusion_0': units,
+      'dropout': 0.1,
+      'activation': 'relu',
+      'optimizer': 'adam',
+      'learning_rate': 1e-3,
+    }
+    study.enqueue_trial(params)
+    study.optimize(lambda t, v=value: (search.suggest(t, config), v)[1], n_trials=1)
+  search.export(config, study, dirs['search'], 'sqlite:///x', 0.0)
+  return dirs
+
+
+def test_transfer_scores_each_dataset(workdirs):
+  t = results.read_json(os.path.join(workdirs['mlp'], transfer.TRANSFER_FILE))
+  by_name = {d['name']: d for d in t['datasets']}
+  assert by_name['heldout']['num_images'] == 100 and by_name['heldout']['paper'] == 0.59
+  assert by_name['heldout']['spearman'] > 0.2  # same generator, unseen rows
+  assert by_name['other']['num_images'] == 200 and len(by_name['other']['fold_spearman']) == 2
+  preds = fold_predictions.load(os.path.join(workdirs['mlp'], 'transfer', 'heldout.npz'))
+  np.testing.assert_array_equal(preds['rows'], np.arange(300, 400))
+  assert metrics.spearman(preds['pred'], preds['true']) == pytest.approx(
+    by_name['heldout']['spearman']
+  )
+
+
+def test_report_writes_tables_and_figures(workdirs, test_config):
+  config = test_config
+  config.report.table1.cnn_ic_mlp_k4 = workdirs['mlp']
+  config.report.table1.cnn_svr = workdirs['svr']
+  config.report.sweep = workdirs['sweep']
+  config.report.search = workdirs['search']
+  config.report.transfer = workdirs['mlp']
+  out = workdirs['out']
+  summary = report.report(config, out)
+
+  with open(os.path.join(out, 'table1.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [r['row'] for r in rows] == [label for _, label, _ in report.TABLE1]
+  assert [r['paper (LaMem)'] for r in rows] == ['0.64', '0.64', '0.65', '0.65', '0.67', '0.72']
+  mlp = results.read_json(os.path.join(workdirs['mlp'], 'summary.json'))
+  assert float(rows[5]['memjax mean Spearman']) == pytest.approx(mlp['spearman_mean'], abs=1e-4)
+  assert 'MLP K=4' in rows[5]['run'] and 'SVR (nystroem' in rows[0]['run']
+  assert rows[1]['memjax mean Spearman'] == 'not run'
+  with open(os.path.join(out, 'table1.md')) as f:
+    assert f.read().count('\n') == 8  # header, rule, six rows
+  for name in ('fold_spearman', 'scatter_cnn_ic_mlp_k4', 'sweep', 'search'):
+    assert os.path.getsize(os.path.join(out, 'figures', f'{name}.png')) > 0
+  assert not os.path.exists(os.path.join(out, 'figures', 'memorable_grid_cnn_ic_mlp_k4.png'))
+  with open(summary['written']['report']) as f:
+    page = f.read()
+  assert 'SYNTHETIC' in page and 'Cross-dataset' in page and 'heldout' in page
+
+  # The MLP's per-fold predictions came from its checkpoints and match its eval.json.
+  for fold in (0, 1):
+    fdir = results.fold_dir(workdirs['mlp'], fold)
+    p = fold_predictions.load(os.path.join(fdir, 'predictions.npz'))
+    ev = results.read_json(os.path.join(fdir, 'eval.json'))
+    assert p['rows'].size == ev['num_test']
+    assert metrics.spearman(p['pred'], p['true']) == pytest.approx(ev['spearman'], abs=1e-5)
+
+
+def test_memorable_grid_with_images(tmp_path, test_config):
+  images = tmp_path / 'images'
+  images.mkdir()
+  ids = [f'img{i}.png' for i in range(6)]
+  for i, name in enumerate(ids):
+    Image.new('RGB', (40 + i, 30), (40 * i, 100, 200 - 30 * i)).save(images / name)
+  with open(images / 'scores.csv', 'w') as f:
+    f.write('image,score\n' + ''.join(f'{n},{0.5 + i / 20}\n' for i, n in enumerate(ids)))
+  config = test_config
+  config.data.name, config.data.dir = 'image_folder', str(images)
+  workdir = tmp_path / 'run'
+  results.write_json(str(workdir / 'config.json'), config.to_dict())
+  preds = [{'ids': np.array(ids), 'true': np.linspace(0.5, 0.75, 6), 'pred': np.arange(6.0)}]
+  row = {'workdir': str(workdir), 'label': 'test row'}
+  path = str(tmp_path / 'grid.png')
+  assert report.memorable_grid(path, row, preds, 2) == path
+  assert os.path.getsize(path) > 0
