@@ -1,4 +1,6 @@
-"""VGG16 fc7 extraction images/s of memjax or of keras.applications.VGG16; prints one JSON line.
+"""Extraction images/s: memjax VGG16 fc7, keras.applications.VGG16, or memjax EfficientNet-Lite0.
+
+Prints one JSON line.
 
   python -m benchmarks.extract_speed --framework=memjax --batch_size=16 --seconds=20
 
@@ -18,7 +20,9 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum('framework', 'memjax', ['memjax', 'keras'], 'What to measure.')
+flags.DEFINE_enum(
+  'framework', 'memjax', ['memjax', 'keras', 'memjax_efficientnet'], 'What to measure.'
+)
 flags.DEFINE_integer('batch_size', 16, 'Images per batch.')
 flags.DEFINE_float('seconds', 20.0, 'Measured time (after warm-up).')
 
@@ -57,6 +61,22 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
   return _timed(lambda: forward(params, images).block_until_ready(), batch_size, seconds)
 
 
+def efficientnet_speed(batch_size: int, seconds: float) -> float:
+  import jax
+
+  from memjax import parallel
+  from memjax.features import efficientnet_lite
+
+  mesh = parallel.make_mesh()
+  params = parallel.replicate(efficientnet_lite.init_params(), mesh)
+  forward = jax.jit(
+    efficientnet_lite.forward,
+    in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+  )
+  images = parallel.to_global({'x': _images(batch_size)}, mesh, 0)['x']
+  return _timed(lambda: forward(params, images).block_until_ready(), batch_size, seconds)
+
+
 def keras_speed(batch_size: int, seconds: float) -> float:
   os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
   import keras
@@ -71,7 +91,9 @@ def keras_speed(batch_size: int, seconds: float) -> float:
 
 def main(argv):
   del argv
-  fn = memjax_speed if FLAGS.framework == 'memjax' else keras_speed
+  fn = {'memjax': memjax_speed, 'keras': keras_speed, 'memjax_efficientnet': efficientnet_speed}[
+    FLAGS.framework
+  ]
   rate = fn(FLAGS.batch_size, FLAGS.seconds)
   print(
     json.dumps({'framework': FLAGS.framework, 'batch_size': FLAGS.batch_size, 'images_per_s': rate})

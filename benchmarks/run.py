@@ -90,7 +90,7 @@ def measure(seconds: float, quick: bool) -> dict:
           f'--seconds={seconds}',
         ]
       )
-  for framework in ('memjax', 'keras'):
+  for framework in ('memjax', 'keras', 'memjax_efficientnet'):
     r[f'vgg16_{framework}'] = _json(
       ['benchmarks.extract_speed', f'--framework={framework}', f'--seconds={seconds}']
     )
