@@ -83,7 +83,7 @@ def _watch_for_failures() -> None:
       return
     _stopping.set()
     logging.error('stopping: %s', message)
-    print(f'memjax: error: stopping because {message}', file=sys.stderr)
+    sys.stderr.write(f'memjax: error: stopping because {message}\n')
     _exit(1)
 
 
