@@ -4,6 +4,8 @@ The file imports `configs.default`, so it runs from the repository root like any
 `python main.py --config=PATH --workdir=...`.
 """
 
+import textwrap
+
 import ml_collections
 
 from configs import default
@@ -36,8 +38,10 @@ def render(config: ml_collections.ConfigDict, docstring: str) -> str:
   """The source of a config file equal to `config`, whose module docstring is `docstring`."""
   lines = differences(config.to_dict(), default.get_config().to_dict())
   body = '\n'.join(f'  {line}' for line in lines) or '  pass'
+  paragraphs = docstring.split('\n\n')
+  doc = '\n\n'.join(textwrap.fill(p, 99, break_long_words=False) for p in paragraphs)
   return (
-    f'"""{docstring}\n"""\n\n'
+    f'"""{doc}\n"""\n\n'
     'import ml_collections  # noqa: F401 (used when a ConfigDict literal is needed)\n\n'
     'from configs import default\n\n\n'
     'def get_config() -> ml_collections.ConfigDict:\n'

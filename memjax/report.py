@@ -44,7 +44,8 @@ def describe(summary: dict) -> str:
   """What a run was: `SVR (nystroem ...)`, `MLP K=4`, `MLP regression`."""
   if 'method' in summary:
     approximation = summary.get('approximation')
-    return summary['method'].upper() + (f' ({approximation})' if approximation else '')
+    name = {'svr': 'SVR', 'knn': 'KNN', 'tree': 'tree'}.get(summary['method'], summary['method'])
+    return name + (f' ({approximation})' if approximation else '')
   if summary.get('head') == 'regression':
     return 'MLP regression'
   return f'MLP K={summary["num_classes"]}'

@@ -130,7 +130,7 @@ def open_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
           n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=0
         ),
       )
-  except (ImportError, sqlalchemy.exc.ArgumentError) as e:
+  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
     raise InputError(
       f'config.search.storage={public_url(url)!r} cannot be opened ({e}); expected a '
       'SQLAlchemy URL such as sqlite:///path/study.db or postgresql://user:pass@host/db with '
@@ -257,7 +257,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   failures = 0
   while _count(study, FINISHED) < config.search.num_trials:
     before = _count(study, (optuna.trial.TrialState.FAIL,))
-    study.optimize(objective, n_trials=1, catch=(FloatingPointError,))
+    try:
+      study.optimize(objective, n_trials=1, catch=(FloatingPointError,))
+    except ValueError as e:  # another worker already failed this trial as stale (a long stall)
+      if not str(e).startswith('Cannot tell a '):
+        raise
+      logging.warning('trial result not recorded: %s (its heartbeat went stale); continuing', e)
     if _count(study, (optuna.trial.TrialState.FAIL,)) > before:
       failures += 1
       if failures >= config.search.num_trials:

@@ -1,0 +1,142 @@
+"""--mode=search: the search space, two workers sharing one SQLite study, the retry of a dead
+worker's trial in its own workdir, resuming, and the exported best config."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from memjax import search
+
+ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
+
+# Tiny trials whose programs are all the same shapes, so both workers share compiled programs.
+OVERRIDES = {
+  'data.synthetic.num_examples': 300,
+  'num_epochs': 1,
+  'search.units': (8, 8),
+  'search.dropout': (0.0, 0.2),
+  'search.learning_rate': (3e-3, 3e-3),
+  'search.activations': ('relu',),
+  'search.optimizers': ('adam',),
+  'search.startup_trials': 2,
+  'search.pruner_startup_trials': 2,
+  'search.heartbeat_secs': 1,
+  'search.grace_secs': 3,
+}
+
+
+def _config(num_trials: int):
+  from configs import test as test_cfg
+
+  config = test_cfg.get_config()
+  for key, value in {**OVERRIDES, 'search.num_trials': num_trials}.items():
+    *parents, leaf = key.split('.')
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def _worker(workdir: str, num_trials: int) -> subprocess.Popen:
+  flags = [f'--config.{k}={v}' for k, v in OVERRIDES.items()]
+  return subprocess.Popen(
+    [
+      sys.executable,
+      'main.py',
+      '--config=configs/test.py',
+      f'--workdir={workdir}',
+      '--mode=search',
+      f'--config.search.num_trials={num_trials}',
+      *flags,
+    ],
+    cwd=ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+    env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+  )
+
+
+def _wait(proc: subprocess.Popen) -> None:
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+
+
+def test_search_space_maps_onto_the_config(test_config):
+  config = test_config  # the default search space
+  params = {
+    'units_cnn_0': 64,
+    'units_semantic_0': 32,
+    'units_fusion_0': 1000,
+    'dropout': 0.25,
+    'activation': 'tanh',
+    'optimizer': 'rmsprop',
+    'learning_rate': 1e-3,
+  }
+  assert search.suggest(optuna.trial.FixedTrial(params), config) == params
+  out = search.apply_params(config, params)
+  assert out.model.branch_units.cnn == (64,) and out.model.branch_units.semantic == (32,)
+  assert out.model.hidden_units == (1000,) and out.model.dropout == 0.25
+  assert out.model.activation == 'tanh' and out.optimizer.name == 'rmsprop'
+  assert out.optimizer.learning_rate == 1e-3
+  assert config.model.activation == 'relu'  # the input config is left alone
+
+
+def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_path):
+  workdir = str(tmp_path)
+  config = _config(3)
+  # A trial whose worker died: RUNNING, with a heartbeat that is about to go stale.
+  study = search.open_study(config, workdir)
+  with pytest.warns(UserWarning, match='Heartbeat'):
+    dead = study.ask()
+  dead_dir = os.path.join(workdir, 'trials', 'dead_trial')
+  dead.set_user_attr('workdir', dead_dir)
+  study._storage.record_heartbeat(dead._trial_id)
+  time.sleep(config.search.grace_secs + 1)
+
+  workers = [_worker(workdir, 3), _worker(workdir, 3)]
+  for w in workers:
+    _wait(w)
+  with open(os.path.join(workdir, search.SEARCH_FILE)) as f:
+    summary = json.load(f)
+  rows = summary['trials']
+  finished = [r for r in rows if r['state'] in ('COMPLETE', 'PRUNED')]
+  assert len(finished) >= 3
+  assert len({r['worker'] for r in finished}) == 2  # both processes took trials
+  assert {r['number']: r['state'] for r in rows}[dead.number] == 'FAIL'
+  retry = [r for r in rows if r['retry_of'] == dead.number]
+  assert len(retry) == 1 and retry[0]['state'] in ('COMPLETE', 'PRUNED')
+  assert retry[0]['workdir'] == dead_dir  # the retry continued in the dead trial's workdir
+  assert os.path.exists(os.path.join(dead_dir, 'fold_0', 'eval.json'))
+
+  # Resume: the same command loads the study; with its budget reached it only re-exports.
+  config = _config(len(finished))
+  config.search.compile_cache = False  # keep this process's JAX config untouched
+  again = search.run(config, workdir)
+  assert [r['number'] for r in again['trials']] == [r['number'] for r in rows]
+  resumed = optuna.load_study(study_name='memjax', storage=search.storage_url(config, workdir))
+
+  # The best config loads and equals the best trial's config.
+  spec = importlib.util.spec_from_file_location('best', os.path.join(workdir, 'best_config.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  best = resumed.best_trial
+  expected = search.apply_params(config, best.params)
+  assert module.get_config().to_dict() == expected.to_dict()
+  for name in ('trials.csv', 'search.png', 'study.db'):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0
+
+
+def test_bad_storage_url_is_an_input_error(tmp_path):
+  config = _config(1)
+  config.search.storage = 'nosuchdb://user:secret@host/db'
+  with pytest.raises(search.InputError, match='config.search.storage') as e:
+    search.open_study(config, str(tmp_path))
+  assert 'secret' not in str(e.value)
