@@ -86,6 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.predict.input = config_dict.placeholder(str)  # Folder of images, or a CSV of paths.
   config.predict.output = config_dict.placeholder(str)  # CSV to write (default WORKDIR/...).
   config.predict.path_column = 'image'  # Column of image paths when the input is a CSV.
+  config.predict.on_error = 'skip'  # Unreadable image: 'skip' (empty score + error) or 'stop'.
 
   config.eval = ml_collections.ConfigDict()
   config.eval.checkpoint = 'best'  # Checkpoint scored per fold: 'best', 'latest' or a step.

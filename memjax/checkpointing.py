@@ -5,13 +5,14 @@ fold's thresholds and score values, feature dimensions, K, epoch, validation met
 checkpoint alone is enough to score new data.
 """
 
+import contextlib
 import os
 
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax.errors import InputError
+from memjax.errors import InputError, out_of_space
 
 BEST_METRIC = 'val_spearman'
 
@@ -39,13 +40,32 @@ def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict, metrics: dict) -> None:
-  """Writes `state` and `meta` at `step`, ranked by `metrics[BEST_METRIC]`."""
-  mngr.save(
-    step,
-    args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-    metrics=metrics,
+  """Writes `state` and `meta` at `step`, ranked by `metrics[BEST_METRIC]`.
+
+  Orbax writes into a temporary directory renamed only once complete, so a failed write never
+  looks like a checkpoint (the next manager of the fold removes it).
+
+  Raises:
+    InputError: the disk is full; the message names the checkpoint and the step kept.
+  """
+  kept = mngr.latest_step()
+  then = (
+    f'The previous checkpoint (step {kept}) is kept; free space and re-run to resume from it.'
+    if kept is not None
+    else 'No earlier checkpoint exists; free space and re-run.'
   )
-  mngr.wait_until_finished()
+  with out_of_space(f'checkpoint {os.path.join(str(mngr.directory), str(step))}', then):
+    try:
+      mngr.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        metrics=metrics,
+      )
+    except BaseException:
+      with contextlib.suppress(Exception):  # items still in flight end before anything else
+        mngr.wait_until_finished()
+      raise
+    mngr.wait_until_finished()
 
 
 def select_step(mngr: ocp.CheckpointManager, which: str) -> int:

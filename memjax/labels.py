@@ -31,18 +31,22 @@ def quantile_thresholds(scores: np.ndarray, num_classes: int) -> np.ndarray:
     InputError: K out of range, non-finite scores, or scores too few/too tied for K classes.
   """
   if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
-    raise InputError(f'num_classes must be in {MIN_CLASSES}..{MAX_CLASSES}, got {num_classes}.')
+    raise InputError(
+      f'config.num_classes must be in {MIN_CLASSES}..{MAX_CLASSES}, got {num_classes}.'
+    )
   scores = np.asarray(scores, np.float64)
   if scores.ndim != 1 or scores.size == 0 or not np.all(np.isfinite(scores)):
     raise InputError('quantile_thresholds needs a non-empty 1-D array of finite scores.')
   thresholds = np.quantile(scores, np.arange(1, num_classes) / num_classes)
   counts = np.bincount(assign_classes(scores, thresholds), minlength=num_classes)
   if np.any(np.diff(thresholds) <= 0) or np.any(counts == 0):
+    distinct = np.unique(scores).size
+    why = 'have only' if distinct < num_classes else 'are too tied for that, with'
     raise InputError(
-      f'num_classes={num_classes} needs {num_classes} non-empty score bins, but the '
-      f'{scores.size} training scores have only {np.unique(scores).size} distinct values '
+      f'config.num_classes={num_classes} needs {num_classes} non-empty score classes, but the '
+      f'{scores.size} training scores {why} {distinct} distinct values '
       f'(thresholds {np.round(thresholds, 4).tolist()}, class sizes {counts.tolist()}); '
-      'use a smaller num_classes.'
+      'use a smaller config.num_classes.'
     )
   return thresholds
 

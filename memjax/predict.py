@@ -24,8 +24,11 @@ from absl import logging
 from PIL import Image
 
 from memjax import checkpointing, evaluate, labels, models, optimizers, parallel, steps
-from memjax.errors import InputError
+from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
+
+ON_ERROR = ('skip', 'stop')
+SHOW = 5  # unreadable images quoted in a message
 
 
 def _fold_dirs(workdir: str) -> list[str]:
@@ -158,33 +161,56 @@ def write_csv(path: str, paths, scores, probs, errors) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   num_classes = 0 if probs is None else probs.shape[1]
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.csv')
-  try:
-    with os.fdopen(fd, 'w', newline='') as f:
-      out = csv.writer(f)
-      out.writerow(['path', 'score'] + [f'prob_{k}' for k in range(num_classes)] + ['error'])
-      for i, p in enumerate(paths):
-        row_probs = [] if probs is None else [f'{x:.6f}' for x in probs[i]]
-        score = '' if np.isnan(scores[i]) else f'{scores[i]:.6f}'
-        out.writerow([p, score] + ([''] * num_classes if errors[i] else row_probs) + [errors[i]])
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  kept = 'The previous file is unchanged; free' if os.path.exists(path) else 'Free'
+  with out_of_space(path, f'{kept} space and re-run.'):
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.csv')
+    try:
+      with os.fdopen(fd, 'w', newline='') as f:
+        out = csv.writer(f)
+        out.writerow(['path', 'score'] + [f'prob_{k}' for k in range(num_classes)] + ['error'])
+        for i, p in enumerate(paths):
+          row_probs = [] if probs is None else [f'{x:.6f}' for x in probs[i]]
+          score = '' if np.isnan(scores[i]) else f'{scores[i]:.6f}'
+          out.writerow([p, score] + ([''] * num_classes if errors[i] else row_probs) + [errors[i]])
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+      raise
 
 
 def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`--mode=predict`: writes `config.predict.output` (default WORKDIR/predictions.csv)."""
+  """`--mode=predict`: writes `config.predict.output` (default WORKDIR/predictions.csv).
+
+  Unreadable images get an empty score and their error in the CSV
+  (`config.predict.on_error='skip'`), or stop the run before anything is written (`'stop'`).
+
+  Raises:
+    InputError: bad input list, checkpoints or config; unreadable images under `'stop'`.
+  """
   start = time.time()
+  if config.predict.on_error not in ON_ERROR:
+    raise InputError(
+      f'config.predict.on_error must be one of {ON_ERROR}, got {config.predict.on_error!r}.'
+    )
   paths = list_inputs(config)
   predictor = Predictor(config, workdir)
   scores, probs, errors = predictor.predict_paths(paths, config.extract.batch_size)
+  failed = [(p, e) for p, e in zip(paths, errors, strict=True) if e]
   output = config.predict.output or os.path.join(workdir, 'predictions.csv')
+  if failed and config.predict.on_error == 'stop':
+    listed = '; '.join(f'{p} ({e})' for p, e in failed[:SHOW])
+    more = f' and {len(failed) - SHOW} more' if len(failed) > SHOW else ''
+    raise InputError(
+      f'{len(failed)} unreadable image(s): {listed}{more}. Nothing was written to {output}; '
+      'fix or remove them, or set config.predict.on_error=skip.'
+    )
   if jax.process_index() == 0:
     write_csv(output, paths, scores, probs, errors)
-  failed = [p for p, e in zip(paths, errors, strict=True) if e]
-  for p in failed:
-    logging.warning('unreadable image %s: not scored', p)
+  for p, e in failed:
+    logging.warning('unreadable image %s (%s): not scored', p, e)
   summary = {
     'output': output,
     'num_images': len(paths),

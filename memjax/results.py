@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 
 from memjax.datasets import MemorabilityData
+from memjax.errors import out_of_space
 
 EVAL_FILE, SUMMARY_FILE, CONFIG_FILE = 'eval.json', 'summary.json', 'config.json'
 
@@ -32,20 +33,31 @@ def _clean(value):
 
 
 def write_json(path: str, obj) -> None:
-  """Writes `obj` to `path` atomically (temp file + rename), process 0 only."""
+  """Writes `obj` to `path` atomically (synced temp file + rename), process 0 only.
+
+  On any failure the old file is left as it was and the temp file is removed.
+
+  Raises:
+    InputError: the disk is full (naming `path`).
+  """
   if jax.process_index() != 0:
     return
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.json')
-  try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(_clean(obj), f, indent=2, sort_keys=True)
-      f.write('\n')
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  kept = 'The previous file is unchanged.' if os.path.exists(path) else ''
+  with out_of_space(path, f'{kept} Free space and re-run.'.lstrip()):
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.json')
+    try:
+      with os.fdopen(fd, 'w') as f:
+        json.dump(_clean(obj), f, indent=2, sort_keys=True)
+        f.write('\n')
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+      raise
 
 
 def read_json(path: str):

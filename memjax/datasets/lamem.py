@@ -50,7 +50,10 @@ def parse_split_file(path: str) -> list[tuple[str, float, int]]:
   except FileNotFoundError as e:
     raise InputError(f'LaMem split file {path} is missing.') from e
   except (OSError, UnicodeDecodeError) as e:
-    raise InputError(f'cannot read LaMem split file {path}: {e}') from e
+    raise InputError(
+      f'cannot read LaMem split file {path} ({e}); expected UTF-8 text with lines like '
+      "'00051110.jpg 0.675000'."
+    ) from e
   entries, seen = [], {}
   for number, line in enumerate(lines, start=1):
     fields = line.split()

@@ -126,7 +126,10 @@ def read_score_csv(
     tfds_common.check_duplicate(seen.setdefault(split, {}), image_id, path, line)
     splits.setdefault(split, []).append((image_id, score, line))
   if not splits:
-    raise InputError(f'{path} has a header but no rows.')
+    raise InputError(
+      f'{path} has a header but no rows; expected one row per image with '
+      f'{sorted(columns.values())}.'
+    )
   return splits
 
 

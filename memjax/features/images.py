@@ -9,11 +9,12 @@ the caller decides (skip it, listed, or stop).
 """
 
 import concurrent.futures
+import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from memjax.errors import InputError
 
@@ -49,6 +50,10 @@ def resize_and_crop(image: Image.Image, resize_to: int, image_size: int) -> np.n
   return np.asarray(image.crop((left, top, left + image_size, top + image_size)))
 
 
+class UnreadableImageError(OSError):
+  """An image file that is empty or in no format PIL can decode; the message says which."""
+
+
 def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
   """Decodes, converts to RGB, resizes (shorter side) and center-crops one image file.
 
@@ -56,12 +61,49 @@ def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
     uint8 [image_size, image_size, 3] RGB.
 
   Raises:
-    OSError, ValueError (from PIL) for unreadable files; the pipeline turns them into `ok=False`.
+    UnreadableImageError for an empty file or an unknown format; OSError, ValueError (from PIL)
+    for other unreadable files. The pipeline turns them into `ok=False`.
   """
-  with Image.open(path) as image:
-    image.load()
+  if os.path.isfile(path) and os.path.getsize(path) == 0:
+    raise UnreadableImageError('empty file (0 bytes); expected an image')
+  try:
+    image = Image.open(path)
+  except UnidentifiedImageError as e:
+    raise UnreadableImageError(
+      f'unsupported or corrupt image format; expected a file PIL decodes (JPEG, PNG, GIF, BMP, '
+      f'TIFF, WebP, ...), starting with bytes {_head(path)!r}'
+    ) from e
+  except (OSError, SyntaxError) as e:
+    raise _corrupt(e, None) from e
+  with image:
+    try:
+      image.load()
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's decoders raise all three
+      raise _corrupt(e, image.format) from e
     image = to_rgb(image)
   return resize_and_crop(image, resize_to, image_size)
+
+
+def _corrupt(error: Exception, image_format: str | None) -> Exception:
+  """PIL's decoding errors (no errno) as UnreadableImageError; real OS errors stay as they are."""
+  if isinstance(error, OSError) and error.errno is not None:
+    return error
+  what = f'{image_format} data' if image_format else 'image data'
+  return UnreadableImageError(
+    f'truncated or corrupt {what} ({error}); expected a complete image file'
+  )
+
+
+def _head(path: str) -> bytes:
+  with open(path, 'rb') as f:
+    return f.read(8)
+
+
+def describe_error(error: BaseException) -> str:
+  """One line for a file that failed to load: the message, with the type unless it is ours."""
+  if isinstance(error, UnreadableImageError):
+    return str(error)
+  return f'{type(error).__name__}: {error}'
 
 
 def _safe_loader(resize_to: int, image_size: int):
@@ -71,7 +113,7 @@ def _safe_loader(resize_to: int, image_size: int):
     try:
       return load_image(path.decode(), resize_to, image_size), True, b''
     except Exception as e:  # any decoder failure is reported per image, not raised
-      return blank, False, f'{type(e).__name__}: {e}'.encode()
+      return blank, False, describe_error(e).encode()
 
   return load
 
@@ -123,7 +165,7 @@ class ImageRows:
     try:
       return load_image(self.paths[row], self.resize_to, self.image_size)
     except Exception as e:
-      raise InputError(f'unreadable image {self.paths[row]}: {type(e).__name__}: {e}') from e
+      raise InputError(f'unreadable image {self.paths[row]}: {describe_error(e)}') from e
 
   def __getitem__(self, rows) -> np.ndarray:
     rows = np.asarray(rows)

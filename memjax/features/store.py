@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from memjax.errors import InputError
+from memjax.errors import InputError, out_of_space
 from memjax.features.store_format import (
   COMPLETE_FILE,
   DTYPES,
@@ -147,19 +147,21 @@ def write_store(
   _check_target(directory, overwrite)
   parent = os.path.dirname(directory)
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-', dir=parent)
-  try:
-    atomic_write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
-    for name, array in arrays.items():
-      with open(os.path.join(tmp, f'{name}.npy'), 'wb') as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    finish(tmp, meta)
-    _swap_into_place(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  kept = 'The store there is unchanged' if os.path.lexists(directory) else 'Nothing was kept'
+  with out_of_space(f'feature store {directory}', f'{kept}; free space and re-run.'):
+    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-', dir=parent)
+    try:
+      atomic_write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
+      for name, array in arrays.items():
+        with open(os.path.join(tmp, f'{name}.npy'), 'wb') as f:
+          np.save(f, array)
+          f.flush()
+          os.fsync(f.fileno())
+      finish(tmp, meta)
+      _swap_into_place(tmp, directory)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
   dims = {n: a.shape[1] for n, a in arrays.items()}
   logging.info('Wrote feature store %s: %d rows of %s, dims %s.', directory, len(ids), dtype, dims)
   return directory

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from memjax.errors import InputError
+from memjax.errors import NO_SPACE, InputError, out_of_space
 from memjax.features.store_format import (
   FORMAT_VERSION,
   IDS_FILE,
@@ -34,6 +34,19 @@ from memjax.features.store_format import (
   sync_dir,
   validate_ids,
 )
+
+
+def _reserve(path: str) -> None:
+  """Allocates the whole file now: a full disk then fails here with ENOSPC, not later as a SIGBUS
+  inside a memory-mapped write. Filesystems without `fallocate` skip this."""
+  fd = os.open(path, os.O_RDWR)
+  try:
+    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+  except OSError as e:
+    if e.errno in NO_SPACE:
+      raise
+  finally:
+    os.close(fd)
 
 
 class StoreWriter:
@@ -115,15 +128,18 @@ class StoreWriter:
     tmp = tempfile.mkdtemp(prefix=f'.{base}.init-', dir=parent)
     rows_done = dict.fromkeys(self.dims, 0)
     try:
-      atomic_write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
-      for name, dim in self.dims.items():
-        array = np.lib.format.open_memmap(
-          os.path.join(tmp, f'{name}.npy'), mode='w+', dtype=self.dtype, shape=(len(ids), dim)
-        )
-        array.flush()
-        del array
-      progress = {**self._layout, 'rows_done': rows_done}
-      atomic_write_text(os.path.join(tmp, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n')
+      with out_of_space(f'feature store {self.directory}', 'Nothing was kept; free space, re-run.'):
+        atomic_write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
+        for name, dim in self.dims.items():
+          path = os.path.join(tmp, f'{name}.npy')
+          array = np.lib.format.open_memmap(
+            path, mode='w+', dtype=self.dtype, shape=(len(ids), dim)
+          )
+          array.flush()
+          del array
+          _reserve(path)
+        progress = {**self._layout, 'rows_done': rows_done}
+        atomic_write_text(os.path.join(tmp, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n')
       if os.path.isdir(self.directory):
         os.rmdir(self.directory)  # empty (checked by the caller)
       os.rename(tmp, self.directory)
@@ -203,16 +219,18 @@ class StoreWriter:
           f'append of {len(array)} rows of {name!r} at row {start} passes the end of the store '
           f'({self.num_rows} rows).'
         )
-    for name, array in batch.items():
-      start = self._rows_done[name]
-      self._arrays[name][start : start + len(array)] = array
-      self._arrays[name].flush()
-    for name, array in batch.items():
-      self._rows_done[name] += len(array)
-    progress = {**self._layout, 'rows_done': self._rows_done}
-    atomic_write_text(
-      os.path.join(self.directory, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n'
-    )
+    done = dict(self._rows_done)
+    then = f'The rows done so far ({self._rows_done}) are kept; free space and re-run to resume.'
+    with out_of_space(f'feature store {self.directory}', then):
+      for name, array in batch.items():
+        self._arrays[name][done[name] : done[name] + len(array)] = array
+        self._arrays[name].flush()
+        done[name] += len(array)
+      progress = {**self._layout, 'rows_done': done}
+      atomic_write_text(
+        os.path.join(self.directory, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n'
+      )
+    self._rows_done = done
 
   def close(self) -> None:
     """Flushes and releases the arrays; the store stays unfinished and resumable."""
@@ -240,10 +258,12 @@ class StoreWriter:
       )
     meta = build_metadata(metadata, self.dims, self.dtype, self.num_rows)
     self.close()
-    for name in self.dims:
-      with open(self._path(name), 'rb+') as f:
-        os.fsync(f.fileno())
-    finish(self.directory, meta)
+    then = 'Every row is kept but the store is unfinished; free space and re-run to finish it.'
+    with out_of_space(f'feature store {self.directory}', then):
+      for name in self.dims:
+        with open(self._path(name), 'rb+') as f:
+          os.fsync(f.fileno())
+      finish(self.directory, meta)
     os.remove(os.path.join(self.directory, PROGRESS_FILE))
     sync_dir(self.directory)
     logging.info('Finished feature store %s (%d rows).', self.directory, self.num_rows)
