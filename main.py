@@ -1,7 +1,7 @@
 """memjax command line: flags and dispatch only.
 
-python main.py --config=configs/k4.py --workdir=WORKDIR [--mode=train|evaluate|extract|predict]
-  [--config.x=y]
+python main.py --config=configs/k4.py --workdir=WORKDIR
+  [--mode=train|evaluate|extract|predict|baseline|sweep|search|transfer|report] [--config.x=y]
 """
 
 import logging as std_logging
@@ -23,6 +23,7 @@ from memjax import (
   sweep,
   train,
   transfer,
+  workdir_lock,
 )
 from memjax.errors import InputError
 
@@ -58,7 +59,8 @@ def main(argv):
   parallel.initialize_distributed(FLAGS.config.distributed)
   logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())
   try:
-    MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+    with workdir_lock.hold_for_mode(FLAGS.workdir, FLAGS.mode):  # one writer per workdir
+      MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
   except InputError as e:
     logging.error('%s', e)
     print(f'memjax: error: {e}', file=sys.stderr)

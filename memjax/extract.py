@@ -5,7 +5,9 @@ to them (jitted, batch sharded over every device) and written batch by batch to
 `config.data.features_dir` with `StoreWriter`: an interrupted run resumes at the first unwritten
 row. An unreadable image is logged by path and either skipped (`config.extract.on_error='skip'`:
 its row is left out of the finished store and listed in its metadata) or stops the run
-(`'stop'`); failures seen so far are kept in `failed.json` inside the unfinished store.
+(`'stop'`); failures seen so far are kept in `failed.json` inside the unfinished store. The
+run holds a lock on the store (`.NAME.memjax.lock` beside it), so a second extraction into the
+same store is refused while the first runs.
 """
 
 import json
@@ -17,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, parallel
+from memjax import datasets, fault_points, parallel, workdir_lock
 from memjax.errors import InputError
 from memjax.features import images, registry, store
 from memjax.features.extractor import Extractor
@@ -79,7 +81,7 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Raises:
     InputError: no store path, a complete store lacking these features, bad images under
-      `on_error='stop'`, or any data/weights problem.
+      `on_error='stop'`, another extraction writing the same store, or any data/weights problem.
   """
   del workdir  # the store path is the output; nothing else is written
   directory, cfg = config.data.features_dir, config.extract
@@ -87,6 +89,12 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise InputError('config.data.features_dir is not set: where should the features go?')
   if cfg.on_error not in ('skip', 'stop'):
     raise InputError(f"config.extract.on_error must be 'skip' or 'stop', got {cfg.on_error!r}.")
+  with workdir_lock.hold(directory, 'extract', lock_file=workdir_lock.store_lock_file(directory)):
+    return _extract(config, directory)
+
+
+def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
+  cfg = config.extract
   ids, paths = datasets.image_paths(config)
   ids = [str(i) for i in ids]
   if store.is_complete(directory):
@@ -139,6 +147,7 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f'{directory}), or set config.extract.on_error=skip.'
         )
     ok = batch['ok'][valid, None]
+    fault_points.reached('extract_batch')
     writer.append({n: np.where(ok, f[valid], 0) for n, f in features.items()})
     done = writer.next_row
     if time.time() - last_log > config.log_every_secs or done == len(ids):

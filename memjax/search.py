@@ -16,7 +16,10 @@ that dies (SIGKILL, lost machine) leaves its trial RUNNING; its heartbeat stops,
 `grace_secs` stale the next trial start marks it failed and re-queues its parameters, and the
 retry continues in the dead trial's workdir, so its finished folds are skipped and an unfinished
 fold resumes from its latest checkpoint. On SQLite, trial state changes take a file lock
-(`study.db.lock`) so that two workers never take the same re-queued trial.
+(`study.db.lock`) so that two workers never take the same re-queued trial. Workers hold WORKDIR
+shared (`memjax/workdir_lock.py`: no train or sweep can start in it meanwhile), and each trial
+directory exclusively: a retry waits until a stalled worker whose trial was failed as stale
+lets go of its directory, so two processes never train in one trial directory.
 
 Every worker, when done, writes `WORKDIR/search.json`, `trials.csv`, `search.png` and
 `best_config.py`: a config file with the best trial's values, runnable with `--config=`.
@@ -37,7 +40,7 @@ import optuna
 import sqlalchemy
 from absl import logging
 
-from memjax import compile_cache, config_export, figures, results, tables, train
+from memjax import compile_cache, config_export, figures, results, tables, train, workdir_lock
 from memjax.errors import InputError
 
 SEARCH_FILE, TRIALS_FILE, BEST_CONFIG_FILE = 'search.json', 'trials.csv', 'best_config.py'
@@ -200,6 +203,10 @@ def make_objective(config: ml_collections.ConfigDict, workdir: str):
     )
     trial.set_user_attr('workdir', tdir)
     trial.set_user_attr('worker', f'{socket.gethostname()}:{os.getpid()}')
+    with workdir_lock.hold(tdir, f'search trial {trial.number}', wait=True):
+      return run_folds(trial, trial_config, tdir)
+
+  def run_folds(trial: optuna.Trial, trial_config: ml_collections.ConfigDict, tdir: str):
     rhos = []
     for step, fold in enumerate(_folds(config)):
       sub = copy.deepcopy(trial_config)

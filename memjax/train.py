@@ -5,6 +5,12 @@ checkpointed (the latest and the best by validation Spearman are kept). Re-runni
 command resumes an unfinished fold from its latest checkpoint and skips finished folds (those
 with an `eval.json`). When a fold's training ends, its best checkpoint is restored and scored on
 the test rows, so the reported numbers are exactly what `--mode=evaluate` recomputes.
+
+A run killed anywhere (mid-step, mid-checkpoint, between folds) and re-run ends with the same
+numbers: Orbax commits a checkpoint by renaming its finished temporary directory, so an
+interrupted one is ignored (and removed); data order and dropout keys are functions of
+(seed, fold, step), so the steps after the latest checkpoint are redone exactly. Each fold logs
+which steps this run trained (tests/test_kill_resume.py kills runs at `fault_points`).
 """
 
 import math
@@ -22,6 +28,7 @@ from memjax import (
   checkpointing,
   datasets,
   evaluate,
+  fault_points,
   fold_data,
   input_pipeline,
   models,
@@ -33,14 +40,28 @@ from memjax import (
 from memjax.errors import InputError
 
 
-def _epoch_metrics(sums, step: int, last_good: int | None) -> dict:
-  """Host-side training metrics of an epoch; a non-finite loss stops the fold."""
+class NonFiniteLossError(InputError, FloatingPointError):
+  """Training diverged. An InputError (`main.py` prints one line: lower the learning rate) and a
+  FloatingPointError (`--mode=search` counts the trial as failed and goes on)."""
+
+
+def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
+  """Host-side training metrics of an epoch; a non-finite loss stops the fold.
+
+  Raises:
+    NonFiniteLossError: naming the fold, the step, and the last good checkpoint, which is kept.
+  """
   sums = parallel.fetch(sums)
   loss = float(sums['loss'] / sums['count'])
   if not math.isfinite(loss):
-    raise FloatingPointError(
-      f'non-finite training loss {loss} in the epoch ending at step {step}; the last good '
-      f'checkpoint (step {last_good}) is kept. Lower config.optimizer.learning_rate?'
+    kept = (
+      'no checkpoint was written yet'
+      if last_good is None
+      else f'the last good checkpoint (step {last_good}) is kept'
+    )
+    raise NonFiniteLossError(
+      f'fold {fold}: non-finite training loss {loss} in the epoch ending at step {step}; '
+      f'{kept}. Lower config.optimizer.learning_rate?'
     )
   return {'train_loss': loss, 'train_accuracy': float(sums['correct'] / sums['count'])}
 
@@ -69,17 +90,20 @@ def train_fold(
   init_key, dropout_key = jax.random.split(fold_data.fold_key(config.seed, fold))
   consts = parallel.replicate(fd.consts(np.asarray(dropout_key)), mesh)
 
+  meta = evaluate.model_meta(config, feature_dims)
   mngr = checkpointing.manager(os.path.join(fdir, 'checkpoints'))
   step = mngr.latest_step()
   if step is None:
     state = steps.create_state(model, tx, feature_dims, parallel.replicate(init_key, mesh), mesh)
     step = 0
   else:
+    where = os.path.join(mngr.directory, str(step))
+    evaluate.check_meta(checkpointing.restore_meta(mngr, step), meta, where)
     state, _ = checkpointing.restore(
       mngr, step, steps.abstract_state(model, tx, feature_dims, mesh)
     )
     logging.info('fold %d: resuming from checkpoint step %d', fold, step)
-  meta = evaluate.model_meta(config, feature_dims)
+  first_step = step
   meta.update(
     fold=fold,
     thresholds=fd.thresholds.tolist(),
@@ -118,10 +142,11 @@ def train_fold(
     )
     for chunk in chunks:
       state, chunk_sums = train_fn(state, parallel.to_global(chunk, mesh, 1), consts)
+      fault_points.reached('train_chunk')
       sums = chunk_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, chunk_sums)
       step += chunk['label'].shape[0]
       progress(step)
-    scalars = _epoch_metrics(sums, step, mngr.latest_step())
+    scalars = _epoch_metrics(sums, fold, step, mngr.latest_step())
     val = evaluate.score(
       eval_fn, state.params, fd, fd.split.val, consts, config.eval_batch_size, mesh
     )
@@ -145,6 +170,12 @@ def train_fold(
     )
   writer.flush()
   mngr.close()
+  if step > first_step:
+    logging.info(
+      'fold %d: this run trained steps %d to %d of %d', fold, first_step, step, total_steps
+    )
+  else:
+    logging.info('fold %d: all %d steps were trained before; nothing to train', fold, step)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -178,6 +209,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       continue
     train_fold(config, data, plans[fold], fold, mesh, workdir)
     fold_results.append(evaluate.evaluate_fold(config, data, plans[fold], fold, mesh, workdir))
+    fault_points.reached('fold_done')
   summary = results.summarize(
     config, data, fold_results, mode='train', wall_seconds=time.time() - start
   )
