@@ -16,6 +16,7 @@ from memjax import (
   baselines,
   evaluate,
   extract,
+  host_memory,
   parallel,
   predict,
   report,
@@ -51,10 +52,30 @@ def _quiet_orbax(record) -> bool:
   return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a `--config.FIELD` the config lacks as a one-line error (exit 2).
+
+  ml_collections reports an unknown field as an AttributeError or KeyError from deep inside the
+  parser; anything else keeps absl's own handling.
+  """
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    overrides = [a.split('=', 1)[0] for a in argv[1:] if a.startswith('--config.')]
+    detail = str(e.args[0] if e.args else e).strip('\'"')
+    print(
+      f'memjax: error: unknown config field in {" ".join(overrides) or "the config"}: {detail}. '
+      'configs/default.py lists every field.',
+      file=sys.stderr,
+    )
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().python_handler.addFilter(_quiet_orbax)
+  host_memory.fix_mmap_threshold()  # batch buffers go back to the OS when freed
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; JAX owns the accelerators.
   parallel.initialize_distributed(FLAGS.config.distributed)
   logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())
@@ -74,4 +95,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -25,6 +25,7 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer('batch_size', 16, 'Images per batch.')
 flags.DEFINE_float('seconds', 20.0, 'Measured time (after warm-up).')
+flags.DEFINE_bool('xla_default', False, "memjax with XLA's default CPU library fusions.")
 
 
 def _images(n: int) -> np.ndarray:
@@ -45,9 +46,10 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
 
   import jax
 
-  from memjax import parallel
+  from memjax import parallel, xla_options
   from memjax.features import vgg, vgg_weights
 
+  xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   arch = vgg_weights.VGGArch()
   mesh = parallel.make_mesh()
   x = np.zeros((1, 224, 224, 3), np.float32)
@@ -56,6 +58,7 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
   forward = jax.jit(
     functools.partial(vgg.fc7, arch=arch, origin=vgg.KERAS),
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+    compiler_options=xla_options.compiler_options(),
   )
   images = parallel.to_global({'x': _images(batch_size)}, mesh, 0)['x']
   return _timed(lambda: forward(params, images).block_until_ready(), batch_size, seconds)
@@ -64,14 +67,16 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
 def efficientnet_speed(batch_size: int, seconds: float) -> float:
   import jax
 
-  from memjax import parallel
+  from memjax import parallel, xla_options
   from memjax.features import efficientnet_lite
 
+  xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   mesh = parallel.make_mesh()
   params = parallel.replicate(efficientnet_lite.init_params(), mesh)
   forward = jax.jit(
     efficientnet_lite.forward,
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+    compiler_options=xla_options.compiler_options(),
   )
   images = parallel.to_global({'x': _images(batch_size)}, mesh, 0)['x']
   return _timed(lambda: forward(params, images).block_until_ready(), batch_size, seconds)
@@ -96,7 +101,14 @@ def main(argv):
   ]
   rate = fn(FLAGS.batch_size, FLAGS.seconds)
   print(
-    json.dumps({'framework': FLAGS.framework, 'batch_size': FLAGS.batch_size, 'images_per_s': rate})
+    json.dumps(
+      {
+        'framework': FLAGS.framework,
+        'batch_size': FLAGS.batch_size,
+        'xla_default': FLAGS.xla_default,
+        'images_per_s': rate,
+      }
+    )
   )
 
 

@@ -4,15 +4,17 @@
 
 Rows (each in its own process, one after another, so they do not compete):
 * training examples/s of memjax and of a Keras 3 model of the same network, batch 16 and 256,
-  on LaMem-sized data (58,741 x (4096 + 1024)), and their ratio;
-* the machine's matmul FLOP/s and memjax's achieved training FLOP/s (FLOPs of the compiled
-  step from XLA's cost analysis) at batch 256, as a utilisation ratio;
-* VGG16 fc7 extraction images/s of memjax and of `keras.applications.VGG16(weights=None)`;
+  on LaMem-sized data (58,741 x (4096 + 1024)), and their ratio; also memjax compiled with XLA's
+  default CPU library fusions, which memjax/xla_options.py turns off;
+* the machine's matmul FLOP/s (best of XLA and NumPy's BLAS) and memjax's achieved training
+  FLOP/s (FLOPs of the compiled step from XLA's cost analysis) at batch 256, as a utilisation;
+* VGG16 fc7 extraction images/s of memjax (both XLA settings) and of
+  `keras.applications.VGG16(weights=None)`, and memjax's EfficientNet-Lite0;
 * wall time and peak resident memory of the default main job (configs/k4.py), and of a 5-fold
   K=4 run on LaMem-sized synthetic data read from a float32 feature store (1 epoch per fold,
   as the full 10 would take ~30 min here), with peak memory / store size.
-`--quick` skips the two whole-job rows. The table goes to stdout and, as JSON, to
-`benchmarks/results.json` unless `--out` says otherwise.
+`--quick` skips the two whole-job rows; `--compare_xla` adds the XLA-default rows. The table
+goes to stdout and, as JSON, to `benchmarks/results.json` unless `--out` says otherwise.
 """
 
 import json
@@ -29,7 +31,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Skip the whole-job wall-time/memory rows.')
-flags.DEFINE_float('seconds', 20.0, 'Measured seconds per throughput figure.')
+flags.DEFINE_bool(
+  'compare_xla', False, "Also measure memjax compiled with XLA's default CPU library fusions."
+)
+flags.DEFINE_float('seconds', 10.0, 'Measured seconds per throughput figure.')
 flags.DEFINE_string('out', os.path.join(ROOT, 'benchmarks', 'results.json'), 'JSON output.')
 
 TARGETS = {
@@ -38,6 +43,21 @@ TARGETS = {
   'utilisation256': 0.8,
   'vgg16_ratio': 1.0,
   'lamem_memory_ratio': 2.5,
+}
+
+
+# name -> arguments; `memjax_xla_default` is memjax compiled with XLA's default CPU library
+# fusions, the setting memjax/xla_options.py turns off.
+TRAIN_RUNS = {
+  'memjax': ['--framework=memjax'],
+  'memjax_xla_default': ['--framework=memjax', '--xla_default'],
+  'keras': ['--framework=keras'],
+}
+EXTRACT_RUNS = {
+  'memjax': ['--framework=memjax'],
+  'memjax_xla_default': ['--framework=memjax', '--xla_default'],
+  'keras': ['--framework=keras'],
+  'memjax_efficientnet': ['--framework=memjax_efficientnet'],
 }
 
 
@@ -74,26 +94,23 @@ datasets.load(config)
 """
 
 
-def measure(seconds: float, quick: bool) -> dict:
+def measure(seconds: float, quick: bool, compare_xla: bool) -> dict:
   r = {
     'machine': f'{platform.machine()}, {os.cpu_count()} cores',
     'python': platform.python_version(),
   }
   r['matmul'] = _json(['benchmarks.matmul_speed'])
   for batch in (16, 256):
-    for framework in ('memjax', 'keras'):
-      r[f'{framework}{batch}'] = _json(
-        [
-          'benchmarks.train_speed',
-          f'--framework={framework}',
-          f'--batch_size={batch}',
-          f'--seconds={seconds}',
-        ]
+    for name, args in TRAIN_RUNS.items():
+      if name.endswith('xla_default') and not compare_xla:
+        continue
+      r[f'{name}{batch}'] = _json(
+        ['benchmarks.train_speed', *args, f'--batch_size={batch}', f'--seconds={seconds}']
       )
-  for framework in ('memjax', 'keras', 'memjax_efficientnet'):
-    r[f'vgg16_{framework}'] = _json(
-      ['benchmarks.extract_speed', f'--framework={framework}', f'--seconds={seconds}']
-    )
+  for name, args in EXTRACT_RUNS.items():
+    if name.endswith('xla_default') and not compare_xla:
+      continue
+    r[f'vgg16_{name}'] = _json(['benchmarks.extract_speed', *args, f'--seconds={seconds}'])
   if not quick:
     with tempfile.TemporaryDirectory() as tmp:
       main = [PYTHON, 'main.py', '--config=configs/k4.py']
@@ -124,7 +141,16 @@ def table(r: dict) -> str:
     return a / b if b else float('nan')
 
   mm = r['matmul']['matmul_flops_per_s']
-  rows = [('matmul f32 (4096^3), GFLOP/s', f'{mm / 1e9:.0f}', '', '')]
+  rows = [
+    (
+      'matmul f32 (4096^3), GFLOP/s: best of XLA default / XLA memjax options / NumPy BLAS',
+      f'{mm / 1e9:.0f} ({r["matmul"]["xla_default_flops_per_s"] / 1e9:.0f} / '
+      f'{r["matmul"]["xla_memjax_flops_per_s"] / 1e9:.0f} / '
+      f'{r["matmul"]["numpy_flops_per_s"] / 1e9:.0f})',
+      '',
+      '',
+    )
+  ]
   for batch in (16, 256):
     m, k = r[f'memjax{batch}']['examples_per_s'], r[f'keras{batch}']['examples_per_s']
     rows.append(
@@ -135,6 +161,16 @@ def table(r: dict) -> str:
         f'>= {TARGETS[f"train{batch}_ratio"]}x',
       )
     )
+    if f'memjax_xla_default{batch}' in r:
+      d = r[f'memjax_xla_default{batch}']['examples_per_s']
+      rows.append(
+        (
+          f'training, batch {batch}: memjax with XLA default CPU fusions / Keras',
+          f'{d:,.0f} / {k:,.0f}',
+          f'{ratio(d, k):.2f}x',
+          '',
+        )
+      )
   m256 = r['memjax256']
   achieved = m256['examples_per_s'] * m256['flops_per_example']
   rows.append(
@@ -146,14 +182,26 @@ def table(r: dict) -> str:
     )
   )
   vm, vk = r['vgg16_memjax']['images_per_s'], r['vgg16_keras']['images_per_s']
-  rows.append(
+  ve = r['vgg16_memjax_efficientnet']['images_per_s']
+  rows += [
     (
       f'VGG16 extraction, batch {r["vgg16_memjax"]["batch_size"]}, images/s: memjax / Keras',
-      f'{vm:.1f} / {vk:.1f}',
+      f'{vm:.2f} / {vk:.2f}',
       f'{ratio(vm, vk):.2f}x',
       '>= 1.0x',
+    ),
+    ('EfficientNet-Lite0 extraction (memjax), images/s', f'{ve:.1f}', '', ''),
+  ]
+  if 'vgg16_memjax_xla_default' in r:
+    vd = r['vgg16_memjax_xla_default']['images_per_s']
+    rows.append(
+      (
+        'VGG16 extraction: memjax with XLA default CPU fusions / Keras',
+        f'{vd:.2f} / {vk:.2f}',
+        f'{ratio(vd, vk):.2f}x',
+        '',
+      )
     )
-  )
   if 'main_job' in r:
     j = r['main_job']
     rows.append(
@@ -186,7 +234,7 @@ def table(r: dict) -> str:
 
 def main(argv):
   del argv
-  r = measure(FLAGS.seconds, FLAGS.quick)
+  r = measure(FLAGS.seconds, FLAGS.quick, FLAGS.compare_xla)
   with open(FLAGS.out, 'w') as f:
     json.dump(r, f, indent=2)
   sys.stdout.write(table(r) + '\n')

@@ -25,6 +25,7 @@ flags.DEFINE_enum('framework', 'memjax', ['memjax', 'keras'], 'What to measure.'
 flags.DEFINE_integer('batch_size', 16, 'Global batch size.')
 flags.DEFINE_float('seconds', 20.0, 'Measured time (after warm-up).')
 flags.DEFINE_integer('rows', 58_741, 'Rows of the feature arrays (LaMem: 58,741).')
+flags.DEFINE_bool('xla_default', False, "memjax with XLA's default CPU library fusions.")
 
 CNN, SEM, K = 4096, 1024, 4
 
@@ -48,8 +49,9 @@ def memjax_speed(batch_size: int, seconds: float, rows: int) -> dict:
   import jax
 
   from configs import k4
-  from memjax import input_pipeline, models, optimizers, parallel, steps
+  from memjax import input_pipeline, models, optimizers, parallel, steps, xla_options
 
+  xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   config = k4.get_config()
   cnn, sem, label = _data(rows)
   arrays = {'cnn': cnn, 'semantic': sem, 'label': label, 'score': np.zeros(rows, np.float32)}
@@ -140,7 +142,16 @@ def main(argv):
   del argv
   fn = memjax_speed if FLAGS.framework == 'memjax' else keras_speed
   result = fn(FLAGS.batch_size, FLAGS.seconds, FLAGS.rows)
-  print(json.dumps({'framework': FLAGS.framework, 'batch_size': FLAGS.batch_size, **result}))
+  print(
+    json.dumps(
+      {
+        'framework': FLAGS.framework,
+        'batch_size': FLAGS.batch_size,
+        'xla_default': FLAGS.xla_default,
+        **result,
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

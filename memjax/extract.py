@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, fault_points, parallel, workdir_lock
+from memjax import datasets, fault_points, parallel, workdir_lock, xla_options
 from memjax.errors import InputError
 from memjax.features import images, registry, store
 from memjax.features.extractor import Extractor
@@ -34,7 +34,12 @@ def make_forward(extractors: dict[str, Extractor], mesh):
     return {n: e.forward(params[n], images_).astype(np.float32) for n, e in extractors.items()}
 
   rep, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  return jax.jit(forward, in_shardings=(rep, batch), out_shardings=batch)
+  return jax.jit(
+    forward,
+    in_shardings=(rep, batch),
+    out_shardings=batch,
+    compiler_options=xla_options.compiler_options(),
+  )
 
 
 def _read_failures(directory: str) -> dict[int, dict]:
@@ -141,7 +146,8 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     if bad.size:
       _write_failures(directory, failed)
       if cfg.on_error == 'stop':
-        listed = '; '.join(f'{failed[int(batch["index"][i])]["path"]}' for i in bad)
+        rows = [int(batch['index'][i]) for i in bad]
+        listed = '; '.join(f'{failed[r]["path"]} ({failed[r]["error"]})' for r in rows)
         raise InputError(
           f'unreadable image(s): {listed}. Fix or remove them (then delete '
           f'{directory}), or set config.extract.on_error=skip.'

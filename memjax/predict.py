@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import checkpointing, evaluate, labels, models, optimizers, parallel, steps
+from memjax import checkpointing, evaluate, labels, models, optimizers, parallel, steps, xla_options
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
 
@@ -76,6 +76,7 @@ class Predictor:
       functools.partial(_predict, model=model, extractors=self.extractors),
       in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)),
       out_shardings=parallel.batch_sharding(self.mesh),
+      compiler_options=xla_options.compiler_options(),
     )
     first = next(iter(self.extractors.values()))
     self.image_size, self.resize_to = first.image_size, first.resize_to

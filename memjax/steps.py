@@ -14,7 +14,7 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from memjax import labels, parallel
+from memjax import labels, parallel, xla_options
 from memjax.models import FusionMLP
 
 TrainState = train_state.TrainState
@@ -119,7 +119,13 @@ def jit_train_steps(model: FusionMLP, mesh: Mesh, *, scan: bool = True, extracto
   fn = functools.partial(train_steps if scan else train_step, model=model, extractors=extractors)
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh, batch_axis=1 if scan else 0)
-  return jax.jit(fn, in_shardings=(rep, batch, rep), out_shardings=(rep, rep), donate_argnums=0)
+  return jax.jit(
+    fn,
+    in_shardings=(rep, batch, rep),
+    out_shardings=(rep, rep),
+    donate_argnums=0,
+    compiler_options=xla_options.compiler_options(),
+  )
 
 
 def jit_eval_step(model: FusionMLP, mesh: Mesh, extractors=None):
@@ -129,4 +135,5 @@ def jit_eval_step(model: FusionMLP, mesh: Mesh, extractors=None):
     functools.partial(eval_step, model=model, extractors=extractors),
     in_shardings=(rep, batch, rep),
     out_shardings=(batch, rep),
+    compiler_options=xla_options.compiler_options(),
   )

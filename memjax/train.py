@@ -31,6 +31,7 @@ from memjax import (
   fault_points,
   fold_data,
   input_pipeline,
+  labels,
   models,
   optimizers,
   parallel,
@@ -195,13 +196,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f'config.data.val_fraction must be in (0, 1) (validation rows choose the '
       f'best checkpoint), got {config.data.val_fraction}.'
     )
+  plans = fold_data.plan_folds(config, data)
+  to_run = evaluate.folds_to_run(config, len(plans))
+  for fold in to_run:  # K against every fold's training scores, before anything is written
+    labels.quantile_thresholds(plans[fold].scores[plans[fold].split.train], config.num_classes)
   results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
   logging.info(
     '%s; %d devices in %d processes', data.description, jax.device_count(), jax.process_count()
   )
-  plans = fold_data.plan_folds(config, data)
   fold_results = []
-  for fold in evaluate.folds_to_run(config, len(plans)):
+  for fold in to_run:
     eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
     if os.path.exists(eval_path):
       logging.info('fold %d already finished (%s); skipping', fold, eval_path)

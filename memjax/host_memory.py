@@ -1,0 +1,34 @@
+"""Keeps the training process's heap from hoarding freed batch buffers (glibc only).
+
+Every training chunk is a few tens of MB of gathered rows, allocated and freed in tf.data and
+JAX threads. glibc serves large blocks with mmap and returns them on free, but after the first
+such free it raises its mmap threshold to that size (up to 32 MB), so later chunks come from the
+per-thread heaps, which fragment and are rarely given back. On the LaMem-sized benchmark run
+(3 folds, 1 epoch each) anonymous memory peaked at 1.88 GB with the default and 0.95 GB with the
+threshold fixed at 1 MiB, for identical results. Fixing it is what `fix_mmap_threshold` does.
+"""
+
+import ctypes
+import ctypes.util
+
+from absl import logging
+
+M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
+THRESHOLD_BYTES = 1 << 20
+
+
+def fix_mmap_threshold(threshold: int = THRESHOLD_BYTES) -> bool:
+  """Makes glibc serve blocks >= `threshold` with mmap (and unmap them on free), always.
+
+  Returns:
+    Whether it took effect (False where the C library is not glibc).
+  """
+  name = ctypes.util.find_library('c')
+  try:
+    libc = ctypes.CDLL(name)
+    done = bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+  except (OSError, AttributeError, TypeError):
+    done = False
+  if not done:
+    logging.info('mallopt(M_MMAP_THRESHOLD) unavailable (C library %s); heap left as it is', name)
+  return done
