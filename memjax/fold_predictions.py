@@ -10,7 +10,6 @@ rows of any dataset with the same features can be scored by any fold.
 """
 
 import os
-import tempfile
 
 import jax
 import ml_collections
@@ -19,6 +18,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from memjax import (
+  atomic_files,
   checkpointing,
   datasets,
   evaluate,
@@ -41,20 +41,14 @@ def save(path: str, rows: np.ndarray, ids: np.ndarray, true: np.ndarray, pred: n
     return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.npz')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(
-        f,
-        rows=np.asarray(rows, np.int64),
-        ids=np.asarray(ids).astype(str),
-        true=np.asarray(true, np.float64),
-        pred=np.asarray(pred, np.float64),
-      )
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  with atomic_files.replacing(path, 'wb') as f:
+    np.savez(
+      f,
+      rows=np.asarray(rows, np.int64),
+      ids=np.asarray(ids).astype(str),
+      true=np.asarray(true, np.float64),
+      pred=np.asarray(pred, np.float64),
+    )
 
 
 def load(path: str) -> dict[str, np.ndarray]:

@@ -13,7 +13,6 @@ import csv
 import functools
 import glob
 import os
-import tempfile
 import time
 
 import jax
@@ -23,7 +22,17 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import checkpointing, evaluate, labels, models, optimizers, parallel, steps, xla_options
+from memjax import (
+  atomic_files,
+  checkpointing,
+  evaluate,
+  labels,
+  models,
+  optimizers,
+  parallel,
+  steps,
+  xla_options,
+)
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
 
@@ -163,23 +172,16 @@ def write_csv(path: str, paths, scores, probs, errors) -> None:
   os.makedirs(directory, exist_ok=True)
   num_classes = 0 if probs is None else probs.shape[1]
   kept = 'The previous file is unchanged; free' if os.path.exists(path) else 'Free'
-  with out_of_space(path, f'{kept} space and re-run.'):
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.csv')
-    try:
-      with os.fdopen(fd, 'w', newline='') as f:
-        out = csv.writer(f)
-        out.writerow(['path', 'score'] + [f'prob_{k}' for k in range(num_classes)] + ['error'])
-        for i, p in enumerate(paths):
-          row_probs = [] if probs is None else [f'{x:.6f}' for x in probs[i]]
-          score = '' if np.isnan(scores[i]) else f'{scores[i]:.6f}'
-          out.writerow([p, score] + ([''] * num_classes if errors[i] else row_probs) + [errors[i]])
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-      raise
+  with (
+    out_of_space(path, f'{kept} space and re-run.'),
+    atomic_files.replacing(path, newline='') as f,
+  ):
+    out = csv.writer(f)
+    out.writerow(['path', 'score'] + [f'prob_{k}' for k in range(num_classes)] + ['error'])
+    for i, p in enumerate(paths):
+      row_probs = [] if probs is None else [f'{x:.6f}' for x in probs[i]]
+      score = '' if np.isnan(scores[i]) else f'{scores[i]:.6f}'
+      out.writerow([p, score] + ([''] * num_classes if errors[i] else row_probs) + [errors[i]])
 
 
 def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:

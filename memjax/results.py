@@ -3,12 +3,12 @@
 import json
 import math
 import os
-import tempfile
 
 import jax
 import ml_collections
 import numpy as np
 
+from memjax import atomic_files
 from memjax.datasets import MemorabilityData
 from memjax.errors import out_of_space
 
@@ -46,18 +46,9 @@ def write_json(path: str, obj) -> None:
   kept = 'The previous file is unchanged.' if os.path.exists(path) else ''
   with out_of_space(path, f'{kept} Free space and re-run.'.lstrip()):
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.json')
-    try:
-      with os.fdopen(fd, 'w') as f:
-        json.dump(_clean(obj), f, indent=2, sort_keys=True)
-        f.write('\n')
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-      raise
+    with atomic_files.replacing(path) as f:
+      json.dump(_clean(obj), f, indent=2, sort_keys=True)
+      f.write('\n')
 
 
 def read_json(path: str):

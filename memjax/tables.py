@@ -4,26 +4,19 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 
 import jax
+
+from memjax import atomic_files
 
 
 def write_text(path: str, text: str) -> None:
   """Writes `text` to `path` atomically (temp file + rename), process 0 only."""
   if jax.process_index() != 0:
     return
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_')
-  try:
-    with os.fdopen(fd, 'w', newline='') as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  atomic_files.write_text(path, text)
 
 
 def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:

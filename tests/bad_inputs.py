@@ -17,8 +17,7 @@ from PIL import Image
 from test_extract_predict import _write_folder
 from test_lamem import _write_lamem
 
-from memjax import results
-from memjax.features import store_writer
+from memjax import atomic_files, results
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 PREVIOUS_SUMMARY = '{"previous": "run"}\n'
@@ -171,17 +170,17 @@ def full_disk_at_checkpoint(monkeypatch, epoch: int) -> None:
 
 
 def full_disk_at_store_write(monkeypatch, write: int) -> None:
-  """The `write`-th small file a StoreWriter writes (ids.txt, then progress.json at creation and
+  """The `write`-th small file written atomically (ids.txt, then progress.json at creation and
   after each batch) runs out of space."""
-  real, calls = store_writer.atomic_write_text, []
+  real, calls = atomic_files.write_text, []
 
-  def atomic_write_text(path, text):
+  def write_text(path, text):
     calls.append(path)
     if len(calls) == write:
       raise OSError(errno.ENOSPC, NO_SPACE, path)
     real(path, text)
 
-  monkeypatch.setattr(store_writer, 'atomic_write_text', atomic_write_text)
+  monkeypatch.setattr(atomic_files, 'write_text', write_text)
 
 
 def full_disk_at_summary(monkeypatch) -> None:

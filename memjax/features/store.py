@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
+from memjax import atomic_files
 from memjax.errors import InputError, out_of_space
 from memjax.features.store_format import (
   COMPLETE_FILE,
@@ -44,7 +45,6 @@ from memjax.features.store_format import (
   METADATA_FILE,
   PROGRESS_FILE,
   SHOW,
-  atomic_write_text,
   build_metadata,
   cast_rows,
   check_dtype,
@@ -151,7 +151,7 @@ def write_store(
   with out_of_space(f'feature store {directory}', f'{kept}; free space and re-run.'):
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-', dir=parent)
     try:
-      atomic_write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
+      atomic_files.write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
       for name, array in arrays.items():
         with open(os.path.join(tmp, f'{name}.npy'), 'wb') as f:
           np.save(f, array)

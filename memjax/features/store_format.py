@@ -6,11 +6,11 @@ The format itself is specified in `memjax.features.store`.
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from memjax import atomic_files
 from memjax.errors import InputError
 
 FORMAT_VERSION = 1
@@ -166,21 +166,6 @@ def check_descriptor(name: str, entry: Mapping, where: str) -> None:
       raise InputError(f'{where}: feature {name!r} {key} must be a string, got {entry[key]!r}.')
 
 
-def atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` via a synced temporary file and `os.replace`."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp_')
-  try:
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def sync_dir(directory: str) -> None:
   """fsyncs a directory so that renames inside it survive a power cut (no-op where unsupported)."""
   try:
@@ -201,9 +186,9 @@ def ids_text(ids: Sequence[str]) -> str:
 
 def finish(directory: str, meta: dict) -> None:
   """Writes `metadata.json`, then the `COMPLETE` marker, each atomically: the store's last step."""
-  atomic_write_text(os.path.join(directory, METADATA_FILE), json.dumps(meta, indent=2) + '\n')
+  atomic_files.write_text(os.path.join(directory, METADATA_FILE), json.dumps(meta, indent=2) + '\n')
   marker = {'format_version': FORMAT_VERSION, 'count': meta['count']}
-  atomic_write_text(os.path.join(directory, COMPLETE_FILE), json.dumps(marker) + '\n')
+  atomic_files.write_text(os.path.join(directory, COMPLETE_FILE), json.dumps(marker) + '\n')
   sync_dir(directory)
 
 

@@ -18,12 +18,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
+from memjax import atomic_files
 from memjax.errors import NO_SPACE, InputError, out_of_space
 from memjax.features.store_format import (
   FORMAT_VERSION,
   IDS_FILE,
   PROGRESS_FILE,
-  atomic_write_text,
   build_metadata,
   cast_rows,
   check_dtype,
@@ -129,7 +129,7 @@ class StoreWriter:
     rows_done = dict.fromkeys(self.dims, 0)
     try:
       with out_of_space(f'feature store {self.directory}', 'Nothing was kept; free space, re-run.'):
-        atomic_write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
+        atomic_files.write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
         for name, dim in self.dims.items():
           path = os.path.join(tmp, f'{name}.npy')
           array = np.lib.format.open_memmap(
@@ -139,7 +139,8 @@ class StoreWriter:
           del array
           _reserve(path)
         progress = {**self._layout, 'rows_done': rows_done}
-        atomic_write_text(os.path.join(tmp, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n')
+        progress_text = json.dumps(progress, indent=2) + '\n'
+        atomic_files.write_text(os.path.join(tmp, PROGRESS_FILE), progress_text)
       if os.path.isdir(self.directory):
         os.rmdir(self.directory)  # empty (checked by the caller)
       os.rename(tmp, self.directory)
@@ -227,7 +228,7 @@ class StoreWriter:
         self._arrays[name].flush()
         done[name] += len(array)
       progress = {**self._layout, 'rows_done': done}
-      atomic_write_text(
+      atomic_files.write_text(
         os.path.join(self.directory, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n'
       )
     self._rows_done = done
