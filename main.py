@@ -12,21 +12,11 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from memjax import (
-  baselines,
-  evaluate,
-  extract,
-  host_memory,
-  parallel,
-  predict,
-  report,
-  search,
-  sweep,
-  train,
-  transfer,
-  workdir_lock,
-)
+from memjax import evaluate, parallel, predict, train
 from memjax.errors import InputError
+from memjax.experiments import baselines, report, search, sweep, transfer
+from memjax.features import extract
+from memjax.runtime import host_memory, workdir_lock
 
 MODES = {
   'train': train.train_and_evaluate,

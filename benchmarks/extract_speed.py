@@ -46,8 +46,9 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
 
   import jax
 
-  from memjax import parallel, xla_options
+  from memjax import parallel
   from memjax.features import vgg, vgg_weights
+  from memjax.runtime import xla_options
 
   xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   arch = vgg_weights.VGGArch()
@@ -67,8 +68,9 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
 def efficientnet_speed(batch_size: int, seconds: float) -> float:
   import jax
 
-  from memjax import parallel, xla_options
+  from memjax import parallel
   from memjax.features import efficientnet_lite
+  from memjax.runtime import xla_options
 
   xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   mesh = parallel.make_mesh()

@@ -3,9 +3,9 @@
 python -m benchmarks.matmul_speed
 
 A 4096^3 matmul measured three ways: XLA with its default CPU library (YNNPACK) fusions, XLA
-with the options memjax compiles with (`memjax/xla_options.py`), and NumPy's BLAS. The machine's
-figure, `matmul_flops_per_s`, is the best of the three, so a utilisation ratio against it is not
-flattered by a slow reference.
+with the options memjax compiles with (`memjax/runtime/xla_options.py`), and NumPy's BLAS.
+The machine's figure, `matmul_flops_per_s`, is the best of the three, so a utilisation ratio
+against it is not flattered by a slow reference.
 """
 
 import functools
@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from memjax import xla_options  # noqa: E402
+from memjax.runtime import xla_options  # noqa: E402
 
 N, REPEATS = 4096, 10
 

@@ -49,7 +49,8 @@ def memjax_speed(batch_size: int, seconds: float, rows: int) -> dict:
   import jax
 
   from configs import k4
-  from memjax import input_pipeline, models, optimizers, parallel, steps, xla_options
+  from memjax import input_pipeline, models, optimizers, parallel, steps
+  from memjax.runtime import xla_options
 
   xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   config = k4.get_config()

@@ -22,19 +22,10 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import (
-  atomic_files,
-  checkpointing,
-  evaluate,
-  labels,
-  models,
-  optimizers,
-  parallel,
-  steps,
-  xla_options,
-)
+from memjax import checkpointing, evaluate, labels, models, optimizers, parallel, steps
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
+from memjax.runtime import atomic_files, xla_options
 
 ON_ERROR = ('skip', 'stop')
 SHOW = 5  # unreadable images quoted in a message

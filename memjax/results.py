@@ -8,9 +8,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from memjax import atomic_files
 from memjax.datasets import MemorabilityData
 from memjax.errors import out_of_space
+from memjax.runtime import atomic_files
 
 EVAL_FILE, SUMMARY_FILE, CONFIG_FILE = 'eval.json', 'summary.json', 'config.json'
 

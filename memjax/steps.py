@@ -14,8 +14,9 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from memjax import labels, parallel, xla_options
+from memjax import labels, parallel
 from memjax.models import FusionMLP
+from memjax.runtime import xla_options
 
 TrainState = train_state.TrainState
 

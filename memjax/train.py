@@ -28,7 +28,6 @@ from memjax import (
   checkpointing,
   datasets,
   evaluate,
-  fault_points,
   fold_data,
   input_pipeline,
   labels,
@@ -39,6 +38,7 @@ from memjax import (
   steps,
 )
 from memjax.errors import InputError
+from memjax.runtime import fault_points
 
 
 class NonFiniteLossError(InputError, FloatingPointError):

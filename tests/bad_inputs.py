@@ -17,7 +17,8 @@ from PIL import Image
 from test_extract_predict import _write_folder
 from test_lamem import _write_lamem
 
-from memjax import atomic_files, results
+from memjax import results
+from memjax.runtime import atomic_files
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 PREVIOUS_SUMMARY = '{"previous": "run"}\n'

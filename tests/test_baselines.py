@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from memjax import baselines, datasets, fold_data, fold_predictions, results
+from memjax import datasets, fold_data, results
 from memjax.errors import InputError
+from memjax.experiments import baselines, fold_predictions
 
 
 def _config(test_config, method: str):

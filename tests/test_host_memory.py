@@ -5,7 +5,7 @@ import platform
 
 import pytest
 
-from memjax import host_memory
+from memjax.runtime import host_memory
 
 
 @pytest.mark.skipif(

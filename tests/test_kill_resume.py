@@ -26,9 +26,9 @@ import optuna
 import pytest
 from PIL import Image
 
-from memjax import checkpointing, evaluate, extract, results, steps, train
+from memjax import checkpointing, evaluate, results, steps, train
 from memjax.errors import InputError
-from memjax.features import store
+from memjax.features import extract, store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILLED = -signal.SIGKILL
@@ -39,7 +39,7 @@ import orbax.checkpoint as ocp
 from absl import app
 
 import main
-from memjax import fault_points
+from memjax.runtime import fault_points
 
 finalize = ocp.CompositeCheckpointHandler.finalize
 

@@ -8,17 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memjax import (
-  baselines,
-  fold_predictions,
-  metrics,
-  report,
-  results,
-  search,
-  sweep,
-  train,
-  transfer,
-)
+from memjax import metrics, results, train
+from memjax.experiments import baselines, fold_predictions, report, search, sweep, transfer
 
 
 def _small(config):

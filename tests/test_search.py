@@ -11,7 +11,7 @@ import time
 import optuna
 import pytest
 
-from memjax import search
+from memjax.experiments import search
 
 ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
 

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from memjax import results, sweep
+from memjax import results
 from memjax.errors import InputError
+from memjax.experiments import sweep
 
 
 def test_sweep_two_k_values_then_resume(test_config, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from memjax.datasets import tfds_common, tfds_image_folder, tfds_lamem
+from memjax.datasets import score_files, tfds_image_folder, tfds_lamem
 from memjax.errors import InputError
 
 NUM_IMAGES = 36  # per split k: 24 train, 4 val, 8 test
@@ -188,7 +188,7 @@ def test_image_folder_errors(tmp_path):
 
   def read(text):
     csv_path.write_text(text)
-    return tfds_image_folder.read_score_csv(str(csv_path), config)
+    return score_files.read_score_csv(str(csv_path), config)
 
   with pytest.raises(
     InputError,
@@ -212,12 +212,12 @@ def test_image_folder_errors(tmp_path):
   with pytest.raises(InputError, match='is empty; expected a header row'):
     read('')
   with pytest.raises(InputError, match=r'scores CSV .*absent.csv not found'):
-    tfds_image_folder.read_score_csv(str(tmp_path / 'absent.csv'), config)
+    score_files.read_score_csv(str(tmp_path / 'absent.csv'), config)
   origins = {f'x{i}.jpg': f'labels.csv line {i + 2}' for i in range(8)}
   with pytest.raises(
     InputError, match=r'8 of 8 image file\(s\) missing under .*first: x0.jpg \(labels.csv line 2\);'
   ) as error:
-    tfds_common.check_images_exist(str(tmp_path), origins)
+    score_files.check_images_exist(str(tmp_path), origins)
   assert 'x4.jpg' in str(error.value) and 'x5.jpg' not in str(error.value)  # the first five
   # Through TFDS: a CSV naming an image that is not there.
   read('filename,memorability,subset\nstreet/a.jpg,0.5,train\nghost.jpg,0.5,test\n')

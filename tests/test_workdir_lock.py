@@ -15,14 +15,15 @@ import time
 import pytest
 
 import main
-from memjax import extract, workdir_lock
 from memjax.errors import InputError
+from memjax.features import extract
+from memjax.runtime import workdir_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Takes the lock of the workdir argv[1] as `train`, then dies by SIGKILL while holding it.
 DIE_HOLDING = """
 import os, signal, sys
-from memjax import workdir_lock
+from memjax.runtime import workdir_lock
 
 with workdir_lock.hold(sys.argv[1], 'train'):
   os.kill(os.getpid(), signal.SIGKILL)

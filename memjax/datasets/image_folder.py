@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from memjax.datasets import score_files
 from memjax.datasets.base import MemorabilityData
 from memjax.errors import InputError
 from memjax.features import registry, store
@@ -23,16 +24,12 @@ def read_scores(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarr
   Raises:
     InputError: missing folder or CSV, missing columns, bad paths or scores, duplicates.
   """
-  from memjax.datasets import tfds_image_folder  # shares the CSV checks of the TFDS builder
-
   root = config.data.dir
   if not root or not os.path.isdir(root):
     raise InputError(f'config.data.dir={root!r}: expected the folder of images.')
   path = config.data.csv or os.path.join(root, 'scores.csv')
-  spec = tfds_image_folder.ScoredImageFolderConfig(
-    name='memjax', image_column=config.data.image_column, score_column=config.data.score_column
-  )
-  rows = [row for split in tfds_image_folder.read_score_csv(path, spec).values() for row in split]
+  layout = score_files.CsvLayout(config.data.image_column, config.data.score_column)
+  rows = [row for split in score_files.read_score_csv(path, layout).values() for row in split]
   ids = np.array([r[0] for r in rows])
   return ids, np.array([r[1] for r in rows], np.float64), path
 

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax.datasets import tfds_common
+from memjax.datasets import score_files
 from memjax.datasets.base import LabelledSplit, MemorabilityData
 from memjax.errors import InputError
 from memjax.features import registry, store
@@ -64,9 +64,9 @@ def parse_split_file(path: str) -> list[tuple[str, float, int]]:
         f"{path} line {number}: expected '<image file> <score>' like "
         f"'00051110.jpg 0.675000', got {line!r}."
       )
-    image_id = tfds_common.relative_image_path(fields[0], path, number)
-    score = tfds_common.parse_score(fields[1], path, number)
-    tfds_common.check_duplicate(seen, image_id, path, number)
+    image_id = score_files.relative_image_path(fields[0], path, number)
+    score = score_files.parse_score(fields[1], path, number)
+    score_files.check_duplicate(seen, image_id, path, number)
     entries.append((image_id, score, number))
   if not entries:
     raise InputError(f"{path} is empty; expected lines like '00051110.jpg 0.675000'.")

@@ -31,30 +31,14 @@ or, with your own layout, from Python::
   ds = builder.as_dataset(split='train')
 """
 
-import csv
 import dataclasses
 import os
-import re
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from memjax.datasets import tfds_common
+from memjax.datasets import score_files, tfds_common
 from memjax.errors import InputError
-
-_SPLIT_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
-
-_INSTRUCTIONS = """\
-Put in `manual_dir` a CSV file with a header row (default `scores.csv`) and the images it lists:
-
-  <manual_dir>/scores.csv           image,score
-                                    street/0001.jpg,0.71
-  <manual_dir>/<image_dir>/street/0001.jpg
-
-Paths in the image column are relative to `<manual_dir>/<image_dir>` (`image_dir` defaults to
-`manual_dir` itself); scores must lie in [0, 1]. Column names, the CSV name, the image folder
-and an optional split column are set in `ScoredImageFolderConfig`.
-"""
 
 
 @dataclasses.dataclass(eq=False)
@@ -78,61 +62,6 @@ class ScoredImageFolderConfig(tfds.core.BuilderConfig):
   delimiter: str = ','
 
 
-def read_score_csv(
-  path: str, config: ScoredImageFolderConfig
-) -> dict[str, list[tuple[str, float, int]]]:
-  """Reads a scores CSV.
-
-  Args:
-    path: the CSV file.
-    config: the column names and delimiter.
-
-  Returns:
-    Split name -> (image id, score, line number) per row, in file order.
-
-  Raises:
-    InputError: missing or empty file, missing columns (the header found is listed), an empty
-      or escaping image path, a bad score or split name, or an image listed twice in a split.
-  """
-  columns = {'image_column': config.image_column, 'score_column': config.score_column}
-  if config.split_column:
-    columns['split_column'] = config.split_column
-  try:
-    with open(path, encoding='utf-8-sig', newline='') as f:
-      reader = csv.DictReader(f, delimiter=config.delimiter)
-      header = reader.fieldnames
-      if not header:
-        raise InputError(f'{path} is empty; expected a header row with {sorted(columns.values())}.')
-      missing = [f'{col!r} ({key})' for key, col in columns.items() if col not in header]
-      if missing:
-        raise InputError(
-          f'{path}: missing column(s) {", ".join(missing)}; the header has {header}.'
-        )
-      rows = [(reader.line_num, row) for row in reader]
-  except FileNotFoundError as e:
-    raise InputError(f'scores CSV {path} not found.\n{_INSTRUCTIONS}') from e
-  except (OSError, UnicodeDecodeError, csv.Error) as e:
-    raise InputError(f'cannot read scores CSV {path}: {e}') from e
-  splits: dict[str, list[tuple[str, float, int]]] = {}
-  seen: dict[str, dict[str, int]] = {}
-  for line, row in rows:
-    image_id = tfds_common.relative_image_path(row[config.image_column] or '', path, line)
-    score = tfds_common.parse_score((row[config.score_column] or '').strip(), path, line)
-    split = (row[config.split_column] or '').strip() if config.split_column else 'train'
-    if not _SPLIT_NAME.fullmatch(split):
-      raise InputError(
-        f'{path} line {line}: split {split!r} must be letters, digits and _ (e.g. train).'
-      )
-    tfds_common.check_duplicate(seen.setdefault(split, {}), image_id, path, line)
-    splits.setdefault(split, []).append((image_id, score, line))
-  if not splits:
-    raise InputError(
-      f'{path} has a header but no rows; expected one row per image with '
-      f'{sorted(columns.values())}.'
-    )
-  return splits
-
-
 class ScoredImageFolder(tfds.core.GeneratorBasedBuilder):
   """A folder of images with a CSV of memorability (or interestingness) scores."""
 
@@ -141,7 +70,7 @@ class ScoredImageFolder(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [
     ScoredImageFolderConfig(name='default', description='scores.csv with columns image, score.')
   ]
-  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = score_files.CSV_INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -164,13 +93,16 @@ class ScoredImageFolder(tfds.core.GeneratorBasedBuilder):
     except AssertionError as e:  # TFDS's own message for a missing or empty manual_dir
       raise InputError(f'{self.name}: {e}') from e
     config = self.builder_config
-    splits = read_score_csv(os.path.join(manual_dir, config.csv_file), config)
+    layout = score_files.CsvLayout(
+      config.image_column, config.score_column, config.split_column, config.delimiter
+    )
+    splits = score_files.read_score_csv(os.path.join(manual_dir, config.csv_file), layout)
     image_dir = os.path.join(manual_dir, config.image_dir)
     origins = {}
     for entries in splits.values():
       for image_id, _, line in entries:
         origins.setdefault(image_id, f'{config.csv_file} line {line}')
-    tfds_common.check_images_exist(image_dir, origins)
+    score_files.check_images_exist(image_dir, origins)
     return {name: self._generate_examples(image_dir, entries) for name, entries in splits.items()}
 
   def _generate_examples(self, image_dir: str, entries: list[tuple[str, float, int]]):

@@ -31,7 +31,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from memjax.datasets import tfds_common
+from memjax.datasets import score_files, tfds_common
 from memjax.datasets.lamem import KINDS as SPLIT_KINDS
 from memjax.datasets.lamem import NUM_SPLITS, parse_split_file
 from memjax.errors import InputError
@@ -115,7 +115,7 @@ def read_splits(root: str) -> dict[str, list[tuple[str, float, int]]]:
   for name, entries in splits.items():
     for image_id, _, number in entries:
       origins.setdefault(image_id, f'splits/{name}.txt line {number}')
-  tfds_common.check_images_exist(os.path.join(root, 'images'), origins)
+  score_files.check_images_exist(os.path.join(root, 'images'), origins)
   return splits
 
 

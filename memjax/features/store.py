@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from memjax import atomic_files
 from memjax.errors import InputError, out_of_space
 from memjax.features.store_format import (
   COMPLETE_FILE,
@@ -58,6 +57,7 @@ from memjax.features.store_format import (
   validate_ids,
 )
 from memjax.features.store_writer import StoreWriter
+from memjax.runtime import atomic_files
 
 __all__ = ['StoreWriter', 'check_feature_dims', 'is_complete', 'read_store', 'write_store']
 

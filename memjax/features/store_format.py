@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from memjax import atomic_files
 from memjax.errors import InputError
+from memjax.runtime import atomic_files
 
 FORMAT_VERSION = 1
 IDS_FILE, METADATA_FILE, COMPLETE_FILE = 'ids.txt', 'metadata.json', 'COMPLETE'

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from memjax import atomic_files
 from memjax.errors import NO_SPACE, InputError, out_of_space
 from memjax.features.store_format import (
   FORMAT_VERSION,
@@ -34,6 +33,7 @@ from memjax.features.store_format import (
   sync_dir,
   validate_ids,
 )
+from memjax.runtime import atomic_files
 
 
 def _reserve(path: str) -> None:

@@ -22,11 +22,12 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import datasets, figures, fold_predictions, metrics, results, tables
-from memjax import search as search_lib
-from memjax import sweep as sweep_lib
-from memjax import transfer as transfer_lib
+from memjax import datasets, metrics, results
 from memjax.errors import InputError
+from memjax.experiments import figures, fold_predictions, tables
+from memjax.experiments import search as search_lib
+from memjax.experiments import sweep as sweep_lib
+from memjax.experiments import transfer as transfer_lib
 
 # (config.report.table1 key, label, the paper's mean Spearman on LaMem).
 TABLE1 = (

@@ -19,10 +19,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, fault_points, parallel, workdir_lock, xla_options
+from memjax import datasets, parallel
 from memjax.errors import InputError
 from memjax.features import images, registry, store
 from memjax.features.extractor import Extractor
+from memjax.runtime import fault_points, workdir_lock, xla_options
 
 FAILED_FILE = 'failed.json'
 

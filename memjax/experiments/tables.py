@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import jax
 
-from memjax import atomic_files
+from memjax.runtime import atomic_files
 
 
 def write_text(path: str, text: str) -> None:

@@ -40,8 +40,10 @@ import optuna
 import sqlalchemy
 from absl import logging
 
-from memjax import compile_cache, config_export, figures, results, tables, train, workdir_lock
+from memjax import results, train
 from memjax.errors import InputError
+from memjax.experiments import config_export, figures, tables
+from memjax.runtime import compile_cache, workdir_lock
 
 SEARCH_FILE, TRIALS_FILE, BEST_CONFIG_FILE = 'search.json', 'trials.csv', 'best_config.py'
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

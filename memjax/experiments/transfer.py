@@ -23,8 +23,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, fold_predictions, metrics, parallel, results, tables
+from memjax import datasets, metrics, parallel, results
 from memjax.errors import InputError
+from memjax.experiments import fold_predictions, tables
 
 TRANSFER_FILE = 'transfer.json'
 ENTRY_FIELDS = ('data', 'seed', 'first_row', 'paper', 'about')

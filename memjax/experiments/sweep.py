@@ -15,8 +15,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import compile_cache, figures, labels, results, tables, train
+from memjax import labels, results, train
 from memjax.errors import InputError
+from memjax.experiments import figures, tables
+from memjax.runtime import compile_cache
 
 SWEEP_FILE = 'sweep.json'
 

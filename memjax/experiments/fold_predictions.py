@@ -5,7 +5,8 @@ rows (`rows`, indices into the dataset), their `ids`, the `true` scores of the f
 version and the `pred`icted scores. Baselines write it as they score; for an MLP workdir
 `write_mlp_predictions` restores each fold's chosen checkpoint (as `evaluate` does) and writes it.
 
-`restore_fold` and `predict_rows` also serve cross-dataset evaluation (`memjax.transfer`): any
+`restore_fold` and `predict_rows` also serve cross-dataset evaluation
+(`memjax.experiments.transfer`): any
 rows of any dataset with the same features can be scored by any fold.
 """
 
@@ -18,7 +19,6 @@ from absl import logging
 from jax.sharding import Mesh
 
 from memjax import (
-  atomic_files,
   checkpointing,
   datasets,
   evaluate,
@@ -31,6 +31,7 @@ from memjax import (
   steps,
 )
 from memjax.errors import InputError
+from memjax.runtime import atomic_files
 
 PREDICTIONS_FILE = 'predictions.npz'
 

@@ -39,8 +39,9 @@ from sklearn import (
   tree,
 )
 
-from memjax import datasets, evaluate, fold_data, fold_predictions, metrics, results
+from memjax import datasets, evaluate, fold_data, metrics, results
 from memjax.errors import InputError
+from memjax.experiments import fold_predictions
 
 METHODS = ('svr', 'knn', 'tree')
 APPROXIMATIONS = ('nystroem', 'none')

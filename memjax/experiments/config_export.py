@@ -9,7 +9,7 @@ import textwrap
 import ml_collections
 
 from configs import default
-from memjax import tables
+from memjax.experiments import tables
 
 
 def _path(prefix: str, key: str) -> str:
