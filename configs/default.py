@@ -48,7 +48,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.head = 'classification'  # 'classification' (K classes) or 'regression' (MSE).
   config.model.branch_units = ml_collections.ConfigDict(
-    {'cnn': (512,), 'semantic': (512,), 'efficientnet': (256,), 'color_grid': (32,)}
+    {
+      'cnn': (512,),
+      'semantic': (512,),
+      'efficientnet': (256,),
+      'clip': (256,),
+      'siglip': (256,),
+      'dinov2': (256,),
+      'color_grid': (32,),
+    }
   )  # Dense widths of each feature's branch.
   config.model.hidden_units = (256,)  # Dense widths after the concatenation.
   config.model.dropout = 0.5  # Dropout rate after every hidden Dense layer.
@@ -70,12 +78,20 @@ def get_config() -> ml_collections.ConfigDict:
     ('cnn', 'vgg16'),
     ('semantic', 'vse'),
     ('efficientnet', 'efficientnet_lite0'),
+    ('clip', 'clip'),
+    ('siglip', 'siglip'),
+    ('dinov2', 'dinov2'),
     ('color_grid', 'color_grid'),
   ):
-    config.extractors[name] = ml_collections.ConfigDict()
-    config.extractors[name].kind = kind  # vgg16, vgg19, vse, efficientnet_lite0, color_grid.
-    config.extractors[name].weights = config_dict.placeholder(str)  # Weight file (.h5/.pth).
-    config.extractors[name].projection = config_dict.placeholder(str)  # vse: projection .npz.
+    spec = config.extractors[name] = ml_collections.ConfigDict()
+    spec.kind = kind  # memjax/features/registry.py lists the kinds.
+    spec.variant = config_dict.placeholder(str)  # Size of a family, e.g. clip 'b16'; None: default.
+    spec.weights = config_dict.placeholder(str)  # Local weight file (.h5/.pth/.safetensors/.npz).
+    spec.projection = config_dict.placeholder(str)  # vse: projection .npz.
+    spec.output = config_dict.placeholder(str)  # Which output is the feature; None: the kind's.
+    spec.pool_depths = ()  # Also mean-pool these intermediate stages/blocks (concatenated).
+    spec.flip = False  # Average the features of the image and its horizontal flip.
+    spec.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (GPU/TPU).
 
   config.extract = ml_collections.ConfigDict()
   config.extract.batch_size = 32  # Images per extraction batch (global, split over devices).
