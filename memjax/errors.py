@@ -1,8 +1,12 @@
-"""The one exception type memjax raises for bad input or configuration.
+"""The exceptions memjax reports to a user in one line, each with its own exit status.
 
-`main.py` turns it into a one-line message and a non-zero exit; anything else is a bug and keeps
-its traceback. Running out of disk space is something the user can fix too: writers wrap their
-writes in `out_of_space`, which turns it into an `InputError` naming what was being written.
+`main.py` turns a `MemjaxError` into a `memjax: error: ...` line and exits with its
+`exit_code`: 2 for bad input or configuration (`InputError`), 3 for a diverged run
+(`DivergedError`), 75 (EX_TEMPFAIL, "try again") for a run stopped by a signal after writing a
+checkpoint to resume from (`StoppedError`). Anything else is a bug and keeps its traceback.
+
+Running out of disk space is something the user can fix too: writers wrap their writes in
+`out_of_space`, which turns it into an `InputError` naming what was being written.
 """
 
 import contextlib
@@ -14,8 +18,31 @@ from collections.abc import Iterator
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-class InputError(ValueError):
+class MemjaxError(Exception):
+  """An error whose message is complete for a user; `main.py` prints it in one line."""
+
+  exit_code = 1
+
+
+class InputError(MemjaxError, ValueError):
   """Bad data, file or config value; the message names what and where, and what was expected."""
+
+  exit_code = 2
+
+
+class DivergedError(MemjaxError, FloatingPointError):
+  """Training produced a non-finite loss; the message names the fold, step and what was kept.
+
+  A FloatingPointError too, so `--mode=search` counts the trial as failed and goes on.
+  """
+
+  exit_code = 3
+
+
+class StoppedError(MemjaxError):
+  """A signal (SIGTERM, SIGINT) stopped the run after it wrote a checkpoint to resume from."""
+
+  exit_code = 75
 
 
 def no_space_reason(error: BaseException) -> str | None:
