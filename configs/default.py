@@ -19,6 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_call = 100  # Training steps run inside one jitted lax.scan call.
   config.eval_batch_size = 1024  # Global batch size of evaluation (padded + masked).
   config.log_every_secs = 30.0  # Seconds between progress lines (steps/s, ETA).
+  config.compile_cache = False  # main.py: persistent XLA compile cache in WORKDIR/jax_cache.
+  config.resume_changed = False  # Resume a workdir whose recorded run config differs (recorded).
+  config.cpu_library_fusions = 'auto'  # XLA CPU library fusions: 'auto' (measured), 'on', 'off'.
 
   config.data = ml_collections.ConfigDict()
   config.data.name = 'synthetic'  # 'synthetic' (built-in default), 'lamem' or 'image_folder'.
@@ -33,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_folds = 5  # Folds of 'cv5' ('official' has one fold per given split).
   config.data.run_folds = ()  # Folds to run, e.g. (0, 1); empty: all of them.
   config.data.val_fraction = 0.1  # Share of each training fold held out to pick checkpoints.
+  config.data.fold_seeds = ()  # cv5 repeated under these fold seeds (e.g. (0, 1, 2)); (): seed.
 
   # The synthetic stand-in for LaMem (memjax/datasets/synthetic.py documents the process).
   config.data.synthetic = ml_collections.ConfigDict()
@@ -120,7 +124,6 @@ def get_config() -> ml_collections.ConfigDict:
   # K sweep (--mode=sweep, memjax/sweep.py): one train_and_evaluate per K in WORKDIR/k{K}/.
   config.sweep = ml_collections.ConfigDict()
   config.sweep.num_classes = (2, 3, 4, 5, 6, 7, 8)  # The K values trained, in order.
-  config.sweep.compile_cache = True  # Persistent XLA cache in WORKDIR/jax_cache (folds reuse it).
 
   # Optuna hyper-parameter search of the MLP (--mode=search, memjax/search.py).
   config.search = ml_collections.ConfigDict()
@@ -138,7 +141,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.search.heartbeat_secs = 10  # Heartbeat period of a running trial (detects dead workers).
   config.search.grace_secs = 60  # Seconds without heartbeat before a trial is failed and retried.
   config.search.max_retry = 2  # Times a trial whose worker died is re-queued (same parameters).
-  config.search.compile_cache = True  # Persistent XLA cache in WORKDIR/jax_cache, all workers.
 
   # Cross-dataset evaluation (--mode=transfer, memjax/transfer.py): a trained fold ensemble
   # scores other datasets. name -> {data: overrides of config.data, seed, first_row, paper, about}.

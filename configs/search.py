@@ -16,4 +16,5 @@ def get_config():
   config.search.num_trials = 50
   config.search.startup_trials = 10
   config.search.pruner_startup_trials = 5
+  config.compile_cache = True  # trials and K values with equal shapes compile once
   return config

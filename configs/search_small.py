@@ -19,4 +19,5 @@ def get_config():
   config.search.pruner_startup_trials = 4
   config.search.heartbeat_secs = 5
   config.search.grace_secs = 20
+  config.compile_cache = True  # trials and K values with equal shapes compile once
   return config

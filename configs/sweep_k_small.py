@@ -11,4 +11,5 @@ def get_config():
   config = sweep_k.get_config()
   config.data.synthetic.num_examples = 6000
   config.num_epochs = 5
+  config.compile_cache = True  # trials and K values with equal shapes compile once
   return config

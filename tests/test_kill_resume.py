@@ -59,7 +59,6 @@ TRAIN_FLAGS = ['--config=configs/test.py', '--config.model.hidden_units=(16,)']
 SEARCH_FLAGS = {
   'data.synthetic.num_examples': 440,
   'num_epochs': 2,
-  'search.compile_cache': False,
   'search.num_trials': 2,
   'search.units': (16, 16),
   'search.dropout': (0.1, 0.1),

@@ -118,7 +118,6 @@ def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_pa
 
   # Resume: the same command loads the study; with its budget reached it only re-exports.
   config = _config(len(finished))
-  config.search.compile_cache = False  # keep this process's JAX config untouched
   again = search.run(config, workdir)
   assert [r['number'] for r in again['trials']] == [r['number'] for r in rows]
   resumed = optuna.load_study(study_name='memjax', storage=search.storage_url(config, workdir))

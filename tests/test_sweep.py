@@ -15,7 +15,6 @@ def test_sweep_two_k_values_then_resume(test_config, tmp_path):
   config.num_epochs = 1
   config.data.run_folds = (0,)
   config.sweep.num_classes = (2, 3)
-  config.sweep.compile_cache = False  # keep this process's JAX config untouched
   workdir = str(tmp_path)
   summary = sweep.run(config, workdir)
   assert [r['K'] for r in summary['rows']] == [2, 3]

@@ -43,7 +43,7 @@ from absl import logging
 from memjax import results, train
 from memjax.errors import InputError
 from memjax.experiments import config_export, figures, tables
-from memjax.runtime import compile_cache, workdir_lock
+from memjax.runtime import workdir_lock
 
 SEARCH_FILE, TRIALS_FILE, BEST_CONFIG_FILE = 'search.json', 'trials.csv', 'best_config.py'
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -251,8 +251,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start = time.time()
   check_config(config)
   optuna.logging.set_verbosity(optuna.logging.WARNING)
-  if config.search.compile_cache:
-    compile_cache.enable(workdir)
   study = open_study(config, workdir)
   url = public_url(storage_url(config, workdir))
   logging.info(

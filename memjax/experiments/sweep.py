@@ -18,7 +18,6 @@ from absl import logging
 from memjax import labels, results, train
 from memjax.errors import InputError
 from memjax.experiments import figures, tables
-from memjax.runtime import compile_cache
 
 SWEEP_FILE = 'sweep.json'
 
@@ -86,8 +85,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   start = time.time()
   ks = check_config(config)
-  if config.sweep.compile_cache:
-    compile_cache.enable(workdir)
   summaries = {}
   for k in ks:
     sub = copy.deepcopy(config)
