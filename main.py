@@ -12,11 +12,11 @@ import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from memjax import evaluate, parallel, predict, train
+from memjax import evaluate, predict, train
 from memjax.errors import InputError
 from memjax.experiments import baselines, report, search, sweep, transfer
 from memjax.features import extract
-from memjax.runtime import host_memory, workdir_lock
+from memjax.runtime import distributed, host_memory, workdir_lock
 
 MODES = {
   'train': train.train_and_evaluate,
@@ -67,7 +67,7 @@ def main(argv):
   logging.get_absl_handler().python_handler.addFilter(_quiet_orbax)
   host_memory.fix_mmap_threshold()  # batch buffers go back to the OS when freed
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; JAX owns the accelerators.
-  parallel.initialize_distributed(FLAGS.config.distributed)
+  distributed.initialize_distributed(FLAGS.config.distributed)
   logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())
   try:
     with workdir_lock.hold_for_mode(FLAGS.workdir, FLAGS.mode):  # one writer per workdir
@@ -75,12 +75,12 @@ def main(argv):
   except InputError as e:
     logging.error('%s', e)
     print(f'memjax: error: {e}', file=sys.stderr)
-    parallel.stop_all_processes(str(e), exit_code=2)
+    distributed.stop_all_processes(str(e), exit_code=2)
     sys.exit(2)
   except Exception as e:
     if jax.process_count() > 1:  # other processes must not wait for this one in a collective
       logging.exception('process %d failed', jax.process_index())
-      parallel.stop_all_processes(f'{type(e).__name__}: {e}', exit_code=1)
+      distributed.stop_all_processes(f'{type(e).__name__}: {e}', exit_code=1)
     raise
 
 
