@@ -139,12 +139,10 @@ def list_inputs(config: ml_collections.ConfigDict) -> list[str]:
   if not source or not os.path.exists(source):
     raise InputError(f'config.predict.input={source!r}: expected a folder of images or a CSV.')
   if os.path.isdir(source):
-    extensions = {e.lower() for e in Image.registered_extensions()}
-    paths = sorted(
-      p
-      for p in glob.glob(os.path.join(source, '**', '*'), recursive=True)
-      if os.path.splitext(p)[1].lower() in extensions
-    )
+    from memjax.datasets import image_walk
+
+    # Each real image once, symlink cycles cut (memjax/datasets/image_walk.py).
+    paths = image_walk.list_files(source, Image.registered_extensions())
     if not paths:
       raise InputError(f'{source} holds no image files.')
     return paths
