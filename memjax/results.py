@@ -8,6 +8,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from memjax import metrics
 from memjax.datasets import MemorabilityData
 from memjax.errors import out_of_space
 from memjax.runtime import atomic_files
@@ -68,7 +69,8 @@ def summarize(
   mode: str,
   wall_seconds: float,
 ) -> dict:
-  """The run's summary: per-fold metrics, mean and SD (ddof=1) of Spearman over folds."""
+  """The run's summary: per-fold metrics, mean and SD (ddof=1) of Spearman over folds, and the
+  calibration over folds (`metrics.fold_summary`)."""
   rho = np.array([r['spearman'] for r in fold_results], np.float64)
   return {
     'dataset': data.name,
@@ -85,6 +87,7 @@ def summarize(
     'folds': fold_results,
     'spearman_mean': float(rho.mean()),
     'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else 0.0,
+    **metrics.fold_summary(fold_results),  # Pearson, MSE, predicted vs true range over folds
     'ceiling': data.ceiling,
     'num_devices': jax.device_count(),
     'num_processes': jax.process_count(),
