@@ -5,12 +5,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 
 from memjax.errors import InputError
-from memjax.features import store
+from memjax.features import store, store_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, DIMS = 50, {'cnn': 12, 'semantic': 5}
@@ -273,9 +274,9 @@ def test_read_errors_name_file_and_expectation(tmp_path):
   bad = np.zeros((50, 12), np.float32)
   bad[[3, 17]] = [np.nan] + [0.0] * 11
   np.save(os.path.join(path, 'cnn.npy'), bad)
-  store.read_store(path)  # the NaN check is opt-in
+  store.read_store(path, check_finite=False)  # the values check can be switched off
   with pytest.raises(InputError, match=r"NaN or inf in 2 row\(s\), first: 3 \('00000004.jpg'\)"):
-    store.read_store(path, check_finite=True)
+    store.read_store(path)
   np.save(os.path.join(path, 'cnn.npy'), np.zeros((50, 11), np.float32))
   with pytest.raises(InputError, match=r'cnn.npy has dimension 11; metadata.json says 12'):
     store.read_store(path)
@@ -313,3 +314,121 @@ def test_check_feature_dims(tmp_path):
     store.check_feature_dims(features, {'cnn': 4096})
   with pytest.raises(InputError, match=r"the checkpoint expects feature 'clip' \(512-d\)"):
     store.check_feature_dims({'cnn': 12}, {'clip': 512})
+
+
+def test_non_finite_values_are_refused_when_written_naming_store_feature_and_rows(tmp_path):
+  path = tmp_path / 'store'
+  cnn = _features()['cnn']
+  cnn[7, 3] = np.nan
+  cnn[30] = np.inf
+  with pytest.raises(
+    InputError,
+    match=rf"feature store {path}: feature 'cnn' has NaN or inf in 2 row\(s\), first "
+    r"7 \('00000008.jpg'\), 30 \('00000031.jpg'\)",
+  ):
+    store.write_store(path, _ids(), {**_features(), 'cnn': cnn}, _meta())
+  assert not path.exists()
+  writer = store.StoreWriter(path, _ids(), DIMS)
+  writer.append({'cnn': np.ones((10, 12))})
+  batch = np.ones((10, 12))
+  batch[3, 0] = -np.inf
+  message = rf"feature store {path}: .*'cnn' .* in 1 row\(s\), first 13 \('00000014.jpg'\)"
+  with pytest.raises(InputError, match=message):
+    writer.append({'cnn': batch})
+  assert writer.rows_done == {'cnn': 10, 'semantic': 0}  # nothing of the bad batch was written
+
+
+def _count_scans(monkeypatch) -> list[str]:
+  scanned = []
+  scan = store_values.scan
+
+  def counting_scan(path, array):
+    scanned.append(os.path.basename(path))
+    return scan(path, array)
+
+  monkeypatch.setattr(store_values, 'scan', counting_scan)
+  return scanned
+
+
+def test_damaged_values_are_caught_when_first_opened_and_a_clean_check_is_recorded(
+  tmp_path, monkeypatch
+):
+  path = _good_store(tmp_path)
+  scanned = _count_scans(monkeypatch)
+  monkeypatch.setattr(store_values, 'CHUNK_BYTES', 100)  # 2 rows of cnn per chunk: streamed
+  store.read_store(path)
+  store.read_store(path)
+  # Just written: not settled yet, so nothing is recorded and every open scans.
+  assert scanned == ['cnn.npy', 'semantic.npy'] * 2
+  assert not os.path.exists(os.path.join(path, store_values.CHECKED_FILE))
+  monkeypatch.setattr(store_values, 'SETTLE_SECONDS', 0.0)  # as if written long ago
+  scanned.clear()
+  store.read_store(path)
+  ids, features, _ = store.read_store(path)
+  assert scanned == ['cnn.npy', 'semantic.npy']  # the second open relied on the record
+  np.testing.assert_array_equal(features['cnn'], _features()['cnn'])
+
+  time.sleep(0.05)  # past the file system's timestamp tick
+  damaged = np.lib.format.open_memmap(os.path.join(path, 'cnn.npy'), mode='r+')
+  damaged[41, 11] = np.nan
+  damaged[44, 0] = np.inf
+  damaged.flush()
+  del damaged
+  with open(os.path.join(path, store_values.CHECKED_FILE)) as f:
+    recorded = json.load(f)['features']
+  assert recorded['cnn'] != store_values.signature(os.path.join(path, 'cnn.npy'))
+  scanned.clear()
+  message = (
+    rf"feature store {path}: feature 'cnn' \(cnn.npy\) has NaN or inf in 2 row\(s\), first: "
+    r"41 \('00000042.jpg'\), 44 \('00000045.jpg'\)\. .*extract that feature again"
+  )
+  with pytest.raises(InputError, match=message):
+    store.read_store(path)
+  with pytest.raises(InputError, match=message):
+    store.read_store(path, mmap=False)
+  assert scanned == ['cnn.npy', 'cnn.npy']
+  store.read_store(path, names=['semantic'])  # the intact feature is still recorded as checked
+  assert scanned == ['cnn.npy', 'cnn.npy']
+  store.read_store(path, names=['semantic'], check_finite='force')
+  assert scanned[-1] == 'semantic.npy'
+  # A replaced file (a new inode, as a copy or np.save into a new file makes) is scanned again.
+  bad = np.zeros((N, 5), np.float32)
+  bad[0, 0] = np.nan
+  np.save(os.path.join(tmp_path, 'new.npy'), bad)
+  os.replace(os.path.join(tmp_path, 'new.npy'), os.path.join(path, 'semantic.npy'))
+  with pytest.raises(InputError, match=r"feature 'semantic' .* first: 0 \('00000001.jpg'\)"):
+    store.read_store(path, names=['semantic'])
+
+
+def test_a_store_in_a_read_only_folder_is_checked_without_a_record(tmp_path, monkeypatch):
+  path = _good_store(tmp_path)
+  scanned = _count_scans(monkeypatch)
+  monkeypatch.setattr(store_values, 'SETTLE_SECONDS', 0.0)
+
+  def read_only(path, text):
+    raise PermissionError(13, 'Permission denied', path)
+
+  monkeypatch.setattr(store_values.atomic_files, 'write_text', read_only)
+  store.read_store(path)
+  store.read_store(path)
+  assert scanned == ['cnn.npy', 'semantic.npy'] * 2
+
+
+def test_nan_in_a_lamem_store_stops_before_training_and_blames_the_store(tmp_path):
+  import bad_inputs as bi
+
+  from memjax import train
+
+  run = bi.lamem(tmp_path)
+  features_dir = run.overrides['data.features_dir']
+  cnn = np.load(os.path.join(features_dir, 'cnn.npy'))
+  cnn[[5, 9]] = np.nan
+  np.save(os.path.join(features_dir, 'cnn.npy'), cnn)
+  with pytest.raises(InputError) as e:
+    train.train_and_evaluate(bi.make_config(run.overrides), run.workdir)
+  assert f'feature store {features_dir}' in str(e.value)
+  with open(os.path.join(features_dir, 'ids.txt')) as f:
+    ids = f.read().split()
+  expected = f"feature 'cnn' (cnn.npy) has NaN or inf in 2 row(s), first: 5 ({ids[5]!r}), 9 ("
+  assert expected in str(e.value)
+  assert 'learning rate' not in str(e.value)

@@ -21,6 +21,9 @@ Format (version 1). A store is a directory holding:
   store and is never read, so a crash never leaves a store that looks complete.
 * `progress.json`: only while `store_writer.StoreWriter` is filling the store (rows done per
   feature); it is removed once `COMPLETE` exists.
+* `finite_checked.json` (optional, a cache): which arrays are known to hold no NaN or inf, keyed
+  by each file's identity and change times (`memjax.features.store_values`). Deleting it only
+  makes the next `read_store` scan the arrays again.
 
 `write_store` writes a whole store into a temporary sibling directory and renames it into place;
 `store_writer.StoreWriter` fills one batch at a time and can resume after a crash; `read_store`
@@ -37,13 +40,13 @@ import numpy as np
 from absl import logging
 
 from memjax.errors import InputError, out_of_space
+from memjax.features import store_values
 from memjax.features.store_format import (
   COMPLETE_FILE,
   DTYPES,
   IDS_FILE,
   METADATA_FILE,
   PROGRESS_FILE,
-  SHOW,
   build_metadata,
   cast_rows,
   check_dtype,
@@ -142,7 +145,10 @@ def write_store(
     raise InputError('write_store needs at least one feature array.')
   for name in features:
     check_feature_name(name)
-  arrays = {n: cast_rows(n, a, len(ids), None, dtype) for n, a in features.items()}
+  where = f'feature store {directory}'
+  arrays = {
+    n: cast_rows(n, a, len(ids), None, dtype, where=where, ids=ids) for n, a in features.items()
+  }
   meta = build_metadata(metadata, {n: a.shape[1] for n, a in arrays.items()}, dtype, len(ids))
   _check_target(directory, overwrite)
   parent = os.path.dirname(directory)
@@ -224,22 +230,12 @@ def _load_feature(directory: str, name: str, meta: dict, count: int, mmap: bool)
   return array
 
 
-def _check_finite(path: str, array: np.ndarray, ids: Sequence[str]) -> None:
-  bad = []
-  for start in range(0, array.shape[0], 4096):
-    chunk = np.asarray(array[start : start + 4096])
-    bad.extend((start + np.flatnonzero(~np.isfinite(chunk).all(axis=1))).tolist())
-  if bad:
-    rows = ', '.join(f'{r} ({ids[r]!r})' for r in bad[:SHOW])
-    raise InputError(f'{path} has NaN or inf in {len(bad)} row(s), first: {rows}.')
-
-
 def read_store(
   directory: str | os.PathLike,
   names: Sequence[str] | None = None,
   mmap: bool = True,
   *,
-  check_finite: bool = False,
+  check_finite: bool | str = True,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
   """Reads and validates a complete feature store.
 
@@ -247,7 +243,9 @@ def read_store(
     directory: the store directory.
     names: features to return; all of them when None.
     mmap: memory-map the arrays (read-only) instead of loading them into memory.
-    check_finite: also scan every returned array for NaN/inf rows.
+    check_finite: check every returned array for NaN or inf rows: True (the default) scans those
+      that `finite_checked.json` does not record as checked (see `store_values`), 'force' scans
+      all of them, False none.
 
   Returns:
     (ids, features, metadata): [N] str ids in row order; name -> [N, D] float16/float32 array;
@@ -257,7 +255,8 @@ def read_store(
     InputError: missing directory, incomplete store (no `COMPLETE`), bad `metadata.json` or
       `ids.txt` (duplicates are named with both line numbers), row counts or dimensions that
       disagree, a requested feature that is absent (the available ones are listed), a non-float
-      array, or (with `check_finite`) non-finite rows.
+      array, or (with `check_finite`) non-finite values (naming the store, the feature, the
+      number of bad rows and the first ones with their ids).
   """
   directory = os.fspath(directory)
   if not os.path.isdir(directory):
@@ -276,11 +275,9 @@ def read_store(
     raise InputError(
       f'feature store {directory} has no feature(s) {absent}; available: {available}.'
     )
-  features = {}
-  for name in names:
-    features[name] = _load_feature(directory, name, meta, len(ids), mmap)
-    if check_finite:
-      _check_finite(os.path.join(directory, f'{name}.npy'), features[name], ids)
+  features = {name: _load_feature(directory, name, meta, len(ids), mmap) for name in names}
+  if check_finite:
+    store_values.check_arrays(directory, features, ids, force=check_finite == 'force')
   return np.array(ids, dtype=str), features, meta
 
 

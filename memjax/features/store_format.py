@@ -72,31 +72,53 @@ def validate_ids(ids: Iterable[str], where: str = 'ids') -> list[str]:
   return out
 
 
-def cast_rows(name: str, rows, num_rows: int | None, dim: int | None, dtype: str) -> np.ndarray:
+def cast_rows(
+  name: str,
+  rows,
+  num_rows: int | None,
+  dim: int | None,
+  dtype: str,
+  *,
+  where: str = 'feature store',
+  first_row: int = 0,
+  ids: Sequence[str] | None = None,
+) -> np.ndarray:
   """`rows` as a [n, D] array of `dtype`, checked for shape and finiteness after the cast.
+
+  Args:
+    name: the feature name, for messages.
+    rows: the values, [n, D].
+    num_rows: the expected n, or None for any.
+    dim: the expected D, or None for any.
+    dtype: the stored dtype.
+    where: the store, for messages (`feature store /path`).
+    first_row: the store row of `rows[0]`, so that messages name store rows.
+    ids: the store's ids, to name bad rows by id too.
 
   Raises:
     InputError: not a 2-D numeric array, wrong row count or dimension, or non-finite values
-      (float16 overflows above 65504).
+      (float16 overflows above 65504), naming the store, the feature and the first bad rows.
   """
   array = np.asarray(rows)
   if array.dtype.kind not in 'fiu':
-    raise InputError(f'feature {name!r} has dtype {array.dtype}; expected a float array.')
+    raise InputError(f'{where}: feature {name!r} has dtype {array.dtype}; expected a float array.')
   if array.ndim != 2:
-    raise InputError(f'feature {name!r} has shape {array.shape}; expected [rows, dim].')
+    raise InputError(f'{where}: feature {name!r} has shape {array.shape}; expected [rows, dim].')
   if num_rows is not None and array.shape[0] != num_rows:
     raise InputError(
-      f'feature {name!r} has {array.shape[0]} rows; expected {num_rows} (one per id).'
+      f'{where}: feature {name!r} has {array.shape[0]} rows; expected {num_rows} (one per id).'
     )
   if dim is not None and array.shape[1] != dim:
-    raise InputError(f'feature {name!r} has dimension {array.shape[1]}; expected {dim}.')
+    raise InputError(f'{where}: feature {name!r} has dimension {array.shape[1]}; expected {dim}.')
   with np.errstate(over='ignore', invalid='ignore'):  # overflow is reported just below
     array = array.astype(dtype, copy=False)
-  bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+  bad = first_row + np.flatnonzero(~np.isfinite(array).all(axis=1))
   if bad.size:
+    named = lambda r: f'{r} ({ids[r]!r})' if ids is not None and r < len(ids) else str(r)
+    shown = [named(r) for r in bad[:SHOW].tolist()]
     raise InputError(
-      f'feature {name!r} has NaN or inf in {bad.size} row(s), first {bad[:SHOW].tolist()}, '
-      f'after casting to {dtype} (float16 overflows above 65504).'
+      f'{where}: feature {name!r} has NaN or inf in {bad.size} row(s), first {", ".join(shown)}, '
+      f'after casting to {dtype} (float16 overflows above 65504); nothing of them was written.'
     )
   return array
 

@@ -93,6 +93,7 @@ class StoreWriter:
     if bad:
       raise InputError(f'StoreWriter: feature dimensions must be positive, got {dims}.')
     self.num_rows = len(ids)
+    self._ids = ids
     self._layout = {
       'format_version': FORMAT_VERSION,
       'count': self.num_rows,
@@ -212,7 +213,20 @@ class StoreWriter:
       raise InputError(
         f'append got unknown feature(s) {unknown}; this store has {sorted(self.dims)}.'
       )
-    batch = {n: cast_rows(n, r, None, self.dims[n], self.dtype) for n, r in rows.items()}
+    where = f'feature store {self.directory}'
+    batch = {
+      n: cast_rows(
+        n,
+        r,
+        None,
+        self.dims[n],
+        self.dtype,
+        where=where,
+        first_row=self._rows_done[n],
+        ids=self._ids,
+      )
+      for n, r in rows.items()
+    }
     for name, array in batch.items():
       start = self._rows_done[name]
       if start + len(array) > self.num_rows:
