@@ -1,4 +1,4 @@
-"""`--mode=baseline`: the regression baselines of the paper's Table 1 (SVR, KNN, decision tree).
+"""`--mode=baseline`: classical regressors (the paper's Table 1 SVR, KNN and tree; ridge).
 
 Every fold is the MLP's own (`fold_data.plan_folds`), so a baseline and an MLP on the same config
 are scored on exactly the same test rows and labels, with the same `metrics.spearman`:
@@ -10,13 +10,31 @@ are scored on exactly the same test rows and labels, with the same `metrics.spea
 2. **Final fit** of the best proposal on the training + validation rows (a seeded subsample of
    `fit_rows` when set), then one prediction of the test rows.
 
-Features are the concatenation of `config.features`, standardised on the fitted rows; the
-target is standardised too (so SVR's epsilon is in score SDs). Exact RBF SVR costs
-O(n^2 d) per fit, too slow for ~47k x 5120 LaMem rows; `approximation='nystroem'` maps the rows
-through a Nystroem approximation of the same RBF kernel (`nystroem_components` landmarks) and fits
-a linear SVR there (squared epsilon-insensitive loss, solved in the primal: fast when rows
-outnumber components). What was used is recorded in `eval.json` and `summary.json` (`approximation`,
-`num_tune`, `num_fit`), beside the `method`, `features` and the fold's best `params`.
+Features are the concatenation of `config.features`, standardised with the statistics of the
+rows each model is fitted on (a `StandardScaler` pipeline step: training rows while tuning,
+training + validation rows for the final fit).
+
+* **Exact SVR** (`method='svr'`, `approximation='none'`): exactly scikit-learn's
+  `make_pipeline(StandardScaler(), SVR(kernel='rbf', C=C, epsilon=epsilon, gamma=gamma))` on the
+  raw scores; the recorded `params` are those three in scikit-learn's own units, so the fold's
+  model can be refitted outside memjax. The search space is scaled by the fold's training
+  scores (C and epsilon in multiples of their SD, gamma in multiples of 1/num_features, which is
+  `gamma='scale'` for standardised features). Costs O(n^2 d) per fit: right for small and
+  medium data (thousands of rows), too slow for ~47k x 5120 LaMem rows.
+* **Nystroem SVR** (`approximation='nystroem'`, for LaMem sizes): the rows go through a Nystroem
+  approximation of the same RBF kernel (`nystroem_components` landmarks) and a linear SVR is
+  fitted there on the standardised target (squared epsilon-insensitive loss, solved in the
+  primal: fast when rows outnumber components).
+* **Ridge** (`method='ridge'`): `make_pipeline(StandardScaler(), Ridge(alpha=alpha))`, alpha
+  tuned like the others.
+* KNN and the decision tree fit the standardised target.
+
+What was used is recorded in `eval.json` and `summary.json` (`approximation`, `num_tune`,
+`num_fit`), beside the `method`, `features` and the fold's best `params`. Each fold's
+`eval.json` carries the calibration fields of `metrics.regression_metrics` (Pearson, MSE, the
+predicted vs true range), and `summary.json` their mean over folds (`metrics.fold_summary`);
+with repeated cross-validation (`config.data.fold_seeds`) every fold of every fold seed is one
+entry of `folds`, and `spearman_mean` / `spearman_std` are over all of them.
 """
 
 import math
@@ -32,6 +50,7 @@ from sklearn import (
   compose,
   exceptions,
   kernel_approximation,
+  linear_model,
   neighbors,
   pipeline,
   preprocessing,
@@ -43,7 +62,7 @@ from memjax import datasets, evaluate, fold_data, metrics, results
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions
 
-METHODS = ('svr', 'knn', 'tree')
+METHODS = ('svr', 'ridge', 'knn', 'tree')
 APPROXIMATIONS = ('nystroem', 'none')
 
 
@@ -68,7 +87,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
 
 
 def approximation_of(cfg: ml_collections.ConfigDict) -> str | None:
-  """What `results` record as the approximation: a string for SVR, None for KNN and trees."""
+  """What `results` record as the approximation: a string for SVR, None for the others."""
   if cfg.method != 'svr':
     return None
   if cfg.approximation == 'none':
@@ -98,15 +117,43 @@ def subsample(rows: np.ndarray, size: int, seed) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).choice(rows, size, replace=False))
 
 
-def suggest(trial: optuna.Trial, method: str, num_rows: int) -> dict:
-  """The search space of `method`; `num_rows` bounds KNN's neighbours."""
-  if method == 'svr':
+def is_exact_svr(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether `cfg` is the exact RBF SVR (scikit-learn's `SVR` on the raw scores)."""
+  return cfg.method == 'svr' and cfg.approximation == 'none'
+
+
+def suggest(
+  trial: optuna.Trial,
+  cfg: ml_collections.ConfigDict,
+  num_rows: int,
+  num_features: int,
+  score_sd: float,
+) -> dict:
+  """The search space of `cfg.method`.
+
+  Args:
+    trial: the Optuna trial that samples.
+    cfg: `config.baseline`.
+    num_rows: rows a trial fits (bounds KNN's neighbours).
+    num_features: feature columns (the exact SVR's gamma is in multiples of 1 / num_features).
+    score_sd: SD of the fold's training scores (the exact SVR's C and epsilon are in multiples
+      of it, so the space is the same as SVR's on standardised scores).
+  """
+  if is_exact_svr(cfg):
+    return {
+      'C': trial.suggest_float('C', 1e-2 * score_sd, 1e2 * score_sd, log=True),
+      'epsilon': trial.suggest_float('epsilon', 1e-3 * score_sd, score_sd, log=True),
+      'gamma': trial.suggest_float('gamma', 0.03 / num_features, 10.0 / num_features, log=True),
+    }
+  if cfg.method == 'svr':
     return {
       'C': trial.suggest_float('C', 1e-2, 1e2, log=True),
       'epsilon': trial.suggest_float('epsilon', 1e-3, 1.0, log=True),
       'gamma_scale': trial.suggest_float('gamma_scale', 0.03, 10.0, log=True),
     }
-  if method == 'knn':
+  if cfg.method == 'ridge':
+    return {'alpha': trial.suggest_float('alpha', 1e-3, 1e6, log=True)}
+  if cfg.method == 'knn':
     return {
       'n_neighbors': trial.suggest_int('n_neighbors', 1, max(1, min(256, num_rows)), log=True),
       'weights': trial.suggest_categorical('weights', ['uniform', 'distance']),
@@ -122,34 +169,36 @@ def suggest(trial: optuna.Trial, method: str, num_rows: int) -> dict:
 def make_model(
   cfg: ml_collections.ConfigDict, params: dict, num_features: int, num_rows: int, seed: int
 ):
-  """An unfitted scikit-learn regressor: standardise features -> method; standardised target.
+  """An unfitted scikit-learn regressor whose first step standardises the features.
 
-  SVR's RBF width is `gamma_scale / num_features` (scikit-learn's `gamma='scale'` for
-  standardised features, times a tuned factor). Nystroem landmarks and KNN's neighbours are
-  capped at the `num_rows` the model will be fitted on.
+  The exact SVR and ridge are plain pipelines on the raw scores (scikit-learn's own estimators
+  with `params`); the Nystroem SVR (RBF width `gamma_scale / num_features`), KNN and the tree
+  fit the standardised target. Nystroem landmarks and KNN's neighbours are capped at the
+  `num_rows` the model will be fitted on.
   """
-  steps = [preprocessing.StandardScaler()]
+  scaler = preprocessing.StandardScaler()
+  if is_exact_svr(cfg):
+    return pipeline.make_pipeline(scaler, svm.SVR(kernel='rbf', **params))
+  if cfg.method == 'ridge':
+    return pipeline.make_pipeline(scaler, linear_model.Ridge(**params))
+  steps = [scaler]
   if cfg.method == 'svr':
-    gamma = params['gamma_scale'] / num_features
-    if cfg.approximation == 'nystroem':
-      steps += [
-        kernel_approximation.Nystroem(
-          kernel='rbf',
-          gamma=gamma,
-          n_components=min(cfg.nystroem_components, num_rows),
-          random_state=seed,
-        ),
-        svm.LinearSVR(
-          C=params['C'],
-          epsilon=params['epsilon'],
-          loss='squared_epsilon_insensitive',
-          dual=False,
-          max_iter=1000,  # bounded: large C converges slowly; a warning is logged
-          random_state=seed,
-        ),
-      ]
-    else:
-      steps.append(svm.SVR(C=params['C'], epsilon=params['epsilon'], gamma=gamma, cache_size=1000))
+    steps += [
+      kernel_approximation.Nystroem(
+        kernel='rbf',
+        gamma=params['gamma_scale'] / num_features,
+        n_components=min(cfg.nystroem_components, num_rows),
+        random_state=seed,
+      ),
+      svm.LinearSVR(
+        C=params['C'],
+        epsilon=params['epsilon'],
+        loss='squared_epsilon_insensitive',
+        dual=False,
+        max_iter=1000,  # bounded: large C converges slowly; a warning is logged
+        random_state=seed,
+      ),
+    ]
   elif cfg.method == 'knn':
     knn = {**params, 'n_neighbors': min(params['n_neighbors'], num_rows)}
     steps.append(neighbors.KNeighborsRegressor(**knn, algorithm='brute'))
@@ -181,6 +230,9 @@ def _finite(value: float) -> float:
 def tune(cfg, x, plan: fold_data.FoldPlan, seed: int) -> tuple[dict, float, np.ndarray]:
   """Optuna TPE search of `cfg.method` on the fold's training rows, scored on its val rows.
 
+  Only training rows are fitted and only validation rows predicted; the search space reads the
+  training scores alone (their SD).
+
   Returns:
     (best params, best validation Spearman, the training rows each trial fitted).
   """
@@ -192,9 +244,12 @@ def tune(cfg, x, plan: fold_data.FoldPlan, seed: int) -> tuple[dict, float, np.n
     )
   tune_rows = subsample(split.train, cfg.tune_rows, [seed, 1])
   y_val = plan.scores[split.val]
+  score_sd = float(np.std(plan.scores[split.train]))
+  if not score_sd > 0:
+    raise InputError(f'{plan.name}: every training score is the same; nothing to regress.')
 
   def objective(trial: optuna.Trial) -> float:
-    params = suggest(trial, cfg.method, tune_rows.size)
+    params = suggest(trial, cfg, tune_rows.size, x.shape[1], score_sd)
     pred = fit_predict(cfg, params, x, plan.scores, tune_rows, split.val, seed)
     return _finite(metrics.spearman(pred, y_val))
 
@@ -217,10 +272,7 @@ def run_fold(config, data, x, plan: fold_data.FoldPlan, fold: int, workdir: str)
   pred = fit_predict(cfg, params, x, plan.scores, fit_rows, split.test, seed)
   true = plan.scores[split.test]
   result = {
-    'spearman': metrics.spearman(pred, true),
-    'pearson': metrics.pearson(pred, true),
-    'mse': float(np.mean((pred - true) ** 2)),
-    'num_examples': int(split.test.size),
+    **metrics.regression_metrics(pred, true),
     'fold': fold,
     'name': plan.name,
     'method': cfg.method,
@@ -261,7 +313,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Returns:
     The summary (also `WORKDIR/summary.json`): the MLP's fields `dataset`, `protocol`,
-    `features`, `folds`, `spearman_mean`, `spearman_std`, plus `method` and `approximation`.
+    `features`, `folds` (every fold `fold_data.plan_folds` plans, all fold seeds),
+    `spearman_mean`, `spearman_std` and the calibration of `metrics.fold_summary`, plus
+    `method` and `approximation`.
   """
   start = time.time()
   check_config(config.baseline)
@@ -301,6 +355,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'folds': fold_results,
     'spearman_mean': float(rho.mean()),
     'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else 0.0,
+    **metrics.fold_summary(fold_results),
     'ceiling': data.ceiling,
     'mode': 'baseline',
     'wall_seconds': time.time() - start,
