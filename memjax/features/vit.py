@@ -1,0 +1,450 @@
+"""CLIP, SigLIP and DINOv2 image encoders: one Flax Linen vision transformer, frozen extractors.
+
+The three families differ only in `ViTConfig` fields, not in code:
+
+* CLIP (OpenAI ViT-B/32, B/16, L/14): class token + patches, LayerNorm after the embeddings
+  (`ln_pre`), quick_gelu, eps 1e-5; final LN of the class token, linear projection. Outputs:
+  `embedding` (default): the projected image embedding (512 / 768-d), what CLIP compares with
+  text; `pooled`: the class token before the projection (width-d).
+* SigLIP (B/16 at 224, So400m/14 at 384): patches only, tanh-gelu, eps 1e-6; final LN, then
+  attention pooling (MAP: a learned probe attends to all tokens, + MLP). Outputs: `pooled`
+  (default): the MAP output (768 / 1152-d), SigLIP's image embedding; `patch_mean`: the mean of
+  the final tokens.
+* DINOv2 (ViT-S/14, B/14, L/14, optionally with 4 registers: variants `*_reg`): class token
+  (+ registers) + patches, layer scale, exact gelu, eps 1e-6; final LN. Outputs:
+  `cls_patch_mean` (default): class token and mean patch token concatenated (2 x width),
+  DINOv2's linear-probe feature; `cls`: the class token; `patch_mean`: the mean patch token.
+
+Each block is x + ls1 * attn(LN(x)), then x + ls2 * mlp(LN(x)) (ls = 1 without layer scale).
+Preprocessing per family (`forward` does the pixel part, the image pipeline the geometry): CLIP
+RGB / 255 with CLIP's mean/std, 224 crop of the shorter side resized to 224; SigLIP (x / 255 -
+0.5) / 0.5, the crop of the shorter side resized to the model size (SigLIP squashes the whole
+image instead: identical for square images); DINOv2 ImageNet mean/std, 224 crop of 256. The
+image pipeline resizes bilinearly (antialiased); the families resize bicubically, a small
+difference. When fused with a feature of another geometry (`share_geometry`), the crop arrives at
+that geometry and is resized to the model size inside the jit (bicubic, antialiased).
+
+`dtype='bfloat16'` computes in bfloat16 (weights stay float32; LayerNorm statistics and the
+softmax in float32), for GPU/TPU. `pool_depths` appends the token mean of those blocks' outputs
+(1-based) to the feature. Weights: `vit_weights.py`.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from memjax.errors import InputError
+from memjax.features.extractor import Extractor
+
+FAMILIES = ('clip', 'siglip', 'dinov2')
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+  """Architecture hyper-parameters of one variant.
+
+  Attributes:
+    family: 'clip', 'siglip' or 'dinov2' (selects the weight-file layouts and outputs).
+    patch: patch side in pixels.
+    width: token width D.
+    depth: number of blocks.
+    heads: attention heads.
+    mlp: hidden width of the block MLPs.
+    image_size: the model's input side S (the grid is S // patch; trailing pixels are ignored).
+    resize_to: the shorter image side before the centre crop (the family's recipe).
+    mean: per-channel mean of RGB / 255.
+    std: per-channel std of RGB / 255.
+    act: 'quick_gelu', 'gelu_tanh' or 'gelu' (exact).
+    eps: LayerNorm epsilon.
+    class_token: a learned class token precedes the patches.
+    pre_norm: LayerNorm after the embeddings (CLIP's `ln_pre`).
+    patch_bias: the patch embedding has a bias (not CLIP's).
+    layer_scale: per-channel scales on both residual branches (DINOv2).
+    registers: register tokens after the class token, without position embeddings (DINOv2).
+    map_head: attention-pooling head (SigLIP).
+    proj_dim: width of CLIP's projection to the joint space (0: none).
+    antialias_pos: position embeddings of another grid are resized bicubically with
+      antialiasing (DINOv2 with registers) rather than without (plain DINOv2, PyTorch's bicubic).
+    dtype: compute dtype, 'float32' or 'bfloat16'.
+  """
+
+  family: str
+  patch: int
+  width: int
+  depth: int
+  heads: int
+  mlp: int
+  image_size: int
+  resize_to: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  act: str
+  eps: float
+  class_token: bool = True
+  pre_norm: bool = False
+  patch_bias: bool = True
+  layer_scale: bool = False
+  registers: int = 0
+  map_head: bool = False
+  proj_dim: int = 0
+  antialias_pos: bool = False
+  dtype: str = 'float32'
+
+  @property
+  def grid(self) -> int:
+    return self.image_size // self.patch
+
+  @property
+  def positions(self) -> int:
+    """Rows of the position embedding: the patches, plus the class token."""
+    return self.grid**2 + int(self.class_token)
+
+
+def _clip(patch: int, width: int, depth: int, heads: int, proj: int, act: str) -> ViTConfig:
+  return ViTConfig(
+    'clip', patch, width, depth, heads, 4 * width, 224, 224, CLIP_MEAN, CLIP_STD, act, 1e-5,
+    pre_norm=True, patch_bias=False, proj_dim=proj,
+  )  # fmt: skip
+
+
+def _siglip(patch: int, width: int, depth: int, heads: int, mlp: int, size: int) -> ViTConfig:
+  return ViTConfig(
+    'siglip', patch, width, depth, heads, mlp, size, size, HALF, HALF, 'gelu_tanh', 1e-6,
+    class_token=False, map_head=True,
+  )  # fmt: skip
+
+
+def _dinov2(width: int, depth: int, heads: int, registers: int = 0) -> ViTConfig:
+  return ViTConfig(
+    'dinov2', 14, width, depth, heads, 4 * width, 224, 256, IMAGENET_MEAN, IMAGENET_STD, 'gelu',
+    1e-6, layer_scale=True, registers=registers, antialias_pos=registers > 0,
+  )  # fmt: skip
+
+
+# family -> variant -> config. `_gelu` CLIP variants: OpenCLIP models trained with exact GELU
+# (e.g. the LAION-2B ones; OpenAI's weights use quick_gelu). `_reg` DINOv2: with 4 registers.
+VARIANTS: dict[str, dict[str, ViTConfig]] = {
+  'clip': {
+    'b32': _clip(32, 768, 12, 12, 512, 'quick_gelu'),
+    'b16': _clip(16, 768, 12, 12, 512, 'quick_gelu'),
+    'l14': _clip(14, 1024, 24, 16, 768, 'quick_gelu'),
+    'b32_gelu': _clip(32, 768, 12, 12, 512, 'gelu'),
+    'b16_gelu': _clip(16, 768, 12, 12, 512, 'gelu'),
+    'l14_gelu': _clip(14, 1024, 24, 16, 768, 'gelu'),
+  },
+  'siglip': {
+    'b16_224': _siglip(16, 768, 12, 12, 3072, 224),
+    'so400m14_384': _siglip(14, 1152, 27, 16, 4304, 384),
+  },
+  'dinov2': {
+    's14': _dinov2(384, 12, 6),
+    'b14': _dinov2(768, 12, 12),
+    'l14': _dinov2(1024, 24, 16),
+    's14_reg': _dinov2(384, 12, 6, 4),
+    'b14_reg': _dinov2(768, 12, 12, 4),
+    'l14_reg': _dinov2(1024, 24, 16, 4),
+  },
+}
+DEFAULT_VARIANT = {'clip': 'b16', 'siglip': 'b16_224', 'dinov2': 'b14'}
+OUTPUTS = {
+  'clip': ('embedding', 'pooled'),
+  'siglip': ('pooled', 'patch_mean'),
+  'dinov2': ('cls_patch_mean', 'cls', 'patch_mean'),
+}
+
+
+def add_variant(family: str, name: str, config: ViTConfig) -> None:
+  """Registers another size of a family (a custom model, or a reduced one in tests)."""
+  if config.family != family:
+    raise ValueError(f'config.family {config.family!r} is not {family!r}')
+  VARIANTS[family][name] = config
+
+
+def get_config(family: str, variant: str | None, dtype: str = 'float32') -> ViTConfig:
+  """The variant's `ViTConfig` with compute `dtype`.
+
+  Raises:
+    InputError: unknown family, variant or dtype.
+  """
+  if family not in VARIANTS:
+    raise InputError(f'ViT family must be one of {FAMILIES}, got {family!r}.')
+  variant = variant or DEFAULT_VARIANT[family]
+  if variant not in VARIANTS[family]:
+    raise InputError(
+      f'{family} variant must be one of {sorted(VARIANTS[family])}, got {variant!r} '
+      '(config.extractors.<name>.variant).'
+    )
+  if dtype not in ('float32', 'bfloat16'):
+    raise InputError(f"ViT dtype must be 'float32' or 'bfloat16', got {dtype!r}.")
+  return dataclasses.replace(VARIANTS[family][variant], dtype=dtype)
+
+
+def _activation(name: str):
+  if name == 'quick_gelu':
+    return lambda x: x * jax.nn.sigmoid(1.702 * x)
+  return functools.partial(jax.nn.gelu, approximate=name == 'gelu_tanh')
+
+
+def _attention(q: jax.Array, k: jax.Array, v: jax.Array, heads: int) -> jax.Array:
+  """Softmax attention (float32 softmax) of [B, Tq, D] queries over [B, T, D] keys/values."""
+  b, tq, d = q.shape
+  hd = d // heads
+  q = q.reshape(b, tq, heads, hd) * jnp.asarray(hd**-0.5, q.dtype)
+  k = k.reshape(b, -1, heads, hd)
+  v = v.reshape(b, -1, heads, hd)
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, preferred_element_type=jnp.float32)
+  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  return jnp.einsum('bhqk,bkhd->bqhd', weights, v).reshape(b, tq, d)
+
+
+class Block(nn.Module):
+  """Pre-LN transformer block: self-attention and MLP residual branches (optional layer scale)."""
+
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    d = c.width
+    h = nn.LayerNorm(c.eps, dtype=dt, name='ln1')(x)
+    q, k, v = jnp.split(nn.Dense(3 * d, dtype=dt, name='qkv')(h), 3, axis=-1)
+    h = nn.Dense(d, dtype=dt, name='out')(_attention(q, k, v, c.heads))
+    if c.layer_scale:
+      h = h * self.param('ls1', nn.initializers.ones, (d,)).astype(dt)
+    x = x + h
+    h = nn.LayerNorm(c.eps, dtype=dt, name='ln2')(x)
+    h = _activation(c.act)(nn.Dense(c.mlp, dtype=dt, name='fc1')(h))
+    h = nn.Dense(d, dtype=dt, name='fc2')(h)
+    if c.layer_scale:
+      h = h * self.param('ls2', nn.initializers.ones, (d,)).astype(dt)
+    return x + h
+
+
+class MAPHead(nn.Module):
+  """SigLIP's multi-head attention pooling: a learned probe attends to the tokens, + LN/MLP."""
+
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    probe = self.param('probe', nn.initializers.normal(0.02), (c.width,)).astype(dt)
+    q = nn.Dense(c.width, dtype=dt, name='q')(jnp.broadcast_to(probe, (x.shape[0], 1, c.width)))
+    k, v = jnp.split(nn.Dense(2 * c.width, dtype=dt, name='kv')(x), 2, axis=-1)
+    h = nn.Dense(c.width, dtype=dt, name='out')(_attention(q, k, v, c.heads))
+    y = nn.LayerNorm(c.eps, dtype=dt, name='ln')(h)
+    y = _activation(c.act)(nn.Dense(c.mlp, dtype=dt, name='fc1')(y))
+    return (h + nn.Dense(c.width, dtype=dt, name='fc2')(y))[:, 0]
+
+
+class VisionTransformer(nn.Module):
+  """The encoder on normalised images [B, S, S, 3] -> the `output` feature [B, D] (+ pools)."""
+
+  cfg: ViTConfig
+  output: str
+  pool_depths: tuple[int, ...] = ()
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    c, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    b, g, p = images.shape[0], c.grid, c.patch
+    x = images[:, : g * p, : g * p].astype(dt)
+    x = x.reshape(b, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * 3)
+    x = nn.Dense(c.width, use_bias=c.patch_bias, dtype=dt, name='patch_embed')(x)
+    init = nn.initializers.normal(0.02)
+    if c.class_token:
+      cls = self.param('cls', init, (c.width,)).astype(dt)
+      x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.width)), x], axis=1)
+    x = x + self.param('pos', init, (c.positions, c.width)).astype(dt)
+    if c.registers:
+      reg = self.param('registers', init, (c.registers, c.width)).astype(dt)
+      x = jnp.concatenate([x[:, :1], jnp.broadcast_to(reg, (b,) + reg.shape), x[:, 1:]], axis=1)
+    if c.pre_norm:
+      x = nn.LayerNorm(c.eps, dtype=dt, name='pre_norm')(x)
+    pools = []
+    for i in range(c.depth):
+      x = Block(c, name=f'block_{i}')(x)
+      if i + 1 in self.pool_depths:
+        pools.append(jnp.mean(x.astype(jnp.float32), axis=1))
+    x = nn.LayerNorm(c.eps, dtype=dt, name='norm')(x)
+    patches = x[:, int(c.class_token) + c.registers :].astype(jnp.float32)
+    if self.output == 'embedding':
+      feature = nn.Dense(c.proj_dim, use_bias=False, dtype=dt, name='proj')(x[:, 0])
+    elif self.output in ('pooled', 'cls') and not c.map_head:
+      feature = x[:, 0]
+    elif self.output == 'pooled':
+      feature = MAPHead(c, name='head')(x)
+    elif self.output == 'cls_patch_mean':
+      feature = jnp.concatenate([x[:, 0].astype(jnp.float32), patches.mean(axis=1)], axis=-1)
+    else:
+      feature = patches.mean(axis=1)
+    return jnp.concatenate([feature.astype(jnp.float32)] + pools, axis=-1)
+
+
+def feature_dim(cfg: ViTConfig, output: str, pool_depths: Sequence[int] = ()) -> int:
+  base = {'embedding': cfg.proj_dim, 'cls_patch_mean': 2 * cfg.width}.get(output, cfg.width)
+  return base + cfg.width * len(pool_depths)
+
+
+def check_output(cfg: ViTConfig, output: str | None, pool_depths: Sequence[int]) -> tuple:
+  """(output, pool_depths) validated for the family; None output: the family's default.
+
+  Raises:
+    InputError: an output the family does not have, or blocks outside 1..depth.
+  """
+  output = output or OUTPUTS[cfg.family][0]
+  if output not in OUTPUTS[cfg.family]:
+    raise InputError(
+      f'{cfg.family} output must be one of {OUTPUTS[cfg.family]}, got {output!r} '
+      '(config.extractors.<name>.output).'
+    )
+  depths = tuple(sorted({int(d) for d in pool_depths}))
+  if any(not 1 <= d <= cfg.depth for d in depths):
+    raise InputError(f'pool_depths must be blocks 1..{cfg.depth}, got {list(pool_depths)}.')
+  return output, depths
+
+
+def normalize(cfg: ViTConfig, images: jax.Array) -> jax.Array:
+  """uint8 RGB [B, s, s, 3] -> float32 [B, S, S, 3]: resized to S if needed, mean/std applied."""
+  x = images.astype(jnp.float32) / 255.0
+  b, s = x.shape[0], cfg.image_size
+  if x.shape[1:3] != (s, s):
+    x = jax.image.resize(x, (b, s, s, 3), 'cubic', antialias=True)
+  return (x - jnp.asarray(cfg.mean)) / jnp.asarray(cfg.std)
+
+
+def forward(params: Any, images: jax.Array, *, model: VisionTransformer) -> jax.Array:
+  """Features [B, D] float32 of uint8 RGB `images` [B, s, s, 3] (jittable)."""
+  return model.apply({'params': params}, normalize(model.cfg, images))
+
+
+def param_shapes(cfg: ViTConfig) -> Any:
+  """The parameter tree's `ShapeDtypeStruct`s, with every output's weights (no compute)."""
+  images = jax.ShapeDtypeStruct((1, cfg.image_size, cfg.image_size, 3), jnp.float32)
+  trees = [
+    jax.eval_shape(VisionTransformer(cfg, o).init, jax.random.key(0), images)['params']
+    for o in OUTPUTS[cfg.family]
+  ]
+  merged = {}
+  for tree in trees:
+    merged.update(tree)
+  return merged
+
+
+def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
+  """Random float32 numpy parameters of every output (tests and benchmarks; drawn with NumPy)."""
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf) -> np.ndarray:
+    name = path[-1].key
+    if name == 'scale':
+      return (1.0 + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+    if name in ('ls1', 'ls2'):
+      return (0.5 + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+    fan_in = leaf.shape[0] if name == 'kernel' else 1
+    std = fan_in**-0.5 if name == 'kernel' else 0.1
+    return (rng.standard_normal(leaf.shape) * std).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, param_shapes(cfg))
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTExtractor(Extractor):
+  """An `Extractor` of this module; its geometry can follow a fused feature's (`share_geometry`).
+
+  Attributes:
+    config: the architecture, for `share_geometry` and the store.
+  """
+
+  config: ViTConfig | None = None
+
+
+def make_extractor(
+  family: str,
+  variant: str | None,
+  weights: str,
+  output: str | None = None,
+  dtype: str = 'float32',
+  pool_depths: Sequence[int] = (),
+) -> ViTExtractor:
+  """A frozen CLIP / SigLIP / DINOv2 extractor from a local weight file.
+
+  Args:
+    family: 'clip', 'siglip' or 'dinov2'.
+    variant: a key of `VARIANTS[family]`; None: `DEFAULT_VARIANT[family]`.
+    weights: path of the file (`vit_weights.py` lists the layouts read).
+    output: which output is the feature (`OUTPUTS[family]`); None: the family's default.
+    dtype: compute dtype, 'float32' or 'bfloat16'.
+    pool_depths: blocks (1-based) whose token means are appended to the feature.
+
+  Returns:
+    A `ViTExtractor` whose `weights_sha256` is the file's.
+
+  Raises:
+    InputError: a bad variant / output / dtype, or as `vit_weights.load`.
+  """
+  from memjax.features import vit_weights
+
+  cfg = get_config(family, variant, dtype)
+  output, depths = check_output(cfg, output, pool_depths)
+  params, sha = vit_weights.load(cfg, weights)
+  variant = variant or DEFAULT_VARIANT[family]
+  name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
+  pools = f'; then the token means of blocks {list(depths)}' if depths else ''
+  return ViTExtractor(
+    name=name,
+    feature_dim=feature_dim(cfg, output, depths),
+    params=jax.device_put(params),
+    forward=functools.partial(forward, model=VisionTransformer(cfg, output, depths)),
+    image_size=cfg.image_size,
+    resize_to=cfg.resize_to,
+    preprocessing=f'RGB / 255, mean {cfg.mean}, std {cfg.std}; {dtype} compute; feature: '
+    f'{output}{pools}',
+    weights_sha256=sha,
+    config=cfg,
+  )
+
+
+def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
+  """Fused features with one image geometry: ViTs follow the others (or the first feature).
+
+  The image pipeline decodes every image once, at one (resize_to, image_size). When the fused
+  extractors want different ones, the ViT extractors take the geometry of the other extractors
+  (which must agree), or of the first feature when all are ViTs, and resize that crop to their
+  model size inside the jit (bicubic, antialiased); their store entry says so.
+
+  Raises:
+    InputError: the non-ViT extractors disagree among themselves.
+  """
+  fixed = {(e.resize_to, e.image_size) for e in extractors.values() if not _is_vit(e)}
+  if len(fixed) > 1:
+    sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
+    raise InputError(f'extractors of {list(extractors)} want different inputs {sizes}.')
+  first = next(iter(extractors.values()))
+  resize_to, size = fixed.pop() if fixed else (first.resize_to, first.image_size)
+  out = {}
+  for name, e in extractors.items():
+    if _is_vit(e) and (e.resize_to, e.image_size) != (resize_to, size):
+      note = (
+        f'; images arrive as the fused features decode them (shorter side {resize_to}, crop '
+        f"{size}, not this model's {e.resize_to} / {e.image_size}) and are resized to "
+        f'{e.config.image_size} inside the model (bicubic, antialiased)'
+      )
+      e = dataclasses.replace(
+        e, resize_to=resize_to, image_size=size, preprocessing=e.preprocessing + note
+      )
+    out[name] = e
+  return out
+
+
+def _is_vit(e: Extractor) -> bool:
+  return isinstance(e, ViTExtractor)

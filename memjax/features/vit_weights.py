@@ -1,0 +1,419 @@
+"""Weights of the CLIP / SigLIP / DINOv2 encoders (`vit.py`) from the files users have.
+
+Layouts read (the family is the extractor's; the layout is recognised from the tensor names):
+
+* Hugging Face `transformers` (all families): `model.safetensors` or `pytorch_model.bin` of
+  `openai/clip-vit-*`, `google/siglip-*`, `facebook/dinov2-*` (and `-with-registers-`), of the
+  full model or of the vision tower alone;
+* OpenCLIP (CLIP): `open_clip_model.safetensors` / `open_clip_pytorch_model.bin`, `visual.*`;
+* big_vision (SigLIP): the released `.npz`, `params/img/...` names.
+
+`.safetensors` files are read by `read_safetensors` (no dependency), `.bin` / `.pth` / `.pt` by
+the torch-free `torch_checkpoint.py`, `.npz` by NumPy. Anything else in the file (the text tower,
+buffers) is ignored; a missing or mis-shaped tensor of the image tower fails in one line naming
+it. Position embeddings stored for another grid are resized as the reference does: DINOv2
+(518 px, 37 x 37) with PyTorch's bicubic (a = -0.75, no antialiasing), DINOv2 with registers
+with antialiasing; CLIP and SigLIP must match the variant's grid.
+"""
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Callable, Mapping
+
+import jax
+import ml_dtypes
+import numpy as np
+
+from memjax.errors import InputError
+from memjax.features import torch_checkpoint
+from memjax.features.vit import ViTConfig
+
+_SAFETENSORS_DTYPES = {
+  'F64': np.float64,
+  'F32': np.float32,
+  'F16': np.float16,
+  'BF16': ml_dtypes.bfloat16,
+  'I64': np.int64,
+  'I32': np.int32,
+  'I16': np.int16,
+  'I8': np.int8,
+  'U8': np.uint8,
+  'BOOL': np.bool_,
+}
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+  """The tensors of a `.safetensors` file (8-byte little-endian header size, JSON header, data).
+
+  Returns:
+    name -> read-only array memory-mapped from the file.
+
+  Raises:
+    InputError: not a safetensors file, a dtype NumPy cannot hold, or offsets past the end.
+  """
+  size = os.path.getsize(path)
+  with open(path, 'rb') as f:
+    head = f.read(8)
+    n = struct.unpack('<Q', head)[0] if len(head) == 8 else -1
+    if not 0 < n <= size - 8:
+      raise InputError(f'{path}: not a safetensors file (bad header length).')
+    try:
+      header = json.loads(f.read(n))
+    except ValueError as e:
+      raise InputError(f'{path}: not a safetensors file (header is not JSON: {e}).') from e
+  data = np.memmap(path, np.uint8, 'r', offset=8 + n) if size > 8 + n else np.zeros(0, np.uint8)
+  out = {}
+  for name, info in header.items():
+    if name == '__metadata__':
+      continue
+    dtype = _SAFETENSORS_DTYPES.get(info.get('dtype'))
+    start, end = info['data_offsets']
+    shape = tuple(info['shape'])
+    if dtype is None:
+      raise InputError(f'{path}: tensor {name!r} has dtype {info.get("dtype")}, unsupported.')
+    if end > data.size or end - start != int(np.prod(shape)) * np.dtype(dtype).itemsize:
+      raise InputError(f'{path}: tensor {name!r} lies outside the file; is it truncated?')
+    out[name] = data[start:end].view(dtype).reshape(shape)
+  return out
+
+
+def read_tensors(path: str) -> dict[str, np.ndarray]:
+  """All tensors of a weight file, by its extension (`.safetensors`, `.bin`/`.pth`/`.pt`, `.npz`).
+
+  Raises:
+    InputError: the file is missing, or unreadable as its extension says.
+  """
+  if not os.path.isfile(path):
+    raise InputError(f'weight file {path} does not exist (memjax never downloads weights).')
+  if path.endswith('.safetensors'):
+    return read_safetensors(path)
+  if path.endswith('.npz'):
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+      raise InputError(f'{path}: not a readable .npz ({e}).') from e
+  if path.endswith(('.bin', '.pth', '.pt')):
+    return torch_checkpoint.load_state_dict(path)
+  raise InputError(f'{path}: expected a .safetensors, .bin / .pth / .pt or .npz weight file.')
+
+
+def file_sha256(path: str) -> str:
+  """Hex sha256 of a file's bytes."""
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+class _Tensors:
+  """Named tensors of one file, taken with a shape check; errors name file, tensor and variant."""
+
+  def __init__(self, tensors: Mapping[str, np.ndarray], where: str, what: str):
+    self.tensors, self.where, self.what = tensors, where, what
+
+  def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if name not in self.tensors:
+      raise InputError(
+        f'{self.where}: tensor {name!r} is missing; expected a {self.what} file (check the file '
+        'and config.extractors.<name>.variant).'
+      )
+    value = self.tensors[name]
+    if tuple(value.shape) != tuple(shape):
+      raise InputError(
+        f'{self.where}: tensor {name!r} has shape {tuple(value.shape)}, expected {tuple(shape)} '
+        f'for {self.what} (check config.extractors.<name>.variant).'
+      )
+    return np.asarray(value, np.float32)
+
+  def linear(self, name: str, d_in: int, d_out: int, bias: bool = True) -> dict:
+    """A PyTorch Linear `name` ([out, in] weight) as a Dense {kernel [in, out], bias}."""
+    out = {'kernel': self.get(f'{name}.weight', (d_out, d_in)).T}
+    if bias:
+      out['bias'] = self.get(f'{name}.bias', (d_out,))
+    return out
+
+  def norm(self, name: str, d: int, scale: str = 'weight', bias: str = 'bias') -> dict:
+    return {'scale': self.get(f'{name}.{scale}', (d,)), 'bias': self.get(f'{name}.{bias}', (d,))}
+
+
+def _patch(w: np.ndarray) -> np.ndarray:
+  """A PyTorch patch conv weight [D, 3, p, p] as the patch Dense kernel [p * p * 3, D]."""
+  return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+
+
+def _concat_dense(*parts: dict) -> dict:
+  return {k: np.concatenate([p[k] for p in parts], axis=-1) for k in parts[0]}
+
+
+def _hf_block(t: _Tensors, c: ViTConfig, p: str, names: dict) -> dict:
+  d = c.width
+  block = {
+    'ln1': t.norm(f'{p}.{names["ln1"]}', d),
+    'qkv': _concat_dense(*(t.linear(f'{p}.{names[n]}', d, d) for n in ('q', 'k', 'v'))),
+    'out': t.linear(f'{p}.{names["out"]}', d, d),
+    'ln2': t.norm(f'{p}.{names["ln2"]}', d),
+    'fc1': t.linear(f'{p}.{names["fc1"]}', d, c.mlp),
+    'fc2': t.linear(f'{p}.{names["fc2"]}', c.mlp, d),
+  }
+  if c.layer_scale:
+    block['ls1'] = t.get(f'{p}.layer_scale1.lambda1', (d,))
+    block['ls2'] = t.get(f'{p}.layer_scale2.lambda1', (d,))
+  return block
+
+
+_HF_CLIP_BLOCK = {
+  'ln1': 'layer_norm1',
+  'q': 'self_attn.q_proj',
+  'k': 'self_attn.k_proj',
+  'v': 'self_attn.v_proj',
+  'out': 'self_attn.out_proj',
+  'ln2': 'layer_norm2',
+  'fc1': 'mlp.fc1',
+  'fc2': 'mlp.fc2',
+}
+_HF_DINO_BLOCK = {
+  'ln1': 'norm1',
+  'q': 'attention.attention.query',
+  'k': 'attention.attention.key',
+  'v': 'attention.attention.value',
+  'out': 'attention.output.dense',
+  'ln2': 'norm2',
+  'fc1': 'mlp.fc1',
+  'fc2': 'mlp.fc2',
+}
+
+
+def _hf_clip(t: _Tensors, c: ViTConfig) -> dict:
+  d, pre = c.width, 'vision_model.'
+  params = {
+    'patch_embed': {'kernel': _patch(t.get(f'{pre}embeddings.patch_embedding.weight', _conv(c)))},
+    'cls': t.get(f'{pre}embeddings.class_embedding', (d,)),
+    'pos': t.get(f'{pre}embeddings.position_embedding.weight', (c.positions, d)),
+    'pre_norm': t.norm(f'{pre}pre_layrnorm', d),
+    'norm': t.norm(f'{pre}post_layernorm', d),
+    'proj': {'kernel': t.get('visual_projection.weight', (c.proj_dim, d)).T},
+  }
+  for i in range(c.depth):
+    params[f'block_{i}'] = _hf_block(t, c, f'{pre}encoder.layers.{i}', _HF_CLIP_BLOCK)
+  return params
+
+
+def _open_clip(t: _Tensors, c: ViTConfig) -> dict:
+  d, pre = c.width, 'visual.'
+  params = {
+    'patch_embed': {'kernel': _patch(t.get(f'{pre}conv1.weight', _conv(c)))},
+    'cls': t.get(f'{pre}class_embedding', (d,)),
+    'pos': t.get(f'{pre}positional_embedding', (c.positions, d)),
+    'pre_norm': t.norm(f'{pre}ln_pre', d),
+    'norm': t.norm(f'{pre}ln_post', d),
+    'proj': {'kernel': t.get(f'{pre}proj', (d, c.proj_dim))},
+  }
+  for i in range(c.depth):
+    p = f'{pre}transformer.resblocks.{i}'
+    params[f'block_{i}'] = {
+      'ln1': t.norm(f'{p}.ln_1', d),
+      'qkv': {
+        'kernel': t.get(f'{p}.attn.in_proj_weight', (3 * d, d)).T,
+        'bias': t.get(f'{p}.attn.in_proj_bias', (3 * d,)),
+      },
+      'out': t.linear(f'{p}.attn.out_proj', d, d),
+      'ln2': t.norm(f'{p}.ln_2', d),
+      'fc1': t.linear(f'{p}.mlp.c_fc', d, c.mlp),
+      'fc2': t.linear(f'{p}.mlp.c_proj', c.mlp, d),
+    }
+  return params
+
+
+def _hf_siglip(t: _Tensors, c: ViTConfig) -> dict:
+  d, pre = c.width, 'vision_model.'
+  in_w = t.get(f'{pre}head.attention.in_proj_weight', (3 * d, d))
+  in_b = t.get(f'{pre}head.attention.in_proj_bias', (3 * d,))
+  params = {
+    'patch_embed': {
+      'kernel': _patch(t.get(f'{pre}embeddings.patch_embedding.weight', _conv(c))),
+      'bias': t.get(f'{pre}embeddings.patch_embedding.bias', (d,)),
+    },
+    'pos': t.get(f'{pre}embeddings.position_embedding.weight', (c.positions, d)),
+    'norm': t.norm(f'{pre}post_layernorm', d),
+    'head': {
+      'probe': t.get(f'{pre}head.probe', (1, 1, d)).reshape(d),
+      'q': {'kernel': in_w[:d].T, 'bias': in_b[:d]},
+      'kv': {'kernel': in_w[d:].T, 'bias': in_b[d:]},
+      'out': t.linear(f'{pre}head.attention.out_proj', d, d),
+      'ln': t.norm(f'{pre}head.layernorm', d),
+      'fc1': t.linear(f'{pre}head.mlp.fc1', d, c.mlp),
+      'fc2': t.linear(f'{pre}head.mlp.fc2', c.mlp, d),
+    },
+  }
+  for i in range(c.depth):
+    params[f'block_{i}'] = _hf_block(t, c, f'{pre}encoder.layers.{i}', _HF_CLIP_BLOCK)
+  return params
+
+
+def _big_vision(t: _Tensors, c: ViTConfig) -> dict:
+  d, h, pre = c.width, c.heads, 'params/img/'
+
+  def dense(name: str, d_in: int, d_out: int) -> dict:
+    return {
+      'kernel': t.get(f'{name}/kernel', (d_in, d_out)),
+      'bias': t.get(f'{name}/bias', (d_out,)),
+    }
+
+  def heads_in(name: str) -> dict:  # [D, H, hd] -> [D, D]
+    return {
+      'kernel': t.get(f'{name}/kernel', (d, h, d // h)).reshape(d, d),
+      'bias': t.get(f'{name}/bias', (h, d // h)).reshape(d),
+    }
+
+  def attn_out(name: str) -> dict:
+    return {
+      'kernel': t.get(f'{name}/kernel', (h, d // h, d)).reshape(d, d),
+      'bias': t.get(f'{name}/bias', (d,)),
+    }
+
+  def norm(name: str) -> dict:
+    return {'scale': t.get(f'{name}/scale', (d,)), 'bias': t.get(f'{name}/bias', (d,))}
+
+  m = f'{pre}MAPHead_0/'
+  params = {
+    'patch_embed': {
+      'kernel': t.get(f'{pre}embedding/kernel', (c.patch, c.patch, 3, d)).reshape(-1, d),
+      'bias': t.get(f'{pre}embedding/bias', (d,)),
+    },
+    'pos': t.get(f'{pre}pos_embedding', (1, c.positions, d)).reshape(c.positions, d),
+    'norm': norm(f'{pre}Transformer/encoder_norm'),
+    'head': {
+      'probe': t.get(f'{m}probe', (1, 1, d)).reshape(d),
+      'q': heads_in(f'{m}MultiHeadDotProductAttention_0/query'),
+      'kv': _concat_dense(
+        heads_in(f'{m}MultiHeadDotProductAttention_0/key'),
+        heads_in(f'{m}MultiHeadDotProductAttention_0/value'),
+      ),
+      'out': attn_out(f'{m}MultiHeadDotProductAttention_0/out'),
+      'ln': norm(f'{m}LayerNorm_0'),
+      'fc1': dense(f'{m}MlpBlock_0/Dense_0', d, c.mlp),
+      'fc2': dense(f'{m}MlpBlock_0/Dense_1', c.mlp, d),
+    },
+  }
+  for i in range(c.depth):
+    p = f'{pre}Transformer/encoderblock_{i}/'
+    a = f'{p}MultiHeadDotProductAttention_0/'
+    params[f'block_{i}'] = {
+      'ln1': norm(f'{p}LayerNorm_0'),
+      'qkv': _concat_dense(*(heads_in(f'{a}{n}') for n in ('query', 'key', 'value'))),
+      'out': attn_out(f'{a}out'),
+      'ln2': norm(f'{p}LayerNorm_1'),
+      'fc1': dense(f'{p}MlpBlock_0/Dense_0', d, c.mlp),
+      'fc2': dense(f'{p}MlpBlock_0/Dense_1', c.mlp, d),
+    }
+  return params
+
+
+def _hf_dinov2(t: _Tensors, c: ViTConfig) -> dict:
+  d = c.width
+  pos = t.tensors.get('embeddings.position_embeddings')
+  stored = int(round(np.sqrt(pos.shape[1] - 1))) if pos is not None and pos.ndim == 3 else c.grid
+  pos = t.get('embeddings.position_embeddings', (1, stored**2 + 1, d))[0]
+  params = {
+    'patch_embed': {
+      'kernel': _patch(t.get('embeddings.patch_embeddings.projection.weight', _conv(c))),
+      'bias': t.get('embeddings.patch_embeddings.projection.bias', (d,)),
+    },
+    'cls': t.get('embeddings.cls_token', (1, 1, d)).reshape(d),
+    'pos': np.concatenate([pos[:1], resize_positions(pos[1:], stored, c)]),
+    'norm': t.norm('layernorm', d),
+  }
+  if c.registers:
+    params['registers'] = t.get('embeddings.register_tokens', (1, c.registers, d))[0]
+  for i in range(c.depth):
+    params[f'block_{i}'] = _hf_block(t, c, f'encoder.layer.{i}', _HF_DINO_BLOCK)
+  return params
+
+
+def _conv(c: ViTConfig) -> tuple[int, ...]:
+  return (c.width, 3, c.patch, c.patch)
+
+
+def _cubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """[n_out, n_in] weights of PyTorch's bicubic resize (a = -0.75, align_corners=False, edges
+  clamped, no antialiasing)."""
+  a, m = -0.75, np.zeros((n_out, n_in))
+  for i in range(n_out):
+    src = (i + 0.5) * n_in / n_out - 0.5
+    x0 = int(np.floor(src))
+    t = src - x0
+    dist = np.array([1 + t, t, 1 - t, 2 - t])
+    w = np.where(
+      dist <= 1,
+      ((a + 2) * dist - (a + 3)) * dist * dist + 1,
+      ((a * dist - 5 * a) * dist + 8 * a) * dist - 4 * a,
+    )
+    for k in range(4):
+      m[i, min(max(x0 - 1 + k, 0), n_in - 1)] += w[k]
+  return m
+
+
+def resize_positions(pos: np.ndarray, stored: int, c: ViTConfig) -> np.ndarray:
+  """Patch position embeddings [stored^2, D] resized to the model's grid [grid^2, D]."""
+  if stored == c.grid:
+    return pos
+  grid = pos.reshape(stored, stored, -1).astype(np.float32)
+  if c.antialias_pos:
+    out = jax.image.resize(grid, (c.grid, c.grid, grid.shape[-1]), 'cubic', antialias=True)
+    return np.asarray(out).reshape(c.grid**2, -1)
+  m = _cubic_matrix(stored, c.grid)
+  return np.einsum('ia,jb,abd->ijd', m, m, grid.astype(np.float64)).reshape(c.grid**2, -1)
+
+
+_LAYOUTS: dict[str, tuple[str, str, Callable]] = {
+  # name: (family, a tensor only this layout has, converter)
+  'hf_clip': ('clip', 'vision_model.pre_layrnorm.weight', _hf_clip),
+  'open_clip': ('clip', 'visual.conv1.weight', _open_clip),
+  'hf_siglip': ('siglip', 'vision_model.post_layernorm.weight', _hf_siglip),
+  'big_vision': ('siglip', 'params/img/embedding/kernel', _big_vision),
+  'hf_dinov2': ('dinov2', 'embeddings.cls_token', _hf_dinov2),
+}
+_PREFIXES = ('', 'module.', 'model.', 'dinov2.', 'state_dict.')
+
+
+def _normalise_names(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Strips a wrapper prefix (`module.`, `dinov2.`, ...) and gives npz keys the `params/` root."""
+  out = dict(tensors)
+  if any(k.startswith('img/') for k in out):
+    out = {f'params/{k}': v for k, v in out.items()}
+  for prefix in _PREFIXES[1:]:
+    if prefix and all(k.startswith(prefix) for k in out):
+      out = {k[len(prefix) :]: v for k, v in out.items()}
+  return out
+
+
+def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> dict:
+  """The `vit.VisionTransformer` parameters of a file's tensors (layout recognised by name).
+
+  Raises:
+    InputError: no layout of `cfg.family` recognised, or a missing / mis-shaped tensor.
+  """
+  tensors = _normalise_names(tensors)
+  for layout, (family, marker, fn) in _LAYOUTS.items():
+    if family == cfg.family and marker in tensors:
+      what = f'{cfg.family} ({layout}, width {cfg.width}, depth {cfg.depth}, patch {cfg.patch})'
+      return fn(_Tensors(tensors, where, what), cfg)
+  known = [m for f, m, _ in _LAYOUTS.values() if f == cfg.family]
+  raise InputError(
+    f'{where}: not a {cfg.family} image encoder: none of {known} is in the file (it has '
+    f'{len(tensors)} tensors, e.g. {sorted(tensors)[:3]}).'
+  )
+
+
+def load(cfg: ViTConfig, path: str) -> tuple[dict, str]:
+  """(parameters as float32 numpy, the file's sha256) of a local weight file.
+
+  Raises:
+    InputError: as `read_tensors` and `convert`.
+  """
+  params = convert(cfg, read_tensors(path), path)
+  return params, file_sha256(path)
