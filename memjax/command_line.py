@@ -1,0 +1,164 @@
+"""main.py's flag parsing and its one error handler: a user's mistake is one line, not a traceback.
+
+Every failure that reaches the top becomes one `memjax: error: ...` line on stderr and an exit
+status: a `MemjaxError`'s own `exit_code` (2 bad input, 3 diverged, 75 stopped), 2 for the other
+mistakes a user makes and can fix (a missing or broken `--config` file, an unknown flag or config
+field, a bad flag value, a missing or unreadable file, a full disk), 130 for Ctrl-C, and 1 for a
+bug in memjax. Tracebacks are printed only with `--verbose`; without it a bug's line ends with a
+hint to re-run with it. In a multi-process run the failing process also stops the others
+(`memjax.runtime.distributed.stop_all_processes`).
+"""
+
+import contextlib
+import logging as std_logging
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import NoReturn
+
+from absl import flags, logging
+
+from memjax.errors import MemjaxError, no_space_reason
+
+USAGE_EXIT = 2  # a user's mistake outside MemjaxError (bad flags, config file, missing file)
+BUG_EXIT = 1
+INTERRUPT_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+VERBOSE_HINT = 'run with --verbose for the traceback'
+# OSErrors about a path the user gave (a file that is not there, not readable, not a folder).
+PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def one_line(text: str) -> str:
+  """`text` with its lines joined: the error line stays one line."""
+  return ' '.join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def quiet_orbax(record) -> bool:
+  """Keeps Orbax's per-checkpoint INFO chatter out of the log; its warnings still show."""
+  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def classify(error: BaseException) -> tuple[int, str, bool]:
+  """(exit status, one-line message, whether it is a bug) for an error that reached main."""
+  if isinstance(error, MemjaxError):
+    return error.exit_code, one_line(error), False
+  if isinstance(error, KeyboardInterrupt):
+    return INTERRUPT_EXIT, 'interrupted (Ctrl-C); re-run the same command to resume.', False
+  if isinstance(error, OSError):
+    reason = no_space_reason(error)
+    names = [n for n in (error.filename, error.filename2) if n]
+    where = f': {" -> ".join(map(str, names))}' if names else ''
+    if reason:
+      return USAGE_EXIT, f'{reason}{where}; free space and re-run.', False
+    if isinstance(error, PATH_ERRORS):
+      return USAGE_EXIT, f'{error.strerror or one_line(error)}{where}.', False
+  detail = one_line(error) or 'no message'
+  return BUG_EXIT, f'internal error, a bug in memjax: {type(error).__name__}: {detail}', True
+
+
+def _stop_other_processes(message: str, code: int) -> None:
+  """Makes the other processes of a multi-process run stop too (nothing in a single one)."""
+  distributed = sys.modules.get('memjax.runtime.distributed')
+  if distributed is not None:  # imported: jax.distributed may be running
+    distributed.stop_all_processes(message, exit_code=code)
+
+
+def exit_with(
+  code: int, message: str, error: BaseException | None, verbose: bool, bug=False, log=True
+) -> NoReturn:
+  """Prints the traceback (with `verbose`) and the one error line, then exits with `code`;
+  `log` also writes the line to the absl log (not before the flags are parsed)."""
+  if verbose and error is not None:
+    traceback.print_exception(error, file=sys.stderr)
+  elif bug:
+    message = f'{message} ({VERBOSE_HINT})'
+  if log:
+    logging.error('%s', message)
+  sys.stderr.flush()
+  print(f'memjax: error: {message}', file=sys.stderr, flush=True)
+  _stop_other_processes(message, code)
+  sys.exit(code)
+
+
+@contextlib.contextmanager
+def reporting_errors(verbose: bool) -> Iterator[None]:
+  """Turns any failure inside into one error line and its exit status (see the module doc)."""
+  try:
+    yield
+  except SystemExit:
+    raise
+  except BaseException as e:  # noqa: BLE001 (the top-level handler; KeyboardInterrupt too)
+    code, message, bug = classify(e)
+    if bug and 'jax' in sys.modules:
+      import jax
+
+      if jax.process_count() > 1:
+        logging.exception('process %d failed', jax.process_index())
+    exit_with(code, message, e, verbose, bug)
+
+
+def _config_argument(argv: list[str]) -> str | None:
+  """The value of `--config=PATH` or `--config PATH` in `argv`, if given."""
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def describe_parse_error(error: BaseException, argv: list[str]) -> str:
+  """One line for a failure while parsing the flags or loading the `--config` file."""
+  config = _config_argument(argv) or ''
+  if isinstance(error, MemjaxError):
+    return one_line(error)
+  if isinstance(error, SyntaxError):
+    return f'config file {error.filename or config} line {error.lineno}: syntax error: {error.msg}.'
+  text = one_line(error.args[0] if error.args else error).strip('\'"')
+  if isinstance(error, AttributeError) and "attribute 'get_config'" in str(error):
+    return (
+      f'--config={config}: the file has no get_config() function returning a ConfigDict '
+      '(start from configs/default.py).'
+    )
+  if isinstance(error, (AttributeError, KeyError)):  # ml_collections: a --config.FIELD it lacks
+    overrides = [a.split('=', 1)[0] for a in argv[1:] if a.startswith('--config.')]
+    return (
+      f'unknown config field in {" ".join(overrides) or "the config"}: {text}. '
+      'configs/default.py lists every field.'
+    )
+  if isinstance(error, flags.Error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if 'Error whilst parsing config file' in str(error):  # get_config() raised
+      return f'--config={config}: get_config() failed: {lines[-1]} ({VERBOSE_HINT})'
+    return ' '.join(lines)
+  if isinstance(error, OSError):
+    return f'--config={config}: cannot load the config file: {text.split(": ")[-1]}'
+  return f'--config={config}: loading the config file failed: {type(error).__name__}: {text}'
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, where every failure is one `memjax: error:` line and exit 2.
+
+  The `--config` file is checked first (ml_collections would report a missing one only later, as
+  a traceback), and loaded while parsing.
+  """
+  from memjax import config_checks
+
+  verbose = '--verbose' in argv or '--verbose=true' in [a.lower() for a in argv]
+  try:
+    config = _config_argument(argv)
+    if config is not None:
+      config_checks.check_readable_config_file(config)
+    rest = flags.FLAGS(argv)
+    if config is not None:
+      getattr(flags.FLAGS.config, 'lock', None)  # a config that failed to load raises here
+    return rest
+  except SystemExit:
+    raise
+  except Exception as e:  # noqa: BLE001 (anything from loading a user's config file)
+    exit_with(USAGE_EXIT, describe_parse_error(e, argv), e, verbose, log=False)
+
+
+def usage_error(message: str) -> NoReturn:
+  """A command-line mistake found after parsing: one line, exit 2."""
+  exit_with(USAGE_EXIT, message, None, False)

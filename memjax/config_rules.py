@@ -1,0 +1,224 @@
+"""What one config value may be: the rule types of memjax/config_schema.py's table.
+
+Each rule knows its field's meaning (one line) and `expected`, the text an error shows, and
+`accepts(value)`. Booleans are never numbers here (Python's `True == 1` would let them pass), ints
+pass as floats, and lists pass as tuples (a config file may build either).
+"""
+
+import ast
+import dataclasses
+import functools
+import importlib
+import importlib.util
+import math
+import re
+from collections.abc import Callable, Mapping
+
+import ml_collections
+
+
+@functools.cache
+def declared(module: str, name: str, keys_only: bool = True):
+  """`module.name` read from the module's source without importing it (the owners import JAX,
+  Flax, scikit-learn...): a tuple of names (a dict's keys with `keys_only`), or the dict. The
+  module is imported only when its source builds the value in a way this reader does not follow.
+  """
+  spec = importlib.util.find_spec(module)
+  try:
+    with open(spec.origin, encoding='utf-8') as f:
+      tree = ast.parse(f.read())
+    value = None
+    for node in tree.body:
+      if isinstance(node, ast.Assign) and any(
+        isinstance(t, ast.Name) and t.id == name for t in node.targets
+      ):
+        value = _literal(node.value, keys_only)
+      elif isinstance(node, ast.AugAssign) and getattr(node.target, 'id', None) == name:
+        value = value + _literal(node.value, keys_only)
+    if value is not None:
+      return value
+  except (OSError, SyntaxError, TypeError, ValueError):
+    pass
+  found = getattr(importlib.import_module(module), name)
+  return tuple(found) if keys_only else found
+
+
+def declared_names(module: str, name: str) -> tuple:
+  """The names `module.name` lists (see `declared`)."""
+  return declared(module, name)
+
+
+def _literal(node: ast.expr, keys_only: bool):
+  if isinstance(node, ast.Dict) and keys_only:
+    return tuple(ast.literal_eval(k) for k in node.keys)
+  value = ast.literal_eval(node)
+  return value if isinstance(value, dict) else tuple(value)
+
+
+def _number(value, integral: bool) -> bool:
+  if isinstance(value, bool):
+    return False
+  return isinstance(value, int) if integral else isinstance(value, (int, float))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """Base of every rule: `meaning` is the field's one-line description."""
+
+  meaning: str
+  optional: bool = dataclasses.field(default=False, kw_only=True)  # None allowed (= default)
+
+  @property
+  def expected(self) -> str:
+    text = self._expected()
+    return f'{text}, or None' if self.optional else text
+
+  def accepts(self, value) -> bool:
+    if value is None:
+      return self.optional
+    return self._accepts(value)
+
+  def _expected(self) -> str:
+    raise NotImplementedError
+
+  def _accepts(self, value) -> bool:
+    raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Bool(Rule):
+  def _expected(self) -> str:
+    return 'True or False'
+
+  def _accepts(self, value) -> bool:
+    return isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Number(Rule):
+  """An int (`integral`) or a finite float within [low, high]; `open_low`/`open_high` exclude
+  the bound itself."""
+
+  low: float | None = None
+  high: float | None = None
+  integral: bool = False
+  open_low: bool = False
+  open_high: bool = False
+
+  def _expected(self) -> str:
+    what = 'an integer' if self.integral else 'a number'
+    if self.low is not None and self.high is not None:
+      left, right = '(' if self.open_low else '[', ')' if self.open_high else ']'
+      return f'{what} in {left}{self.low}, {self.high}{right}'
+    if self.low is not None:
+      return f'{what} {">" if self.open_low else ">="} {self.low}'
+    if self.high is not None:
+      return f'{what} {"<" if self.open_high else "<="} {self.high}'
+    return what
+
+  def _accepts(self, value) -> bool:
+    if not _number(value, self.integral) or not math.isfinite(value):
+      return False
+    if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+      return False
+    return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+
+def Int(meaning: str, low=None, high=None, **kw) -> Number:  # noqa: N802 (reads like a type)
+  return Number(meaning, low, high, integral=True, **kw)
+
+
+def Float(meaning: str, low=None, high=None, **kw) -> Number:  # noqa: N802
+  return Number(meaning, low, high, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Str(Rule):
+  """A non-empty string; with `choices` one of them (a callable is read at validation time, for
+  lists other modules own), with `pattern` a full match of that regular expression."""
+
+  choices: tuple | Callable[[], tuple] | None = None
+  pattern: str | None = None
+  shape: str = ''  # how `pattern` reads to a user, e.g. 'host:port'
+
+  def names(self) -> tuple:
+    return tuple(self.choices()) if callable(self.choices) else tuple(self.choices or ())
+
+  def _expected(self) -> str:
+    if self.choices is not None:
+      return f'one of {self.names()}'
+    return self.shape or 'a non-empty string'
+
+  def _accepts(self, value) -> bool:
+    if not isinstance(value, str) or not value.strip():
+      return False
+    if self.choices is not None and value not in self.names():
+      return False
+    return self.pattern is None or re.fullmatch(self.pattern, value) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq(Rule):
+  """A tuple (or list) whose items all pass `item`; `min_len` items at least, no repeats when
+  `distinct`."""
+
+  item: Rule = None
+  min_len: int = 0
+  distinct: bool = False
+
+  def _expected(self) -> str:
+    size = f'{self.min_len}+ ' if self.min_len else ''
+    unique = 'distinct ' if self.distinct else ''
+    return f'a tuple of {size}{unique}items, each {self.item.expected}'
+
+  def _accepts(self, value) -> bool:
+    if not isinstance(value, (tuple, list)) or len(value) < self.min_len:
+      return False
+    if not all(self.item.accepts(v) for v in value):
+      return False
+    return not self.distinct or len(set(value)) == len(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval(Rule):
+  """A `(low, high)` pair of `item` values with low <= high (a search range)."""
+
+  item: Rule = None
+
+  def _expected(self) -> str:
+    return f'(low, high) with low <= high, each {self.item.expected}'
+
+  def _accepts(self, value) -> bool:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+      return False
+    return all(self.item.accepts(v) for v in value) and value[0] <= value[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Entries(Rule):
+  """A ConfigDict whose keys are open (feature names, dataset names, row labels): every key
+  matches `key_pattern`, and every value passes `value` (a Rule) or, when `fields` is given, is a
+  ConfigDict with exactly those fields, each checked by its own Rule."""
+
+  value: Rule | None = None
+  fields: Mapping[str, Rule] | None = None
+  key_pattern: str = r'[A-Za-z0-9_][A-Za-z0-9_ .+=-]*'
+
+  def _expected(self) -> str:
+    if self.fields is not None:
+      return f'a ConfigDict of name -> ConfigDict with fields {tuple(self.fields)}'
+    return f'a ConfigDict of name -> value, each value {self.value.expected}'
+
+  def _accepts(self, value) -> bool:
+    return isinstance(value, (ml_collections.ConfigDict, dict))
+
+
+@dataclasses.dataclass(frozen=True)
+class Struct(Rule):
+  """A ConfigDict (or dict) whose contents other rules check (e.g. overrides of config.data)."""
+
+  def _expected(self) -> str:
+    return 'a ConfigDict (or dict) of fields'
+
+  def _accepts(self, value) -> bool:
+    return isinstance(value, (ml_collections.ConfigDict, dict))
