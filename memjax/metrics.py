@@ -9,6 +9,8 @@ spreads): a model can rank well while squeezing every score into the top half of
 `fold_summary` averages these over folds for `summary.json` (MLP and baseline runs alike).
 """
 
+import re
+
 import numpy as np
 
 
@@ -128,7 +130,8 @@ def fold_summary(fold_results: list) -> dict:
     `pearson_mean`, `pearson_std`, `mse_mean`, `mse_std`, `range_ratio_mean`,
     `range_ratio_std` (SD with ddof=1, like `spearman_std`), and `calibration`: per
     `pred_*` / `true_*` range field, the mean over folds, plus the extremes over folds
-    (`pred_min_all`, `pred_max_all`, `true_min_all`, `true_max_all`).
+    (`pred_min_all`, `pred_max_all`, `true_min_all`, `true_max_all`); with repeated
+    cross-validation, `spearman_by_fold_seed`.
   """
   out = {}
   for key in FOLD_SUMMARY_KEYS:
@@ -146,4 +149,22 @@ def fold_summary(fold_results: list) -> dict:
       ranges[f'{who}_min_all'], ranges[f'{who}_max_all'] = float(lows.min()), float(highs.max())
   if ranges:
     out['calibration'] = ranges
+  by_seed = spearman_by_fold_seed(fold_results)
+  if by_seed:
+    out['spearman_by_fold_seed'] = by_seed
   return out
+
+
+def spearman_by_fold_seed(fold_results: list) -> dict[str, float]:
+  """Mean test Spearman per fold seed of a repeated cross-validation, keyed by the seed.
+
+  Folds are grouped by their names (`seed{S}_fold_{k}`, as `fold_data.plan_folds` names them
+  under `config.data.fold_seeds`); empty when any fold has another name (one fold seed).
+  """
+  groups = {}
+  for r in fold_results:
+    match = re.fullmatch(r'seed(-?\d+)_fold_\d+', str(r.get('name', '')))
+    if match is None:
+      return {}
+    groups.setdefault(match.group(1), []).append(np.nan if r['spearman'] is None else r['spearman'])
+  return {seed: float(np.mean(rho)) for seed, rho in groups.items()}

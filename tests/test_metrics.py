@@ -83,3 +83,16 @@ def test_fold_summary_leaves_out_fields_some_folds_lack():
   assert s['pearson_mean'] == pytest.approx((0.4 + new['pearson']) / 2)
   assert 'range_ratio_mean' not in s and 'calibration' not in s
   assert metrics.fold_summary([]) == {}
+
+
+def test_spearman_by_fold_seed_groups_repeated_folds():
+  folds = [
+    {'name': f'seed{seed}_fold_{k}', 'spearman': 0.1 * seed + 0.01 * k}
+    for seed in (0, 7)
+    for k in range(3)
+  ]
+  assert metrics.fold_summary(folds)['spearman_by_fold_seed'] == pytest.approx(
+    {'0': 0.01, '7': 0.71}
+  )
+  one_seed = [{'name': f'fold_{k}', 'spearman': 0.5} for k in range(3)]
+  assert 'spearman_by_fold_seed' not in metrics.fold_summary(one_seed)
