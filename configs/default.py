@@ -18,6 +18,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 16  # Global batch size, split over all devices (the paper: 16).
   config.steps_per_call = 100  # Training steps run inside one jitted lax.scan call.
   config.eval_batch_size = 1024  # Global batch size of evaluation (padded + masked).
+  # Training recipe beyond the paper (all off by default; configs/photos.py turns them on).
+  config.standardize = False  # Standardise features with the training fold's mean and SD.
+  config.label_smoothing = 0.0  # Share of each class target moved to its neighbouring classes.
+  config.ema_decay = 0.0  # Evaluate an EMA of the parameters with this decay (0: off).
   config.log_every_secs = 30.0  # Seconds between progress lines (steps/s, ETA).
   config.compile_cache = False  # main.py: persistent XLA compile cache in WORKDIR/jax_cache.
   config.resume_changed = False  # Resume a workdir whose recorded run config differs (recorded).

@@ -1,20 +1,40 @@
-"""One Orbax CheckpointManager per fold: the latest and the best (by validation Spearman) kept.
+"""One Orbax CheckpointManager per fold, and the one path that restores parameters.
 
-Each checkpoint holds two items: `state` (params, optimiser state, step) and `meta` (JSON: the
-fold's thresholds and score values, feature dimensions, K, epoch, validation metrics), so that a
-checkpoint alone is enough to score new data.
+Each checkpoint holds three items:
+* `params`: the parameters evaluation uses (the moving average when `ema_decay` > 0);
+* `train`: what only resuming needs: step, optimiser state, dropout key, and the raw parameters
+  when `params` holds their moving average;
+* `meta` (JSON): what the checkpoint must agree with (`run_meta`), the fold's thresholds, s_k
+  and standardisation, the epoch and its validation metrics.
+`restore_params` serves evaluate, predict, transfer and report; it reads `meta` and `params`
+only. `restore_train_state` restores everything, to resume training.
+
+The two latest checkpoints and the best (by validation Spearman) are kept. One that cannot be
+read is reported in one line (fold, step, path, reason); training sets it aside (moved to
+`fold_K/damaged_checkpoints/`, never deleted) and resumes from the newest intact one, and
+evaluation names the next intact one.
 """
 
 import contextlib
+import json
 import os
+import time
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from memjax import steps
 from memjax.errors import InputError, out_of_space
 
 BEST_METRIC = 'val_spearman'
+KEEP_LATEST = 2
+DAMAGED_DIR = 'damaged_checkpoints'
+# Meta fields a checkpoint's parameters must agree with (their tree and meaning).
+PARAMS_FIELDS = ('features', 'feature_dims', 'num_classes', 'model', 'standardize')
+# ... and what resuming training must agree with besides (optimiser state, data order, keys).
+TRAIN_FIELDS = PARAMS_FIELDS + ('optimizer', 'batch_size', 'seed', 'recipe')
 
 
 def _best_value(metrics: dict) -> float:
@@ -27,7 +47,7 @@ def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager
     best_fn=_best_value,
     best_mode='max',
     preservation_policy=pp.AnyPreservationPolicy(
-      [pp.LatestN(n=1), pp.BestN(get_metric_fn=_best_value, reverse=False, n=1)]
+      [pp.LatestN(n=KEEP_LATEST), pp.BestN(get_metric_fn=_best_value, reverse=False, n=1)]
     ),
     create=not read_only,
     read_only=read_only,
@@ -35,12 +55,64 @@ def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager
     enable_async_checkpointing=False,
   )
   return ocp.CheckpointManager(
-    os.path.abspath(directory), options=options, item_names=('state', 'meta')
+    os.path.abspath(directory), options=options, item_names=('params', 'train', 'meta')
   )
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict, metrics: dict) -> None:
-  """Writes `state` and `meta` at `step`, ranked by `metrics[BEST_METRIC]`.
+def run_meta(config, feature_dims: dict) -> dict:
+  """What a checkpoint records about the run that wrote it (`PARAMS_FIELDS`, `TRAIN_FIELDS`)."""
+  return json.loads(
+    json.dumps(
+      {
+        'features': list(config.features),
+        'feature_dims': dict(feature_dims),
+        'num_classes': config.num_classes,
+        'model': config.model.to_dict(),
+        'standardize': config.standardize,
+        'optimizer': config.optimizer.to_dict(),
+        'batch_size': config.batch_size,
+        'seed': config.seed,
+        'recipe': {'label_smoothing': config.label_smoothing, 'ema_decay': config.ema_decay},
+      }
+    )
+  )  # tuples -> lists, as stored
+
+
+def check_meta(meta: dict, expected: dict, fields, where: str, *, allow: bool = False) -> list:
+  """Compares `fields` of a checkpoint's meta with the config's.
+
+  Args:
+    meta: the checkpoint's meta.
+    expected: `run_meta` of the config.
+    fields: which fields must agree.
+    where: the checkpoint, for the message.
+    allow: report the differences (returned) instead of raising.
+
+  Returns:
+    The differing fields' descriptions (empty when all agree).
+
+  Raises:
+    InputError: some differ and `allow` is False; every differing field is named.
+  """
+  diffs = [
+    f'{k}: checkpoint {meta.get(k)!r} vs config {expected[k]!r}'
+    for k in fields
+    if meta.get(k) != expected[k]
+  ]
+  if diffs and not allow:
+    raise InputError(f'checkpoint {where} does not match the config: ' + '; '.join(diffs))
+  return diffs
+
+
+def _train_item(state: steps.TrainState) -> dict:
+  item = {'step': state.step, 'opt_state': state.opt_state, 'dropout_key': state.dropout_key}
+  if state.ema_params is not None:
+    item['params'] = state.params
+  return item
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: steps.TrainState, meta, metrics) -> None:
+  """Writes the three items at `step`, ranked by `metrics[BEST_METRIC]`.
 
   Orbax writes into a temporary directory renamed only once complete, so a failed write never
   looks like a checkpoint (the next manager of the fold removes it).
@@ -58,7 +130,11 @@ def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict, metrics: dic
     try:
       mngr.save(
         step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        args=ocp.args.Composite(
+          params=ocp.args.StandardSave(state.eval_params),
+          train=ocp.args.StandardSave(_train_item(state)),
+          meta=ocp.args.JsonSave(meta),
+        ),
         metrics=metrics,
       )
     except BaseException:
@@ -74,18 +150,18 @@ def select_step(mngr: ocp.CheckpointManager, which: str) -> int:
   Raises:
     InputError: no checkpoint, or the asked-for step does not exist.
   """
-  steps = mngr.all_steps()
-  if not steps:
+  all_steps = mngr.all_steps()
+  if not all_steps:
     raise InputError(f'no checkpoint in {mngr.directory}: train this fold first.')
   if which == 'best':
     return mngr.best_step()
   if which == 'latest':
     return mngr.latest_step()
-  if which.isdigit() and int(which) in steps:
+  if which.isdigit() and int(which) in all_steps:
     return int(which)
   raise InputError(
     f'config.eval.checkpoint={which!r}: expected best, latest or one of the steps '
-    f'{sorted(steps)} in {mngr.directory}.'
+    f'{sorted(all_steps)} in {mngr.directory}.'
   )
 
 
@@ -93,20 +169,131 @@ def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
   return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
-def restore(mngr: ocp.CheckpointManager, step: int, abstract_state):
-  """Restores (state, meta) at `step` into `abstract_state`'s structure and shardings, which may
-  be on a different device count than the one that wrote it."""
+def _finite(tree, where: str) -> None:
+  for leaf in jax.tree.leaves(tree):
+    if jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating) and not np.all(
+      np.isfinite(jax.device_get(leaf))
+    ):
+      raise ValueError(f'non-finite values in {where}')
+
+
+def _read_params(mngr, step: int, abstract_params) -> tuple:
   restored = mngr.restore(
     step,
     args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+      params=ocp.args.StandardRestore(abstract_params), meta=ocp.args.JsonRestore()
     ),
   )
-  return restored.state, restored.meta
+  _finite(restored.params, 'the parameters')
+  return restored.params, restored.meta
 
 
-def abstract_like(state_shapes, sharding):
-  """ShapeDtypeStructs carrying `sharding`, from the `jax.eval_shape` of a state."""
-  return jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state_shapes
+def _reason(error: BaseException) -> str:
+  text = ' '.join(str(error).split())
+  return f'{type(error).__name__}: {text[:300]}'
+
+
+def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -> tuple:
+  """Restores the evaluation parameters of checkpoint `which` of a fold.
+
+  Args:
+    fold_dir: the fold's directory (`WORKDIR/fold_K`).
+    which: `best`, `latest` or a step number (`config.eval.checkpoint`).
+    abstract_params: `steps.abstract_params` of the config: shapes and shardings to restore into
+      (any device count).
+    expected: `run_meta` of the config; its `PARAMS_FIELDS` must match the checkpoint's.
+
+  Returns:
+    (params, meta, step).
+
+  Raises:
+    InputError: no checkpoints; a mismatch (every differing field named); a checkpoint that
+      cannot be read (fold, step, path, reason, and the next intact checkpoint, if any).
+  """
+  ckpt_dir = os.path.join(fold_dir, 'checkpoints')
+  if not os.path.isdir(ckpt_dir):
+    raise InputError(f'no checkpoints for {os.path.basename(fold_dir)}: {ckpt_dir} is missing.')
+  mngr = manager(ckpt_dir, read_only=True)
+  try:
+    step = select_step(mngr, which)
+    where = os.path.join(ckpt_dir, str(step))
+    try:
+      meta = restore_meta(mngr, step)
+    except Exception as e:
+      raise _damaged(mngr, fold_dir, step, e, abstract_params) from e
+    check_meta(meta, expected, PARAMS_FIELDS, where)
+    try:
+      params, meta = _read_params(mngr, step, abstract_params)
+    except Exception as e:
+      raise _damaged(mngr, fold_dir, step, e, abstract_params) from e
+    return params, meta, step
+  finally:
+    mngr.close()
+
+
+def _damaged(mngr, fold_dir: str, step: int, error: BaseException, abstract) -> InputError:
+  """The one-line error for an unreadable checkpoint, naming the next intact one."""
+  others = [s for s in sorted(mngr.all_steps(), reverse=True) if s != step]
+  intact = next((s for s in others if _readable(mngr, s, abstract)), None)
+  then = (
+    f'the newest intact checkpoint is step {intact} (--config.eval.checkpoint={intact})'
+    if intact is not None
+    else 'no other checkpoint of this fold is intact: train it again'
   )
+  return InputError(
+    f'{os.path.basename(fold_dir)}: checkpoint step {step} at '
+    f'{os.path.join(str(mngr.directory), str(step))} cannot be read ({_reason(error)}); {then}.'
+  )
+
+
+def _readable(mngr, step: int, abstract_params) -> bool:
+  try:
+    _read_params(mngr, step, abstract_params)
+    return True
+  except Exception:
+    return False
+
+
+def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: steps.TrainState):
+  """Restores the full train state (to resume) and meta at `step` into `abstract`'s structure.
+
+  Raises:
+    Exception: whatever Orbax raises for an unreadable checkpoint (`resume_state` handles it).
+  """
+  train = {
+    'step': abstract.step,
+    'opt_state': abstract.opt_state,
+    'dropout_key': abstract.dropout_key,
+  }
+  if abstract.ema_params is not None:
+    train['params'] = abstract.params
+  restored = mngr.restore(
+    step,
+    args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract.eval_params),
+      train=ocp.args.StandardRestore(train),
+      meta=ocp.args.JsonRestore(),
+    ),
+  )
+  item = restored.train
+  if abstract.ema_params is None:
+    state = abstract.replace(params=restored.params, ema_params=None)
+  else:
+    state = abstract.replace(params=item['params'], ema_params=restored.params)
+  state = state.replace(
+    step=item['step'], opt_state=item['opt_state'], dropout_key=item['dropout_key']
+  )
+  _finite((state.params, state.opt_state), 'the train state')
+  if int(state.step) != step:
+    raise ValueError(f'the train state holds step {int(state.step)}, not {step}')
+  return state, restored.meta
+
+
+def set_aside(mngr: ocp.CheckpointManager, step: int, fold_dir: str) -> str:
+  """Moves an unreadable checkpoint to `fold_dir/damaged_checkpoints/` (never deletes it)."""
+  source = os.path.join(str(mngr.directory), str(step))
+  target_dir = os.path.join(fold_dir, DAMAGED_DIR)
+  os.makedirs(target_dir, exist_ok=True)
+  target = os.path.join(target_dir, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
+  os.rename(source, target)
+  return target

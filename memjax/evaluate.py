@@ -4,7 +4,6 @@ Every example is scored exactly once: batches are padded and masked on device, t
 are dropped on the host, and the on-device count is checked against the set's size.
 """
 
-import json
 import os
 import time
 
@@ -21,22 +20,33 @@ from memjax import (
   input_pipeline,
   metrics,
   models,
-  optimizers,
   parallel,
   results,
+  run_record,
   steps,
 )
 from memjax.errors import InputError
+from memjax.runtime import xla_options
+
+
+def eval_program(config: ml_collections.ConfigDict, data: datasets.MemorabilityData, mesh: Mesh):
+  """The jitted eval step of `config` on `data` (built once per run, shared by its folds)."""
+  return steps.jit_eval_step(
+    models.create_model(config),
+    mesh,
+    extractors=data.extractors,
+    compiler_options=xla_options.compiler_options('eval', config.cpu_library_fusions),
+  )
 
 
 def predict(
-  eval_fn, params, fd: fold_data.FoldData, indices: np.ndarray, consts, batch_size: int, mesh: Mesh
+  eval_fn, params, fd: fold_data.FoldData, indices: np.ndarray, consts, frozen, batch_size, mesh
 ) -> tuple[dict, dict]:
   """Predictions ([n, ...] NumPy, in `indices` order) and metric sums over `indices`."""
   outputs, sums = [], None
   share = parallel.process_share(batch_size)
   for batch in input_pipeline.eval_batches(fd.arrays, indices, batch_size=batch_size, share=share):
-    preds, batch_sums = eval_fn(params, parallel.to_global(batch, mesh, 0), consts)
+    preds, batch_sums = eval_fn(params, parallel.to_global(batch, mesh, 0), consts, frozen)
     outputs.append(preds)
     sums = batch_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, batch_sums)
   outputs, sums = parallel.fetch((outputs, sums))
@@ -47,10 +57,10 @@ def predict(
 
 
 def score(
-  eval_fn, params, fd: fold_data.FoldData, indices: np.ndarray, consts, batch_size: int, mesh: Mesh
+  eval_fn, params, fd: fold_data.FoldData, indices, consts, frozen, config, mesh: Mesh
 ) -> dict:
-  """Spearman, Pearson, MSE, accuracy, loss and count of the model on rows `indices`."""
-  preds, sums = predict(eval_fn, params, fd, indices, consts, batch_size, mesh)
+  """Spearman, Pearson, MSE, accuracy, loss, calibration and count of the model on `indices`."""
+  preds, sums = predict(eval_fn, params, fd, indices, consts, frozen, config.eval_batch_size, mesh)
   out = metrics.score_metrics(
     preds['score'], fd.arrays['score'][indices], preds['class'], fd.arrays['label'][indices]
   )
@@ -58,27 +68,28 @@ def score(
   return out
 
 
-def model_meta(config: ml_collections.ConfigDict, feature_dims: dict) -> dict:
-  """What a checkpoint must agree with the config on to be restored into it."""
-  return {
-    'features': list(config.features),
-    'feature_dims': feature_dims,
-    'num_classes': config.num_classes,
-    'model': config.model.to_dict(),
-    'optimizer': config.optimizer.name,
-  }
+def restore_fold(
+  config: ml_collections.ConfigDict, data: datasets.MemorabilityData, fold: int, workdir: str, mesh
+) -> tuple:
+  """(params, meta, step) of fold `fold`'s checkpoint `config.eval.checkpoint`.
+
+  Raises:
+    InputError: no checkpoints, a mismatch with the config, or an unreadable checkpoint.
+  """
+  dims = data.feature_dims(config.features)
+  return checkpointing.restore_params(
+    results.fold_dir(workdir, fold),
+    config.eval.checkpoint,
+    steps.abstract_params(models.create_model(config), dims, mesh),
+    checkpointing.run_meta(config, dims),
+  )
 
 
-def check_meta(meta: dict, expected: dict, where: str) -> None:
-  """Raises InputError naming every field where a checkpoint and the config differ."""
-  expected = json.loads(json.dumps(expected))  # tuples -> lists, as stored
-  diffs = [
-    f'{k}: checkpoint {meta.get(k)!r} vs config {v!r}'
-    for k, v in expected.items()
-    if meta.get(k) != v
-  ]
-  if diffs:
-    raise InputError(f'checkpoint {where} does not match the config: ' + '; '.join(diffs))
+def frozen_weights(config: ml_collections.ConfigDict, data: datasets.MemorabilityData) -> dict:
+  """The frozen extractors' weights by feature name (empty when features come from a store)."""
+  if data.extractors is None:
+    return {}
+  return {n: data.extractors[n].params for n in config.features}
 
 
 def evaluate_fold(
@@ -88,40 +99,29 @@ def evaluate_fold(
   fold: int,
   mesh: Mesh,
   workdir: str,
+  eval_fn=None,
 ) -> dict:
   """Restores fold `fold`'s chosen checkpoint, scores its test rows, writes `eval.json`."""
-  fdir = results.fold_dir(workdir, fold)
-  ckpt_dir = os.path.join(fdir, 'checkpoints')
-  if not os.path.isdir(ckpt_dir):
-    raise InputError(f'no checkpoints for fold {fold}: {ckpt_dir} does not exist.')
-  mngr = checkpointing.manager(ckpt_dir, read_only=True)
-  step = checkpointing.select_step(mngr, config.eval.checkpoint)
-  feature_dims = data.feature_dims(config.features)
-  check_meta(
-    checkpointing.restore_meta(mngr, step), model_meta(config, feature_dims), f'{ckpt_dir}/{step}'
-  )
-  model = models.create_model(config)
-  tx = optimizers.create_optimizer(config.optimizer, 1, 1)
-  abstract = steps.abstract_state(model, tx, feature_dims, mesh)
-  state, meta = checkpointing.restore(mngr, step, abstract)
-  mngr.close()
-  fd = fold_data.prepare(config, data, plan, fold, meta['thresholds'], meta['values'])
-  consts = parallel.replicate(fd.consts(np.zeros(2, np.uint32)), mesh)
-  eval_fn = steps.jit_eval_step(model, mesh, extractors=data.extractors)
-  result = score(eval_fn, state.params, fd, fd.split.test, consts, config.eval_batch_size, mesh)
+  params, meta, step = restore_fold(config, data, fold, workdir, mesh)
+  fd = fold_data.prepare(config, data, plan, fold, stored=meta)
+  consts = parallel.replicate(fd.consts(), mesh)
+  frozen = parallel.replicate(frozen_weights(config, data), mesh)
+  eval_fn = eval_fn or eval_program(config, data, mesh)
+  result = score(eval_fn, params, fd, fd.split.test, consts, frozen, config, mesh)
+  val = meta.get('val') or {}
   result.update(
     fold=fold,
     name=fd.name,
     checkpoint_step=step,
     epoch=meta['epoch'],
-    val_spearman=meta['val']['spearman'],
+    val_spearman=val.get('spearman'),
     thresholds=meta['thresholds'],
     score_values=meta['values'],
     num_train=int(fd.split.train.size),
     num_val=int(fd.split.val.size),
     num_test=int(fd.split.test.size),
   )
-  results.write_json(os.path.join(fdir, results.EVAL_FILE), result)
+  results.write_json(os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE), result)
   logging.info(
     'fold %d: test Spearman %.4f on %d examples (checkpoint step %d)',
     fold,
@@ -148,12 +148,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = parallel.make_mesh()
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   plans = fold_data.plan_folds(config, data)
+  changes = run_record.check(config, data, workdir)
+  eval_fn = eval_program(config, data, mesh)
   fold_results = [
-    evaluate_fold(config, data, plans[fold], fold, mesh, workdir)
+    evaluate_fold(config, data, plans[fold], fold, mesh, workdir, eval_fn)
     for fold in folds_to_run(config, len(plans))
   ]
   summary = results.summarize(
     config, data, fold_results, mode='evaluate', wall_seconds=time.time() - start
   )
+  if changes:
+    summary['resumed_with_changes'] = changes
   results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
   return summary

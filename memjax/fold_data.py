@@ -12,11 +12,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from memjax import folds, labels
+from memjax import folds, labels, steps
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
 
 PROTOCOLS = ('cv5', 'official')
+_CHUNK = 4096  # rows read at once when computing standardisation statistics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,8 @@ class FoldPlan:
   """Which rows a fold trains, validates and tests on, and the labels it uses.
 
   Attributes:
-    name: `fold_0`, ... for cross-validation; the split's name (`split_1`, ...) otherwise.
+    name: `fold_0`, ... for cross-validation (`seed{S}_fold_{k}` when it is repeated under
+      several fold seeds, `config.data.fold_seeds`); the split's name (`split_1`, ...) otherwise.
     split: train/val/test row indices.
     scores: [N] labels of this fold (NaN for rows it does not use).
   """
@@ -46,7 +48,8 @@ class FoldData:
     values: [K] the s_k of the score aggregation.
     arrays: per-row arrays the pipelines read: the configured features (or `image` when
       features are computed on the fly), `label`, `score`.
-    frozen: on the fly, the frozen extractors' parameters by feature name; else None.
+    shift: per feature, what standardisation subtracts (zeros when it is off).
+    scale: per feature, what standardisation multiplies by (ones when it is off).
   """
 
   fold: int
@@ -55,18 +58,12 @@ class FoldData:
   thresholds: np.ndarray
   values: np.ndarray
   arrays: dict
-  frozen: dict | None = None
+  shift: dict
+  scale: dict
 
-  def consts(self, key: jax.Array) -> dict:
-    """The constants the jitted steps take (see `steps`)."""
-    consts = {
-      'key': key,
-      'thresholds': np.asarray(self.thresholds, np.float32),
-      'values': np.asarray(self.values, np.float32),
-    }
-    if self.frozen is not None:
-      consts['frozen'] = self.frozen
-    return consts
+  def consts(self) -> steps.FoldConsts:
+    """The fold's constants for the jitted steps (host arrays; replicate before use)."""
+    return steps.host_consts(self.thresholds, self.values, self.shift, self.scale)
 
 
 def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> list[FoldPlan]:
@@ -87,12 +84,15 @@ def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> lis
     raise InputError(f'config.data.protocol must be one of {PROTOCOLS}, got {protocol!r}.')
   labelled = np.flatnonzero(np.isfinite(data.scores))
   ids = data.ids[labelled]
-  fold_of = folds.assign_folds(ids, config.data.num_folds, config.seed)
+  seeds = list(config.data.fold_seeds) or [config.seed]
   plans = []
-  for fold in range(config.data.num_folds):
-    s = folds.split_fold(ids, fold_of, fold, config.data.val_fraction, config.seed)
-    split = folds.Split(train=labelled[s.train], val=labelled[s.val], test=labelled[s.test])
-    plans.append(FoldPlan(f'fold_{fold}', split, data.scores))
+  for seed in seeds:
+    fold_of = folds.assign_folds(ids, config.data.num_folds, seed)
+    for fold in range(config.data.num_folds):
+      s = folds.split_fold(ids, fold_of, fold, config.data.val_fraction, seed)
+      split = folds.Split(train=labelled[s.train], val=labelled[s.val], test=labelled[s.test])
+      name = f'fold_{fold}' if len(seeds) == 1 else f'seed{seed}_fold_{fold}'
+      plans.append(FoldPlan(name, split, data.scores))
   return plans
 
 
@@ -101,22 +101,30 @@ def prepare(
   data: MemorabilityData,
   plan: FoldPlan,
   fold: int,
-  thresholds=None,
-  values=None,
+  stored: dict | None = None,
 ) -> FoldData:
-  """Builds a fold; thresholds and values are computed from the training scores unless given
-  (evaluation passes the ones stored in the checkpoint)."""
+  """Builds a fold. Thresholds, s_k and standardisation come from the training rows unless
+  `stored` gives them (evaluation passes the ones its checkpoint recorded: `thresholds`,
+  `values`, and `shift` / `scale` when standardisation was on)."""
   train_scores = plan.scores[plan.split.train]
-  if thresholds is None:
+  if stored is None:
     thresholds = labels.quantile_thresholds(train_scores, config.num_classes)
     values = labels.class_score_values(train_scores, thresholds, config.score_values)
+  else:
+    thresholds, values = stored['thresholds'], stored['values']
   labelled = np.isfinite(plan.scores)
   if data.extractors is not None:
     arrays = {'image': data.features['image']}
-    frozen = {n: data.extractors[n].params for n in config.features}
   else:
     arrays = {n: data.features[n] for n in config.features}
-    frozen = None
+  dims = data.feature_dims(config.features)
+  if stored is not None and stored.get('shift') is not None:
+    shift, scale = stored['shift'], stored['scale']
+  elif config.standardize:
+    shift, scale = standardization(config, data, plan.split.train)
+  else:
+    shift = {n: np.zeros(d, np.float32) for n, d in dims.items()}
+    scale = {n: np.ones(d, np.float32) for n, d in dims.items()}
   arrays['label'] = np.where(labelled, labels.assign_classes(plan.scores, thresholds), -1)
   arrays['score'] = plan.scores.astype(np.float32)
   return FoldData(
@@ -126,8 +134,41 @@ def prepare(
     thresholds=np.asarray(thresholds),
     values=np.asarray(values),
     arrays=arrays,
-    frozen=frozen,
+    shift={n: np.asarray(v, np.float32) for n, v in shift.items()},
+    scale={n: np.asarray(v, np.float32) for n, v in scale.items()},
   )
+
+
+def standardization(
+  config: ml_collections.ConfigDict, data: MemorabilityData, rows: np.ndarray
+) -> tuple[dict, dict]:
+  """Per feature, (mean, 1 / SD) over `rows` (a fold's training rows), read in chunks.
+
+  Dimensions that are constant on the training rows get scale 1 (they stay constant).
+
+  Raises:
+    InputError: features computed on the fly (standardisation needs stored features).
+  """
+  if data.extractors is not None:
+    raise InputError(
+      'config.standardize needs stored features (run --mode=extract); it is not available with '
+      'config.data.on_the_fly.'
+    )
+  rows = np.sort(np.asarray(rows))
+  shift, scale = {}, {}
+  for name in config.features:
+    table = data.features[name]
+    total = np.zeros(table.shape[1], np.float64)
+    squares = np.zeros(table.shape[1], np.float64)
+    for start in range(0, rows.size, _CHUNK):
+      x = np.asarray(table[rows[start : start + _CHUNK]], np.float64)
+      total += x.sum(0)
+      squares += np.square(x).sum(0)
+    mean = total / max(rows.size, 1)
+    sd = np.sqrt(np.maximum(squares / max(rows.size, 1) - np.square(mean), 0.0))
+    shift[name] = mean
+    scale[name] = np.where(sd > 1e-6, 1.0 / np.maximum(sd, 1e-6), 1.0)
+  return shift, scale
 
 
 def fold_key(seed: int, fold: int) -> jax.Array:

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import checkpointing, evaluate, labels, models, optimizers, parallel, steps
+from memjax import checkpointing, labels, models, parallel, steps
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
 from memjax.runtime import atomic_files, xla_options
@@ -35,7 +35,7 @@ def _fold_dirs(workdir: str) -> list[str]:
   dirs = sorted(glob.glob(os.path.join(workdir, 'fold_*', 'checkpoints')))
   if not dirs:
     raise InputError(f'no trained folds in {workdir} (expected fold_K/checkpoints): train first.')
-  return dirs
+  return [os.path.dirname(d) for d in dirs]
 
 
 class Predictor:
@@ -52,31 +52,28 @@ class Predictor:
     self.mesh = parallel.make_mesh()
     dims = {n: e.feature_dim for n, e in self.extractors.items()}
     model = models.create_model(config)
-    abstract = steps.abstract_state(
-      model, optimizers.create_optimizer(config.optimizer, 1, 1), dims, self.mesh
-    )
-    params, values = [], []
-    for directory in _fold_dirs(workdir):
-      mngr = checkpointing.manager(directory, read_only=True)
-      step = checkpointing.select_step(mngr, config.eval.checkpoint)
-      meta = checkpointing.restore_meta(mngr, step)
-      evaluate.check_meta(meta, evaluate.model_meta(config, dims), f'{directory}/{step}')
-      state, _ = checkpointing.restore(mngr, step, abstract)
-      mngr.close()
-      params.append(jax.device_get(state.params))
-      values.append(meta['values'])
+    abstract = steps.abstract_params(model, dims, self.mesh)
+    expected = checkpointing.run_meta(config, dims)
+    params, consts = [], []
+    for fold_dir in _fold_dirs(workdir):
+      fold_params, meta, _ = checkpointing.restore_params(
+        fold_dir, config.eval.checkpoint, abstract, expected
+      )
+      params.append(jax.device_get(fold_params))
+      consts.append(_consts(meta, dims))
     self.num_folds = len(params)
     self.head = model.head
-    stacked = jax.tree.map(lambda *x: np.stack(x), *params)
-    frozen = {n: e.params for n, e in self.extractors.items()}
-    self._state = parallel.replicate(
-      {'folds': stacked, 'values': np.asarray(values, np.float32), 'frozen': frozen}, self.mesh
+    stack = lambda *x: np.stack(x)
+    self._folds = parallel.replicate(
+      {'params': jax.tree.map(stack, *params), 'consts': jax.tree.map(stack, *consts)}, self.mesh
     )
+    self._frozen = parallel.replicate({n: e.params for n, e in self.extractors.items()}, self.mesh)
+    rep = parallel.replicated(self.mesh)
     self._fn = jax.jit(
       functools.partial(_predict, model=model, extractors=self.extractors),
-      in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)),
+      in_shardings=(rep, rep, parallel.batch_sharding(self.mesh)),
       out_shardings=parallel.batch_sharding(self.mesh),
-      compiler_options=xla_options.compiler_options(),
+      compiler_options=xla_options.compiler_options('predict', config.cpu_library_fusions),
     )
     first = next(iter(self.extractors.values()))
     self.image_size, self.resize_to = first.image_size, first.resize_to
@@ -87,7 +84,8 @@ class Predictor:
     Returns:
       (scores [B], mean class probabilities [B, K] or None for the regression head).
     """
-    out = parallel.fetch(self._fn(self._state, parallel.to_global({'x': batch}, self.mesh, 0)['x']))
+    images_ = parallel.to_global({'x': batch}, self.mesh, 0)['x']
+    out = parallel.fetch(self._fn(self._folds, self._frozen, images_))
     return out['score'], out.get('probs')
 
   def predict_paths(self, paths: list[str], batch_size: int = 32):
@@ -112,17 +110,26 @@ class Predictor:
     return np.concatenate(scores), None if probs[0] is None else np.concatenate(probs), errors
 
 
-def _predict(state, batch, *, model, extractors):
-  features = steps.model_inputs(model, {'image': batch}, state, extractors)
+def _consts(meta: dict, dims: dict) -> steps.FoldConsts:
+  """A fold's constants from its checkpoint's meta (no standardisation: shift 0, scale 1)."""
+  shift = meta.get('shift') or {n: np.zeros(d) for n, d in dims.items()}
+  scale = meta.get('scale') or {n: np.ones(d) for n, d in dims.items()}
+  return steps.host_consts(meta['thresholds'], meta['values'], shift, scale)
 
-  def one_fold(params, values):
+
+def _predict(folds, frozen, batch, *, model, extractors):
+  """Mean over the stacked folds of each fold's score (and class probabilities)."""
+  raw = {n: extractors[n].forward(frozen[n], batch).astype(jnp.float32) for n in model.features}
+
+  def one_fold(params, consts):
+    features = {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
     out = model.apply({'params': params}, features, train=False)
     if model.head == 'regression':
       return out, jnp.zeros(out.shape + (0,))
     probs = jax.nn.softmax(out)
-    return labels.aggregate(probs, values), probs
+    return labels.aggregate(probs, consts.values), probs
 
-  scores, probs = jax.vmap(one_fold)(state['folds'], state['values'])
+  scores, probs = jax.vmap(one_fold)(folds['params'], folds['consts'])
   out = {'score': scores.mean(0)}
   if model.head == 'classification':
     out['probs'] = probs.mean(0)

@@ -1,88 +1,204 @@
-"""Train state and the pure, jitted steps: train, scanned multi-step train, and eval.
+"""Train state, fold constants and the pure, jitted steps: train, scanned multi-step train, eval.
 
-`consts` carries the fold's constants into the steps: `key` (the fold's dropout key; each step
-folds in `state.step`), `thresholds` [K-1] and `values` [K] (the s_k of the score aggregation).
-Metrics are sums, so padding and device splits never skew a mean.
+Every step takes four arguments: the state (or the parameters), a batch, the fold's constants
+(`FoldConsts`: thresholds, s_k, feature standardisation) and the frozen extractor weights
+(`frozen`: a dict, empty when features come from a store). The dropout key lives in the train
+state; each step folds in `state.step`. Nothing fold-specific is closed over, so one compiled
+program serves every fold of a run. Metrics are sums, so padding and device splits never skew a
+mean.
 """
 
+import dataclasses
 import functools
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-from flax.training import train_state
+from flax import struct
 from jax.sharding import Mesh
 
 from memjax import labels, parallel
 from memjax.models import FusionMLP
-from memjax.runtime import xla_options
 
-TrainState = train_state.TrainState
+
+@struct.dataclass
+class TrainState:
+  """What a fold's training carries from step to step.
+
+  Attributes:
+    step: optimiser steps taken.
+    params: the trained parameters.
+    opt_state: the optimiser's state.
+    dropout_key: the fold's dropout key; step t uses `fold_in(dropout_key, t)`.
+    ema_params: an exponential moving average of `params` (None when `ema_decay` is 0).
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  dropout_key: jax.Array
+  ema_params: Any = None
+
+  @property
+  def eval_params(self):
+    """The parameters evaluation uses: the moving average when there is one."""
+    return self.params if self.ema_params is None else self.ema_params
+
+
+@struct.dataclass
+class FoldConsts:
+  """A fold's constants, arguments of the jitted steps (not closures: one compile per run).
+
+  Attributes:
+    thresholds: [K-1] class thresholds of the fold's training scores.
+    values: [K] the s_k of the score aggregation m = sum_k p(k) s_k.
+    shift: per feature [D], subtracted from the feature (0 without standardisation).
+    scale: per feature [D], multiplied after the shift (1 without standardisation).
+  """
+
+  thresholds: jax.Array
+  values: jax.Array
+  shift: dict
+  scale: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """Training choices the steps apply (all off reproduces the paper).
+
+  Attributes:
+    label_smoothing: share of each target moved to the neighbouring classes (ordinal smoothing).
+    ema_decay: decay of the parameter moving average; 0 keeps none.
+  """
+
+  label_smoothing: float = 0.0
+  ema_decay: float = 0.0
 
 
 def init_state(
   model: FusionMLP,
   tx: optax.GradientTransformation,
   feature_dims: Mapping[str, int],
-  key: jax.Array,
+  init_key: jax.Array,
+  dropout_key: jax.Array,
+  *,
+  ema: bool = False,
 ) -> TrainState:
   """Fresh parameters and optimiser state."""
+  params = init_params(model, feature_dims, init_key)
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    dropout_key=dropout_key,
+    ema_params=params if ema else None,
+  )
+
+
+def init_params(model: FusionMLP, feature_dims: Mapping[str, int], key: jax.Array):
   dummy = {n: jnp.zeros((1, d), jnp.float32) for n, d in feature_dims.items()}
-  params = model.init({'params': key}, dummy, train=False)['params']
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  return model.init({'params': key}, dummy, train=False)['params']
 
 
-def create_state(model, tx, feature_dims, key, mesh: Mesh) -> TrainState:
-  """`init_state`, jitted straight into replicated device arrays."""
-  init = functools.partial(init_state, model, tx, feature_dims)
-  return jax.jit(init, out_shardings=parallel.replicated(mesh))(key)
+def jit_create_state(model, tx, feature_dims, mesh: Mesh, *, ema: bool = False):
+  """`init_state` jitted straight into replicated device arrays: `fn(init_key, dropout_key)`."""
+  init = functools.partial(init_state, model, tx, feature_dims, ema=ema)
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))
 
 
-def abstract_state(model, tx, feature_dims, mesh: Mesh):
-  """Shapes, dtypes and (replicated) shardings of the state, with nothing allocated."""
-  init = functools.partial(init_state, model, tx, feature_dims)
-  shapes = jax.eval_shape(init, jax.random.PRNGKey(0))
+def _abstract(fn, mesh: Mesh, *args):
+  shapes = jax.eval_shape(fn, *args)
   sharding = parallel.replicated(mesh)
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def model_inputs(model: FusionMLP, batch, consts, extractors=None) -> dict:
-  """The model's input features: from the batch, or computed from `batch['image']` by the frozen
-  extractors (on the fly; no gradient flows into them)."""
+def abstract_state(model, tx, feature_dims, mesh: Mesh, *, ema: bool = False) -> TrainState:
+  """Shapes, dtypes and (replicated) shardings of the state, with nothing allocated."""
+  key = jax.random.PRNGKey(0)
+  init = functools.partial(init_state, model, tx, feature_dims, ema=ema)
+  return _abstract(init, mesh, key, key)
+
+
+def abstract_params(model, feature_dims, mesh: Mesh):
+  """Shapes, dtypes and (replicated) shardings of the parameters alone."""
+  init = functools.partial(init_params, model, feature_dims)
+  return _abstract(init, mesh, jax.random.PRNGKey(0))
+
+
+def model_inputs(model: FusionMLP, batch, consts: FoldConsts, frozen, extractors=None) -> dict:
+  """The model's input features, standardised by the fold's constants: from the batch, or
+  computed from `batch['image']` by the frozen extractors (no gradient flows into them)."""
   if extractors is None:
-    return {n: batch[n].astype(jnp.float32) for n in model.features}  # a store may hold f16
-  return {
-    n: jax.lax.stop_gradient(extractors[n].forward(consts['frozen'][n], batch['image']))
-    for n in model.features
-  }
+    raw = {n: batch[n].astype(jnp.float32) for n in model.features}  # a store may hold f16
+  else:
+    raw = {
+      n: jax.lax.stop_gradient(extractors[n].forward(frozen[n], batch['image']))
+      for n in model.features
+    }
+  return {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
 
 
-def _per_example(model: FusionMLP, outputs, batch, consts):
-  """(loss, predicted score, predicted class) per example."""
+def soft_targets(label: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
+  """One-hot targets with `smoothing` of the mass split over the neighbouring classes.
+
+  Classes are ordered score bins, so the neighbours of class k are k-1 and k+1 (one of them at
+  the ends, which then gets all of `smoothing`).
+  """
+  one_hot = jax.nn.one_hot(label, num_classes)
+  neighbours = jax.nn.one_hot(label - 1, num_classes) + jax.nn.one_hot(label + 1, num_classes)
+  neighbours = neighbours / jnp.maximum(neighbours.sum(-1, keepdims=True), 1.0)
+  return (1.0 - smoothing) * one_hot + smoothing * neighbours
+
+
+def _loss_and_class(model: FusionMLP, outputs, batch, consts: FoldConsts, smoothing: float = 0.0):
+  """(loss, predicted class) per example."""
   if model.head == 'regression':
-    score = outputs
-    loss = jnp.square(score - batch['score'])
-    pred_class = jnp.searchsorted(consts['thresholds'], score, side='left')
+    loss = jnp.square(outputs - batch['score'])
+    return loss, jnp.searchsorted(consts.thresholds, outputs, side='left')
+  if smoothing:
+    targets = soft_targets(batch['label'], model.num_outputs, smoothing)
+    loss = optax.softmax_cross_entropy(outputs, targets)
   else:
     loss = optax.softmax_cross_entropy_with_integer_labels(outputs, batch['label'])
-    score = labels.aggregate(jax.nn.softmax(outputs), consts['values'])
-    pred_class = jnp.argmax(outputs, axis=-1)
-  return loss, score, pred_class
+  return loss, jnp.argmax(outputs, axis=-1)
 
 
-def train_step(state: TrainState, batch, consts, *, model: FusionMLP, extractors=None):
+def _ema(decay: float, step, average, params):
+  """One moving-average update; the decay ramps up ((1+t)/(10+t)) so early steps count less."""
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
+
+
+def train_step(
+  state: TrainState,
+  batch,
+  consts: FoldConsts,
+  frozen,
+  *,
+  model: FusionMLP,
+  tx: optax.GradientTransformation,
+  recipe: Recipe = Recipe(),
+  extractors=None,
+):
   """One optimiser step on a global batch; returns (state, metric sums)."""
-  rng = jax.random.fold_in(consts['key'], state.step)
-  inputs = model_inputs(model, batch, consts, extractors)
+  rng = jax.random.fold_in(state.dropout_key, state.step)
+  inputs = model_inputs(model, batch, consts, frozen, extractors)
 
   def loss_fn(params):
     outputs = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng})
-    loss, _, pred_class = _per_example(model, outputs, batch, consts)
+    loss, pred_class = _loss_and_class(model, outputs, batch, consts, recipe.label_smoothing)
     return loss.mean(), (loss, pred_class)
 
   grads, (loss, pred_class) = jax.grad(loss_fn, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  ema = state.ema_params
+  if ema is not None:
+    ema = _ema(recipe.ema_decay, state.step, ema, params)
+  state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
   metrics = {
     'loss': loss.sum(),
     'correct': jnp.sum(pred_class == batch['label']),
@@ -91,50 +207,80 @@ def train_step(state: TrainState, batch, consts, *, model: FusionMLP, extractors
   return state, metrics
 
 
-def train_steps(state: TrainState, batches, consts, *, model: FusionMLP, extractors=None):
+def train_steps(state: TrainState, batches, consts, frozen, **kwargs):
   """`train_step` over the leading axis of `batches` ([T, B, ...]) in one `lax.scan`."""
-  step = functools.partial(train_step, model=model, extractors=extractors)
-  state, metrics = jax.lax.scan(lambda s, b: step(s, b, consts), state, batches)
+  step = functools.partial(train_step, **kwargs)
+  state, metrics = jax.lax.scan(lambda s, b: step(s, b, consts, frozen), state, batches)
   return state, jax.tree.map(lambda m: m.sum(0), metrics)
 
 
-def eval_step(params, batch, consts, *, model: FusionMLP, extractors=None):
-  """Per-example predictions plus masked metric sums of one (padded) evaluation batch."""
-  inputs = model_inputs(model, batch, consts, extractors)
+def eval_step(params, batch, consts: FoldConsts, frozen, *, model: FusionMLP, extractors=None):
+  """Per-example predictions plus masked loss and count sums of one (padded) evaluation batch.
+
+  Accuracy is left to the host, which has the predicted classes and the labels.
+  """
+  inputs = model_inputs(model, batch, consts, frozen, extractors)
   outputs = model.apply({'params': params}, inputs, train=False)
-  loss, score, pred_class = _per_example(model, outputs, batch, consts)
+  loss, pred_class = _loss_and_class(model, outputs, batch, consts)
+  predictions = {'class': pred_class}
+  if model.head == 'regression':
+    predictions['score'] = outputs
+  else:
+    probs = jax.nn.softmax(outputs)
+    predictions['probs'] = probs
+    predictions['score'] = labels.aggregate(probs, consts.values)
   mask = batch['mask']
-  predictions = {'score': score, 'class': pred_class}
-  if model.head == 'classification':
-    predictions['probs'] = jax.nn.softmax(outputs)
-  sums = {
-    'loss': jnp.sum(loss * mask),
-    'correct': jnp.sum((pred_class == batch['label']) * mask),
-    'count': jnp.sum(mask),
-  }
-  return predictions, sums
+  return predictions, {'loss': jnp.sum(loss * mask), 'count': jnp.sum(mask)}
 
 
-def jit_train_steps(model: FusionMLP, mesh: Mesh, *, scan: bool = True, extractors=None):
-  """Jitted (scanned or single) train step: state replicated and donated, batch sharded."""
-  fn = functools.partial(train_steps if scan else train_step, model=model, extractors=extractors)
+def jit_train_steps(
+  model: FusionMLP,
+  tx: optax.GradientTransformation,
+  mesh: Mesh,
+  *,
+  scan: bool = True,
+  recipe: Recipe = Recipe(),
+  extractors=None,
+  compiler_options: dict | None = None,
+):
+  """Jitted (scanned or single) train step: state replicated and donated, batch sharded.
+
+  Called as `fn(state, batches, consts, frozen)`.
+  """
+  fn = functools.partial(
+    train_steps if scan else train_step, model=model, tx=tx, recipe=recipe, extractors=extractors
+  )
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh, batch_axis=1 if scan else 0)
   return jax.jit(
     fn,
-    in_shardings=(rep, batch, rep),
+    in_shardings=(rep, batch, rep, rep),
     out_shardings=(rep, rep),
     donate_argnums=0,
-    compiler_options=xla_options.compiler_options(),
+    compiler_options=compiler_options,
   )
 
 
-def jit_eval_step(model: FusionMLP, mesh: Mesh, extractors=None):
+def jit_eval_step(
+  model: FusionMLP, mesh: Mesh, *, extractors=None, compiler_options: dict | None = None
+):
+  """Jitted eval step, called as `fn(params, batch, consts, frozen)`."""
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh)
   return jax.jit(
     functools.partial(eval_step, model=model, extractors=extractors),
-    in_shardings=(rep, batch, rep),
+    in_shardings=(rep, batch, rep, rep),
     out_shardings=(batch, rep),
-    compiler_options=xla_options.compiler_options(),
+    compiler_options=compiler_options,
+  )
+
+
+def host_consts(thresholds, values, shift: dict, scale: dict) -> FoldConsts:
+  """A `FoldConsts` of float32 NumPy arrays (replicate it onto the mesh before use)."""
+  f32 = lambda x: np.asarray(x, np.float32)
+  return FoldConsts(
+    thresholds=f32(thresholds),
+    values=f32(values),
+    shift={n: f32(v) for n, v in shift.items()},
+    scale={n: f32(v) for n, v in scale.items()},
   )

@@ -1,21 +1,27 @@
 """Per-fold training loop and `train_and_evaluate`, the library entry point of `--mode=train`.
 
 A fold trains for `num_epochs`; after each epoch it is scored on its validation rows and
-checkpointed (the latest and the best by validation Spearman are kept). Re-running the same
-command resumes an unfinished fold from its latest checkpoint and skips finished folds (those
-with an `eval.json`). When a fold's training ends, its best checkpoint is restored and scored on
-the test rows, so the reported numbers are exactly what `--mode=evaluate` recomputes.
+checkpointed (the two latest and the best by validation Spearman are kept). Re-running the same
+command resumes an unfinished fold from its latest intact checkpoint and skips finished folds
+(those with an `eval.json`); a re-run with a config that changes results is refused
+(`run_record`). When a fold's training ends, its chosen checkpoint is restored and scored on the
+test rows, so the reported numbers are exactly what `--mode=evaluate` recomputes.
+
+The jitted programs (init, train, eval) are built once per run and shared by every fold: the
+fold's constants, its train state and the frozen extractor weights are arguments.
 
 A run killed anywhere (mid-step, mid-checkpoint, between folds) and re-run ends with the same
 numbers: Orbax commits a checkpoint by renaming its finished temporary directory, so an
 interrupted one is ignored (and removed); data order and dropout keys are functions of
-(seed, fold, step), so the steps after the latest checkpoint are redone exactly. Each fold logs
-which steps this run trained (tests/test_kill_resume.py kills runs at `fault_points`).
+(seed, fold, step), so the steps after the latest checkpoint are redone exactly. SIGTERM or
+SIGINT stops at the next chunk of steps with a checkpoint at that step (`runtime.interrupts`).
 """
 
+import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -35,22 +41,69 @@ from memjax import (
   optimizers,
   parallel,
   results,
+  run_record,
   steps,
 )
-from memjax.errors import InputError
-from memjax.runtime import fault_points
+from memjax.errors import DivergedError, InputError, StoppedError
+from memjax.runtime import fault_points, interrupts, xla_options
+
+NOT_RANKED = -2.0  # the ranking value of a checkpoint written mid-epoch (never the best)
 
 
-class NonFiniteLossError(InputError, FloatingPointError):
-  """Training diverged. An InputError (`main.py` prints one line: lower the learning rate) and a
-  FloatingPointError (`--mode=search` counts the trial as failed and goes on)."""
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """A run's jitted functions, compiled once and shared by its folds.
+
+  Attributes:
+    init: `(init_key, dropout_key) -> TrainState`, replicated.
+    train: `(state, batches [T, B, ...], consts, frozen) -> (state, metric sums)`.
+    eval: `(params, batch, consts, frozen) -> (predictions, metric sums)`.
+    tx: the optimiser.
+    ema: whether the state carries a parameter moving average.
+  """
+
+  init: Callable
+  train: Callable
+  eval: Callable
+  tx: object
+  ema: bool
+
+
+def build_programs(
+  config: ml_collections.ConfigDict,
+  data: datasets.MemorabilityData,
+  mesh: Mesh,
+  steps_per_epoch: int,
+) -> Programs:
+  """The jitted init, train and eval functions of `config`."""
+  model = models.create_model(config)
+  tx = optimizers.create_optimizer(
+    config.optimizer, steps_per_epoch * config.num_epochs, steps_per_epoch
+  )
+  dims = data.feature_dims(config.features)
+  ema = config.ema_decay > 0
+  recipe = steps.Recipe(label_smoothing=config.label_smoothing, ema_decay=config.ema_decay)
+  return Programs(
+    init=steps.jit_create_state(model, tx, dims, mesh, ema=ema),
+    train=steps.jit_train_steps(
+      model,
+      tx,
+      mesh,
+      recipe=recipe,
+      extractors=data.extractors,
+      compiler_options=xla_options.compiler_options('train', config.cpu_library_fusions),
+    ),
+    eval=evaluate.eval_program(config, data, mesh),
+    tx=tx,
+    ema=ema,
+  )
 
 
 def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
   """Host-side training metrics of an epoch; a non-finite loss stops the fold.
 
   Raises:
-    NonFiniteLossError: naming the fold, the step, and the last good checkpoint, which is kept.
+    DivergedError: naming the fold, the step, and the last good checkpoint, which is kept.
   """
   sums = parallel.fetch(sums)
   loss = float(sums['loss'] / sums['count'])
@@ -60,65 +113,89 @@ def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
       if last_good is None
       else f'the last good checkpoint (step {last_good}) is kept'
     )
-    raise NonFiniteLossError(
+    raise DivergedError(
       f'fold {fold}: non-finite training loss {loss} in the epoch ending at step {step}; '
       f'{kept}. Lower config.optimizer.learning_rate?'
     )
   return {'train_loss': loss, 'train_accuracy': float(sums['correct'] / sums['count'])}
 
 
+def _resume(config, mngr, fdir: str, fold: int, programs: Programs, abstract, expected: dict):
+  """The newest intact checkpoint's (state, step), or (None, 0); damaged ones are set aside."""
+  while (step := mngr.latest_step()) is not None:
+    where = os.path.join(str(mngr.directory), str(step))
+    try:
+      meta = checkpointing.restore_meta(mngr, step)
+      diffs = checkpointing.check_meta(
+        meta, expected, checkpointing.TRAIN_FIELDS, where, allow=config.resume_changed
+      )
+      if diffs:
+        logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
+      state, _ = checkpointing.restore_train_state(mngr, step, abstract)
+      logging.info('fold %d: resuming from checkpoint step %d', fold, step)
+      return state, step
+    except InputError:
+      raise
+    except Exception as e:
+      aside = checkpointing.set_aside(mngr, step, fdir)
+      logging.warning(
+        'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
+        fold,
+        step,
+        where,
+        checkpointing._reason(e),
+        aside,
+      )
+      mngr.reload()
+  return None, 0
+
+
 def train_fold(
   config: ml_collections.ConfigDict,
   data: datasets.MemorabilityData,
-  plan: fold_data.FoldPlan,
-  fold: int,
+  fd: fold_data.FoldData,
   mesh: Mesh,
   workdir: str,
+  programs: Programs,
 ) -> None:
-  """Trains fold `fold` to `config.num_epochs`, resuming from its latest checkpoint if any."""
-  fdir = results.fold_dir(workdir, fold)
-  fd = fold_data.prepare(config, data, plan, fold)
-  steps_per_epoch = input_pipeline.steps_per_epoch(fd.split.train.size, config.batch_size)
-  if steps_per_epoch == 0:
-    raise InputError(
-      f'fold {fold} has {fd.split.train.size} training rows, fewer than '
-      f'config.batch_size={config.batch_size}.'
-    )
-  total_steps = steps_per_epoch * config.num_epochs
-  model = models.create_model(config)
-  tx = optimizers.create_optimizer(config.optimizer, total_steps, steps_per_epoch)
-  feature_dims = data.feature_dims(config.features)
-  init_key, dropout_key = jax.random.split(fold_data.fold_key(config.seed, fold))
-  consts = parallel.replicate(fd.consts(np.asarray(dropout_key)), mesh)
+  """Trains fold `fd.fold` to `config.num_epochs`, resuming from its latest checkpoint if any.
 
-  meta = evaluate.model_meta(config, feature_dims)
+  Raises:
+    DivergedError: a non-finite training loss.
+    StoppedError: SIGTERM/SIGINT; a checkpoint at the current step was written first.
+  """
+  fold = fd.fold
+  fdir = results.fold_dir(workdir, fold)
+  steps_per_epoch = input_pipeline.steps_per_epoch(fd.split.train.size, config.batch_size)
+  total_steps = steps_per_epoch * config.num_epochs
+  feature_dims = data.feature_dims(config.features)
+  expected = checkpointing.run_meta(config, feature_dims)
+  consts = parallel.replicate(fd.consts(), mesh)
+  frozen = parallel.replicate(evaluate.frozen_weights(config, data), mesh)
   mngr = checkpointing.manager(os.path.join(fdir, 'checkpoints'))
-  step = mngr.latest_step()
-  if step is None:
-    state = steps.create_state(model, tx, feature_dims, parallel.replicate(init_key, mesh), mesh)
-    step = 0
-  else:
-    where = os.path.join(mngr.directory, str(step))
-    evaluate.check_meta(checkpointing.restore_meta(mngr, step), meta, where)
-    state, _ = checkpointing.restore(
-      mngr, step, steps.abstract_state(model, tx, feature_dims, mesh)
-    )
-    logging.info('fold %d: resuming from checkpoint step %d', fold, step)
+  model = models.create_model(config)
+  abstract = steps.abstract_state(model, programs.tx, feature_dims, mesh, ema=programs.ema)
+  state, step = _resume(config, mngr, fdir, fold, programs, abstract, expected)
+  if state is None:
+    init_key, dropout_key = jax.random.split(fold_data.fold_key(config.seed, fold))
+    state = programs.init(parallel.replicate(init_key, mesh), parallel.replicate(dropout_key, mesh))
   first_step = step
-  meta.update(
-    fold=fold,
-    thresholds=fd.thresholds.tolist(),
-    values=fd.values.tolist(),
-    score_values=config.score_values,
-    dataset=data.name,
-  )
+  meta = {
+    **expected,
+    'fold': fold,
+    'thresholds': fd.thresholds.tolist(),
+    'values': fd.values.tolist(),
+    'score_values': config.score_values,
+    'dataset': data.name,
+  }
+  if config.standardize:
+    meta['shift'] = {n: v.tolist() for n, v in fd.shift.items()}
+    meta['scale'] = {n: v.tolist() for n, v in fd.scale.items()}
 
   writer = metric_writers.create_default_writer(fdir, just_logging=jax.process_index() > 0)
   progress = periodic_actions.ReportProgress(
     num_train_steps=total_steps, writer=writer, every_steps=None, every_secs=config.log_every_secs
   )
-  train_fn = steps.jit_train_steps(model, mesh, extractors=data.extractors)
-  eval_fn = steps.jit_eval_step(model, mesh, extractors=data.extractors)
   share = parallel.process_share(config.batch_size)
   logging.info(
     'fold %d: %d train / %d val / %d test rows; thresholds %s; %d steps per epoch',
@@ -142,14 +219,16 @@ def train_fold(
       share=share,
     )
     for chunk in chunks:
-      state, chunk_sums = train_fn(state, parallel.to_global(chunk, mesh, 1), consts)
+      state, chunk_sums = programs.train(state, parallel.to_global(chunk, mesh, 1), consts, frozen)
       fault_points.reached('train_chunk')
       sums = chunk_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, chunk_sums)
       step += chunk['label'].shape[0]
       progress(step)
+      if step < (epoch + 1) * steps_per_epoch and interrupts.requested(step):
+        _stop(mngr, step, state, {**meta, 'epoch': epoch, 'val': None}, fold)
     scalars = _epoch_metrics(sums, fold, step, mngr.latest_step())
     val = evaluate.score(
-      eval_fn, state.params, fd, fd.split.val, consts, config.eval_batch_size, mesh
+      programs.eval, state.eval_params, fd, fd.split.val, consts, frozen, config, mesh
     )
     scalars.update({f'val_{k}': v for k, v in val.items() if k != 'num_examples'})
     writer.write_scalars(step, scalars)
@@ -169,6 +248,8 @@ def train_fold(
       scalars['train_loss'],
       val['spearman'],
     )
+    if epoch + 1 < config.num_epochs and interrupts.requested(step):
+      _stop(mngr, step, None, None, fold)
   writer.flush()
   mngr.close()
   if step > first_step:
@@ -179,16 +260,19 @@ def train_fold(
     logging.info('fold %d: all %d steps were trained before; nothing to train', fold, step)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains every fold (resuming or skipping finished ones), scores each fold's best checkpoint
-  on its test rows, and writes `config.json`, `fold_K/eval.json` and `summary.json`.
+def _stop(mngr, step: int, state, meta: dict | None, fold: int) -> None:
+  """Writes a checkpoint at `step` (unless one is there) and raises StoppedError."""
+  if state is not None:
+    checkpointing.save(mngr, step, state, meta, {checkpointing.BEST_METRIC: NOT_RANKED})
+  mngr.close()
+  raise StoppedError(
+    f'{interrupts.signal_name()}: fold {fold} stopped at step {step} with a checkpoint there; '
+    're-run the same command to resume from it.'
+  )
 
-  Returns:
-    The summary dict (also written to `WORKDIR/summary.json`).
-  """
-  start = time.time()
-  data = datasets.load(config)
-  mesh = parallel.make_mesh()
+
+def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  """What training needs of the config beyond its schema, checked before anything is written."""
   parallel.check_divisible(config.batch_size, mesh, 'config.batch_size')
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   if not 0.0 < config.data.val_fraction < 1.0:
@@ -196,27 +280,65 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f'config.data.val_fraction must be in (0, 1) (validation rows choose the '
       f'best checkpoint), got {config.data.val_fraction}.'
     )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains every fold (resuming or skipping finished ones), scores each fold's chosen
+  checkpoint on its test rows, and writes `config.json`, `run.json`, `fold_K/eval.json` and
+  `summary.json`.
+
+  Returns:
+    The summary dict (also written to `WORKDIR/summary.json`).
+  """
+  start = time.time()
+  data = datasets.load(config)
+  mesh = parallel.make_mesh()
+  check_config(config, mesh)
   plans = fold_data.plan_folds(config, data)
   to_run = evaluate.folds_to_run(config, len(plans))
-  for fold in to_run:  # K against every fold's training scores, before anything is written
-    labels.quantile_thresholds(plans[fold].scores[plans[fold].split.train], config.num_classes)
+  spe = {}
+  for fold in to_run:  # K and sizes against every fold, before anything is written
+    train = plans[fold].split.train
+    labels.quantile_thresholds(plans[fold].scores[train], config.num_classes)
+    spe[fold] = input_pipeline.steps_per_epoch(train.size, config.batch_size)
+    if spe[fold] == 0:
+      raise InputError(
+        f'fold {fold} has {train.size} training rows, fewer than '
+        f'config.batch_size={config.batch_size}.'
+      )
+  changes = run_record.check(config, data, workdir)
   results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
   logging.info(
     '%s; %d devices in %d processes', data.description, jax.device_count(), jax.process_count()
   )
+  programs: dict[int, Programs] = {}  # by steps per epoch (schedules depend on it)
   fold_results = []
-  for fold in to_run:
-    eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
-    if os.path.exists(eval_path):
-      logging.info('fold %d already finished (%s); skipping', fold, eval_path)
-      fold_results.append(results.read_json(eval_path))
-      continue
-    train_fold(config, data, plans[fold], fold, mesh, workdir)
-    fold_results.append(evaluate.evaluate_fold(config, data, plans[fold], fold, mesh, workdir))
-    fault_points.reached('fold_done')
+  with interrupts.stop_requests():
+    for fold in to_run:
+      eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
+      if os.path.exists(eval_path):
+        logging.info('fold %d already finished (%s); skipping', fold, eval_path)
+        fold_results.append(results.read_json(eval_path))
+        continue
+      key = spe[fold] if config.optimizer.schedule != 'constant' else 0
+      if key not in programs:
+        programs[key] = build_programs(config, data, mesh, spe[fold])
+      fd = fold_data.prepare(config, data, plans[fold], fold)
+      train_fold(config, data, fd, mesh, workdir, programs[key])
+      fold_results.append(
+        evaluate.evaluate_fold(config, data, plans[fold], fold, mesh, workdir, programs[key].eval)
+      )
+      fault_points.reached('fold_done')
+      if fold != to_run[-1] and interrupts.requested(-1):
+        raise StoppedError(
+          f'{interrupts.signal_name()}: stopped after fold {fold} finished; re-run the same '
+          'command to go on with the next fold.'
+        )
   summary = results.summarize(
     config, data, fold_results, mode='train', wall_seconds=time.time() - start
   )
+  if changes:
+    summary['resumed_with_changes'] = changes
   results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
   logging.info(
     'mean test Spearman over %d folds: %.4f +- %.4f (ceiling %s)',

@@ -1,3 +1,8 @@
+"""Checkpoint items, the one restore path, metadata checks and damaged checkpoints."""
+
+import os
+import shutil
+
 import jax
 import numpy as np
 import pytest
@@ -6,47 +11,163 @@ from jax.sharding import Mesh
 from memjax import checkpointing, models, optimizers, parallel, steps
 from memjax.errors import InputError
 
+DIMS = {'cnn': 64, 'semantic': 32}
 
-def _state(config, mesh, seed):
+
+def _state(config, mesh, seed, *, ema=False):
   model = models.create_model(config)
   tx = optimizers.create_optimizer(config.optimizer, 10, 10)
-  dims = {'cnn': 64, 'semantic': 32}
-  key = parallel.replicate(jax.random.PRNGKey(seed), mesh)
-  return steps.create_state(model, tx, dims, key, mesh), steps.abstract_state(model, tx, dims, mesh)
+  keys = [parallel.replicate(jax.random.PRNGKey(seed + k), mesh) for k in (0, 1)]
+  state = steps.jit_create_state(model, tx, DIMS, mesh, ema=ema)(*keys)
+  return state, steps.abstract_state(model, tx, DIMS, mesh, ema=ema), model
 
 
-def test_round_trip_keeps_latest_and_best_and_reshards_to_one_device(test_config, tmp_path):
-  four = parallel.make_mesh()
-  mngr = checkpointing.manager(str(tmp_path / 'ckpt'))
+def _save_run(config, directory, mesh, points, *, ema=False):
+  """Saves a checkpoint per (step, val) with distinct parameters; returns them by step."""
+  mngr = checkpointing.manager(directory)
+  meta = checkpointing.run_meta(config, DIMS)
   saved = {}
-  for step, val in [(10, 0.3), (20, 0.5), (30, 0.4), (40, 0.2)]:
-    state, _ = _state(test_config, four, seed=step)
+  for step, val in points:
+    state, _, _ = _state(config, mesh, seed=step, ema=ema)
+    if ema:
+      state = state.replace(ema_params=jax.tree.map(lambda p: p + 1.0, state.params))
     state = state.replace(step=state.step + step)
     checkpointing.save(
-      mngr,
-      step,
-      state,
-      {'epoch': step // 10, 'thresholds': [0.5]},
+      mngr, step, state, {**meta, 'epoch': step // 10, 'val': {'spearman': val}},
       {checkpointing.BEST_METRIC: val},
-    )
-    saved[step] = jax.device_get(state.params)
-  assert mngr.all_steps() == [20, 40]  # best (0.5) and latest
+    )  # fmt: skip
+    saved[step] = jax.device_get(state)
+  mngr.close()
+  return saved
+
+
+def test_keeps_two_latest_and_best_and_restores_params_on_one_device(test_config, tmp_path):
+  four = parallel.make_mesh()
+  fold_dir = str(tmp_path / 'fold_0')
+  points = [(10, 0.3), (20, 0.5), (30, 0.4), (40, 0.2), (50, 0.1)]
+  saved = _save_run(test_config, os.path.join(fold_dir, 'checkpoints'), four, points)
+  mngr = checkpointing.manager(os.path.join(fold_dir, 'checkpoints'), read_only=True)
+  assert mngr.all_steps() == [20, 40, 50]  # best (0.5) and the two latest
   assert checkpointing.select_step(mngr, 'best') == 20
-  assert checkpointing.select_step(mngr, 'latest') == 40
+  assert checkpointing.select_step(mngr, 'latest') == 50
   assert checkpointing.select_step(mngr, '40') == 40
   with pytest.raises(InputError, match='expected best, latest or one of the steps'):
     checkpointing.select_step(mngr, '30')
   mngr.close()
 
   one = Mesh(np.asarray(jax.devices()[:1]), (parallel.AXIS,))
-  _, abstract = _state(test_config, one, seed=0)
-  reader = checkpointing.manager(str(tmp_path / 'ckpt'), read_only=True)
-  restored, meta = checkpointing.restore(reader, 20, abstract)
-  assert meta == {'epoch': 2, 'thresholds': [0.5]}
-  assert int(restored.step) == 20
-  leaf = jax.tree.leaves(restored.params)[0]
-  assert leaf.sharding.device_set == {jax.devices()[0]}
-  jax.tree.map(np.testing.assert_array_equal, saved[20], jax.device_get(restored.params))
+  model = models.create_model(test_config)
+  abstract = steps.abstract_params(model, DIMS, one)
+  expected = checkpointing.run_meta(test_config, DIMS)
+  params, meta, step = checkpointing.restore_params(fold_dir, 'best', abstract, expected)
+  assert step == 20 and meta['epoch'] == 2 and meta['val'] == {'spearman': 0.5}
+  assert jax.tree.leaves(params)[0].sharding.device_set == {jax.devices()[0]}
+  jax.tree.map(np.testing.assert_array_equal, saved[20].params, jax.device_get(params))
+
+
+def test_resume_restores_the_whole_state_and_ema_params_are_what_evaluation_gets(
+  test_config, tmp_path
+):
+  mesh = parallel.make_mesh()
+  fold_dir = str(tmp_path / 'fold_0')
+  saved = _save_run(
+    test_config, os.path.join(fold_dir, 'checkpoints'), mesh, [(10, 0.3)], ema=True
+  )[10]
+  _, abstract, model = _state(test_config, mesh, 0, ema=True)
+  mngr = checkpointing.manager(os.path.join(fold_dir, 'checkpoints'), read_only=True)
+  state, _ = checkpointing.restore_train_state(mngr, 10, abstract)
+  mngr.close()
+  got = jax.device_get(state)
+  assert int(got.step) == 10
+  for a, b in ((saved.params, got.params), (saved.ema_params, got.ema_params)):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+  jax.tree.map(np.testing.assert_array_equal, saved.opt_state, got.opt_state)
+  np.testing.assert_array_equal(saved.dropout_key, got.dropout_key)
+  params, _, _ = checkpointing.restore_params(
+    fold_dir,
+    'latest',
+    steps.abstract_params(model, DIMS, mesh),
+    checkpointing.run_meta(test_config, DIMS),
+  )
+  jax.tree.map(np.testing.assert_array_equal, saved.ema_params, jax.device_get(params))
+
+
+def test_a_mismatch_names_every_differing_field(test_config, tmp_path):
+  mesh = parallel.make_mesh()
+  fold_dir = str(tmp_path / 'fold_0')
+  _save_run(test_config, os.path.join(fold_dir, 'checkpoints'), mesh, [(10, 0.3)])
+  other = test_config.copy_and_resolve_references()
+  other.num_classes = 3
+  other.standardize = True
+  other.optimizer.weight_decay = 0.1  # adam -> adamw: another optimiser-state tree
+  model = models.create_model(other)
+  with pytest.raises(InputError) as e:
+    checkpointing.restore_params(
+      fold_dir,
+      'best',
+      steps.abstract_params(model, DIMS, mesh),
+      checkpointing.run_meta(other, DIMS),
+    )
+  message = str(e.value)
+  assert 'num_classes: checkpoint 4 vs config 3' in message
+  assert 'standardize: checkpoint False vs config True' in message
+  assert 'optimizer' not in message  # evaluation does not care about the optimiser
+  mngr = checkpointing.manager(os.path.join(fold_dir, 'checkpoints'), read_only=True)
+  diffs = checkpointing.check_meta(
+    checkpointing.restore_meta(mngr, 10),
+    checkpointing.run_meta(other, DIMS),
+    checkpointing.TRAIN_FIELDS,
+    'x',
+    allow=True,
+  )
+  mngr.close()
+  assert [d.split(':')[0] for d in diffs] == ['num_classes', 'standardize', 'optimizer']
+
+
+def _damage(step_dir: str, how: str) -> None:
+  """Damages a checkpoint the way a full disk, a bad copy or a partial sync would."""
+  params_dir = os.path.join(step_dir, 'params')
+  if how == 'truncated data file':
+    for root, _, names in os.walk(params_dir):
+      for name in names:
+        path = os.path.join(root, name)
+        if os.path.basename(root) == 'd':
+          with open(path, 'r+b') as f:
+            f.truncate(max(os.path.getsize(path) // 3, 1))
+  elif how == 'corrupt tree metadata':
+    with open(os.path.join(params_dir, '_METADATA'), 'w') as f:
+      f.write('{"tree_metadata": {"garbage')
+  elif how == 'missing meta item':
+    shutil.rmtree(os.path.join(step_dir, 'meta'))
+  elif how == 'empty params directory':
+    shutil.rmtree(params_dir)
+    os.mkdir(params_dir)
+  else:
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize(
+  'how',
+  ['truncated data file', 'corrupt tree metadata', 'missing meta item', 'empty params directory'],
+)
+def test_a_damaged_checkpoint_is_named_with_the_next_intact_one(test_config, tmp_path, how):
+  mesh = parallel.make_mesh()
+  fold_dir = str(tmp_path / 'fold_0')
+  ckpt = os.path.join(fold_dir, 'checkpoints')
+  _save_run(test_config, ckpt, mesh, [(10, 0.3), (20, 0.5), (30, 0.4)])
+  _damage(os.path.join(ckpt, '20'), how)
+  model = models.create_model(test_config)
+  with pytest.raises(InputError) as e:
+    checkpointing.restore_params(
+      fold_dir,
+      'best',
+      steps.abstract_params(model, DIMS, mesh),
+      checkpointing.run_meta(test_config, DIMS),
+    )
+  message = str(e.value)
+  assert '\n' not in message
+  assert message.startswith(f'fold_0: checkpoint step 20 at {ckpt}/20 cannot be read (')
+  assert message.endswith('the newest intact checkpoint is step 30 (--config.eval.checkpoint=30).')
 
 
 def test_no_checkpoint_is_a_clear_error(tmp_path):

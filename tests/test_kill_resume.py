@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from memjax import checkpointing, evaluate, results, steps, train
-from memjax.errors import InputError
+from memjax.errors import DivergedError, InputError
 from memjax.features import extract, store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,6 +77,23 @@ def cache_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('jax_cache'))
 
 
+@pytest.fixture(scope='module')
+def reference(cache_dir, tmp_path_factory):
+  """The summary of an uninterrupted `TRAIN_FLAGS` run."""
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  code, log = _run([*TRAIN_FLAGS, f'--workdir={workdir}'], cache_dir)
+  assert code == 0, log[-4000:]
+  return results.read_json(os.path.join(workdir, 'summary.json'))
+
+
+def _same_results(workdir: str, reference: dict) -> None:
+  resumed = results.read_json(os.path.join(workdir, 'summary.json'))
+  for a, b in zip(reference['folds'], resumed['folds'], strict=True):
+    assert a['spearman'] == pytest.approx(b['spearman'], abs=1e-6)
+    assert a['checkpoint_step'] == b['checkpoint_step']
+  assert resumed['spearman_mean'] == pytest.approx(reference['spearman_mean'], abs=1e-6)
+
+
 def _run(args: list[str], cache_dir: str, kill_at=None, code=None, devices: int = 1):
   """Runs main.py (or `python -c code`) with `args`; returns (exit code, log)."""
   env = {
@@ -113,7 +130,9 @@ def _checkpoints(fold_dir: str) -> list[str]:
   return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
-def test_train_killed_mid_step_mid_save_and_between_folds_resumes_exactly(cache_dir, tmp_path):
+def test_train_killed_mid_step_mid_save_and_between_folds_resumes_exactly(
+  cache_dir, reference, tmp_path
+):
   workdir = str(tmp_path / 'run')
   fold0, fold1 = os.path.join(workdir, 'fold_0'), os.path.join(workdir, 'fold_1')
   args = [*TRAIN_FLAGS, f'--workdir={workdir}']
@@ -153,17 +172,46 @@ def test_train_killed_mid_step_mid_save_and_between_folds_resumes_exactly(cache_
   assert f'fold 1: this run trained steps 0 to {total} of {total}' in log
   assert os.path.getmtime(eval0) == mtime  # fold 0 was not scored again
 
-  # The same numbers as a run never interrupted.
-  reference_dir = str(tmp_path / 'reference')
-  code, log = _run([*TRAIN_FLAGS, f'--workdir={reference_dir}'], cache_dir)
+  _same_results(workdir, reference)  # the same numbers as a run never interrupted
+
+
+@pytest.mark.parametrize('signame', ['TERM', 'INT'])
+def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_rerun_resumes_exactly(
+  cache_dir, reference, tmp_path, signame
+):
+  workdir = str(tmp_path / 'run')
+  fold0 = os.path.join(workdir, 'fold_0')
+  args = [*TRAIN_FLAGS, f'--workdir={workdir}']
+  code, log = _run(args, cache_dir, f'train_chunk:7:{signame}')
+  spe = int(re.search(r'fold 0: .*; (\d+) steps per epoch', log).group(1))
+  assert code == 75, log[-4000:]  # EX_TEMPFAIL: stopped, resumable
+  assert 'Traceback' not in log
+  errors = [line for line in log.splitlines() if line.startswith('memjax: error:')]
+  assert errors == [
+    f'memjax: error: SIG{signame}: fold 0 stopped at step 35 with a checkpoint there; re-run '
+    'the same command to resume from it.'
+  ]
+  assert _checkpoints(fold0) == [str(spe), '35']  # the epoch-1 checkpoint and the stop's
+  code, log = _run(args, cache_dir)
   assert code == 0, log[-4000:]
-  resumed, reference = (
-    results.read_json(os.path.join(d, 'summary.json')) for d in (workdir, reference_dir)
+  assert 'fold 0: resuming from checkpoint step 35\n' in log
+  _same_results(workdir, reference)
+
+
+def test_a_second_signal_exits_at_once():
+  code = (
+    'import os, signal, time\n'
+    'from memjax.runtime import interrupts\n'
+    'with interrupts.stop_requests():\n'
+    '  os.kill(os.getpid(), signal.SIGINT)\n'
+    '  assert interrupts.requested(0)\n'
+    '  os.kill(os.getpid(), signal.SIGINT)\n'
+    '  time.sleep(30)\n'
   )
-  for a, b in zip(reference['folds'], resumed['folds'], strict=True):
-    assert a['spearman'] == pytest.approx(b['spearman'], abs=1e-6)
-    assert a['checkpoint_step'] == b['checkpoint_step']
-  assert resumed['spearman_mean'] == pytest.approx(reference['spearman_mean'], abs=1e-6)
+  proc = subprocess.run(
+    [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-2000:]
 
 
 def _image_folder(root, n: int) -> None:
@@ -280,8 +328,8 @@ def test_non_finite_loss_stops_the_fold_and_keeps_the_last_good_checkpoint(
   def diverging(*args, **kwargs):  # the loss turns NaN in the second epoch
     train_fn = real(*args, **kwargs)
 
-    def step(state, batch, consts):
-      state, sums = train_fn(state, batch, consts)
+    def step(state, batch, consts, frozen):
+      state, sums = train_fn(state, batch, consts, frozen)
       if int(state.step) > spe:
         sums = {**sums, 'loss': sums['loss'] * np.nan}
       return state, sums
@@ -291,22 +339,28 @@ def test_non_finite_loss_stops_the_fold_and_keeps_the_last_good_checkpoint(
   spe = 22  # configs/test.py: 360 training rows of fold 0, batch 16
   monkeypatch.setattr(steps, 'jit_train_steps', diverging)
   workdir = str(tmp_path)
-  with pytest.raises(train.NonFiniteLossError) as e:
+  with pytest.raises(DivergedError) as e:
     train.train_and_evaluate(config, workdir)
   assert str(e.value) == (
     f'fold 0: non-finite training loss nan in the epoch ending at step {2 * spe}; the last good '
     f'checkpoint (step {spe}) is kept. Lower config.optimizer.learning_rate?'
   )
-  assert isinstance(e.value, InputError) and isinstance(e.value, FloatingPointError)
+  assert e.value.exit_code == 3 and isinstance(e.value, FloatingPointError)
+  assert not isinstance(e.value, InputError)  # a diverged run is not "bad input"
   fold0 = os.path.join(workdir, 'fold_0')
   assert _checkpoints(fold0) == [str(spe)]
   assert not os.path.exists(os.path.join(fold0, 'eval.json'))
   mngr = checkpointing.manager(os.path.join(fold0, 'checkpoints'), read_only=True)
   assert checkpointing.restore_meta(mngr, spe)['epoch'] == 1
 
-  # Resuming that fold, or scoring it, with another model is refused, naming what differs.
+  # Resuming that fold, or scoring it, with another model is refused, naming what differs: the
+  # workdir's run record first; with resume_changed, the checkpoint's own record.
   monkeypatch.setattr(steps, 'jit_train_steps', real)
   config.model.hidden_units = (4,)
+  for mode in (train.train_and_evaluate, evaluate.evaluate):
+    with pytest.raises(InputError, match=r'holds another run .*model.hidden_units: \[8\] -> \[4\]'):
+      mode(config, workdir)
+  config.resume_changed = True
   for mode in (train.train_and_evaluate, evaluate.evaluate):
     with pytest.raises(InputError, match=r'does not match the config: model: checkpoint'):
       mode(config, workdir)

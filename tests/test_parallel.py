@@ -11,16 +11,18 @@ def _setup(config, mesh):
   model = models.create_model(config)
   tx = optimizers.create_optimizer(config.optimizer, 100, 10)
   dims = {'cnn': 64, 'semantic': 32}
-  state = steps.create_state(model, tx, dims, parallel.replicate(jax.random.PRNGKey(0), mesh), mesh)
+  keys = [parallel.replicate(jax.random.PRNGKey(k), mesh) for k in (0, 1)]
+  state = steps.jit_create_state(model, tx, dims, mesh)(*keys)
   consts = parallel.replicate(
-    {
-      'key': np.asarray(jax.random.PRNGKey(1)),
-      'thresholds': np.array([0.68, 0.77, 0.85], np.float32),
-      'values': np.array([0.68, 0.77, 0.85, 1.0], np.float32),
-    },
+    steps.host_consts(
+      [0.68, 0.77, 0.85],
+      [0.68, 0.77, 0.85, 1.0],
+      {n: np.zeros(d) for n, d in dims.items()},
+      {n: np.ones(d) for n, d in dims.items()},
+    ),
     mesh,
   )
-  return model, state, consts
+  return model, tx, state, consts
 
 
 def _batches(num_steps, batch=16):
@@ -45,12 +47,12 @@ def test_four_devices_match_one_device(test_config):
   batches = _batches(3)
   results = []
   for mesh in (one, four):
-    model, state, consts = _setup(test_config, mesh)
-    step = steps.jit_train_steps(model, mesh, scan=False)
+    model, tx, state, consts = _setup(test_config, mesh)
+    step = steps.jit_train_steps(model, tx, mesh, scan=False)
     for t in range(3):
       batch = parallel.to_global({k: v[t] for k, v in batches.items()}, mesh, 0)
       assert len(batch['cnn'].sharding.device_set) == mesh.devices.size
-      state, metrics = step(state, batch, consts)
+      state, metrics = step(state, batch, consts, {})
     assert int(state.step) == 3
     results.append((_params(state), jax.device_get(metrics)))
   jax.tree.map(
@@ -62,17 +64,18 @@ def test_four_devices_match_one_device(test_config):
 def test_scan_matches_steps_one_by_one(test_config):
   mesh = parallel.make_mesh()
   batches = _batches(4)
-  model, state, consts = _setup(test_config, mesh)
-  single = steps.jit_train_steps(model, mesh, scan=False)
+  model, tx, state, consts = _setup(test_config, mesh)
+  single = steps.jit_train_steps(model, tx, mesh, scan=False)
   loss = 0.0
   for t in range(4):
     state, m = single(
-      state, parallel.to_global({k: v[t] for k, v in batches.items()}, mesh, 0), consts
+      state, parallel.to_global({k: v[t] for k, v in batches.items()}, mesh, 0), consts, {}
     )
     loss += float(m['loss'])
   looped = _params(state)
-  _, state, _ = _setup(test_config, mesh)
-  state, m = steps.jit_train_steps(model, mesh)(state, parallel.to_global(batches, mesh, 1), consts)
+  _, _, state, _ = _setup(test_config, mesh)
+  scanned = steps.jit_train_steps(model, tx, mesh)
+  state, m = scanned(state, parallel.to_global(batches, mesh, 1), consts, {})
   assert int(state.step) == 4 and int(m['count']) == 64
   np.testing.assert_allclose(float(m['loss']), loss, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), looped, _params(state))

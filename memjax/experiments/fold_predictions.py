@@ -5,9 +5,9 @@ rows (`rows`, indices into the dataset), their `ids`, the `true` scores of the f
 version and the `pred`icted scores. Baselines write it as they score; for an MLP workdir
 `write_mlp_predictions` restores each fold's chosen checkpoint (as `evaluate` does) and writes it.
 
-`restore_fold` and `predict_rows` also serve cross-dataset evaluation
-(`memjax.experiments.transfer`): any
-rows of any dataset with the same features can be scored by any fold.
+`predict_rows` also serves cross-dataset evaluation (`memjax.experiments.transfer`): any rows of
+any dataset with the same features can be scored by any fold restored with
+`evaluate.restore_fold`.
 """
 
 import os
@@ -19,16 +19,12 @@ from absl import logging
 from jax.sharding import Mesh
 
 from memjax import (
-  checkpointing,
   datasets,
   evaluate,
   fold_data,
   folds,
-  models,
-  optimizers,
   parallel,
   results,
-  steps,
 )
 from memjax.errors import InputError
 from memjax.runtime import atomic_files
@@ -93,36 +89,6 @@ def fold_numbers(workdir: str) -> list[int]:
   return sorted(found)
 
 
-def restore_fold(
-  config: ml_collections.ConfigDict, workdir: str, fold: int, feature_dims: dict, mesh: Mesh
-) -> tuple:
-  """Restores fold `fold`'s checkpoint `config.eval.checkpoint` of `workdir`.
-
-  Returns:
-    (params, meta): replicated parameters and the checkpoint's metadata (thresholds, values...).
-
-  Raises:
-    InputError: no checkpoint, or one that does not match `config` and `feature_dims`.
-  """
-  ckpt_dir = os.path.join(results.fold_dir(workdir, fold), 'checkpoints')
-  if not os.path.isdir(ckpt_dir):
-    raise InputError(f'no checkpoints for fold {fold}: {ckpt_dir} does not exist.')
-  mngr = checkpointing.manager(ckpt_dir, read_only=True)
-  step = checkpointing.select_step(mngr, config.eval.checkpoint)
-  evaluate.check_meta(
-    checkpointing.restore_meta(mngr, step),
-    evaluate.model_meta(config, feature_dims),
-    f'{ckpt_dir}/{step}',
-  )
-  model = models.create_model(config)
-  tx = optimizers.create_optimizer(config.optimizer, 1, 1)
-  state, meta = checkpointing.restore(
-    mngr, step, steps.abstract_state(model, tx, feature_dims, mesh)
-  )
-  mngr.close()
-  return state.params, meta
-
-
 def predict_rows(
   config: ml_collections.ConfigDict,
   data: datasets.MemorabilityData,
@@ -131,18 +97,22 @@ def predict_rows(
   params,
   meta: dict,
   mesh: Mesh,
+  eval_fn=None,
 ) -> np.ndarray:
   """Predicted scores [len(rows)] of a restored fold on `rows` of `data` (labelled by `scores`).
 
-  The fold's own thresholds and s_k (from `meta`) turn class probabilities into scores.
+  The fold's own thresholds, s_k and standardisation (from `meta`) apply.
   """
   rows = np.asarray(rows, np.int64)
   empty = np.zeros(0, np.int64)
   plan = fold_data.FoldPlan('rows', folds.Split(train=empty, val=empty, test=rows), scores)
-  fd = fold_data.prepare(config, data, plan, int(meta['fold']), meta['thresholds'], meta['values'])
-  consts = parallel.replicate(fd.consts(np.zeros(2, np.uint32)), mesh)
-  eval_fn = steps.jit_eval_step(models.create_model(config), mesh, extractors=data.extractors)
-  preds, _ = evaluate.predict(eval_fn, params, fd, rows, consts, config.eval_batch_size, mesh)
+  fd = fold_data.prepare(config, data, plan, int(meta['fold']), stored=meta)
+  consts = parallel.replicate(fd.consts(), mesh)
+  frozen = parallel.replicate(evaluate.frozen_weights(config, data), mesh)
+  eval_fn = eval_fn or evaluate.eval_program(config, data, mesh)
+  preds, _ = evaluate.predict(
+    eval_fn, params, fd, rows, consts, frozen, config.eval_batch_size, mesh
+  )
   return np.asarray(preds['score'], np.float64)
 
 
@@ -167,12 +137,12 @@ def write_mlp_predictions(workdir: str, *, overwrite: bool = False) -> list[str]
     mesh = parallel.make_mesh()
     parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
     plans = fold_data.plan_folds(config, data)
-    dims = data.feature_dims(config.features)
+    eval_fn = evaluate.eval_program(config, data, mesh)
     for fold in todo:
-      params, meta = restore_fold(config, workdir, fold, dims, mesh)
+      params, meta, _ = evaluate.restore_fold(config, data, fold, workdir, mesh)
       plan = plans[fold]
       rows = plan.split.test
-      pred = predict_rows(config, data, plan.scores, rows, params, meta, mesh)
+      pred = predict_rows(config, data, plan.scores, rows, params, meta, mesh, eval_fn)
       save(paths[fold], rows, data.ids[rows], plan.scores[rows], pred)
       logging.info('fold %d: wrote %d test predictions to %s', fold, rows.size, paths[fold])
   return [paths[f] for f in numbers]

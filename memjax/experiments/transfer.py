@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, metrics, parallel, results
+from memjax import datasets, evaluate, metrics, parallel, results
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions, tables
 
@@ -71,16 +71,16 @@ def evaluate_dataset(config, workdir: str, name: str, entry, mesh) -> dict:
   rows = rows[rows >= entry.first_row]
   if rows.size < 2:
     raise InputError(f'dataset {name!r} has {rows.size} labelled rows from first_row on.')
-  dims = data.feature_dims(sub.features)
   numbers = fold_predictions.fold_numbers(workdir)
   if not numbers:
     raise InputError(f'no trained folds in {workdir} (expected fold_K/checkpoints): train first.')
   true = data.scores[rows]
   fold_preds = []
+  eval_fn = evaluate.eval_program(sub, data, mesh)
   for fold in numbers:
-    params, meta = fold_predictions.restore_fold(sub, workdir, fold, dims, mesh)
+    params, meta, _ = evaluate.restore_fold(sub, data, fold, workdir, mesh)
     fold_preds.append(
-      fold_predictions.predict_rows(sub, data, data.scores, rows, params, meta, mesh)
+      fold_predictions.predict_rows(sub, data, data.scores, rows, params, meta, mesh, eval_fn)
     )
   pred = np.mean(fold_preds, axis=0)
   out_dir = os.path.join(workdir, 'transfer')

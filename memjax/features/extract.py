@@ -23,12 +23,12 @@ from memjax import datasets, parallel
 from memjax.errors import InputError
 from memjax.features import images, registry, store
 from memjax.features.extractor import Extractor
-from memjax.runtime import fault_points, workdir_lock, xla_options
+from memjax.runtime import atomic_files, fault_points, workdir_lock, xla_options
 
 FAILED_FILE = 'failed.json'
 
 
-def make_forward(extractors: dict[str, Extractor], mesh):
+def make_forward(extractors: dict[str, Extractor], mesh, compiler_options: dict | None = None):
   """Jitted `(params, uint8 images) -> {name: [B, D] float32}`, batch sharded over `mesh`."""
 
   def forward(params, images_):
@@ -39,7 +39,7 @@ def make_forward(extractors: dict[str, Extractor], mesh):
     forward,
     in_shardings=(rep, batch),
     out_shardings=batch,
-    compiler_options=xla_options.compiler_options(),
+    compiler_options=compiler_options,
   )
 
 
@@ -52,10 +52,8 @@ def _read_failures(directory: str) -> dict[int, dict]:
 
 
 def _write_failures(directory: str, failed: dict[int, dict]) -> None:
-  tmp = os.path.join(directory, f'.{FAILED_FILE}.tmp')
-  with open(tmp, 'w') as f:
-    json.dump({str(k): v for k, v in sorted(failed.items())}, f, indent=2)
-  os.replace(tmp, os.path.join(directory, FAILED_FILE))
+  text = json.dumps({str(k): v for k, v in sorted(failed.items())}, indent=2)
+  atomic_files.write_text(os.path.join(directory, FAILED_FILE), text)
 
 
 def _finish(writer, directory, ids, failed, meta, dtype) -> None:
@@ -118,7 +116,8 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     directory, ids, {n: e.feature_dim for n, e in extractors.items()}, dtype=cfg.dtype
   )
   failed = _read_failures(directory)
-  forward = make_forward(extractors, mesh)
+  options = xla_options.compiler_options('extract', config.cpu_library_fusions)
+  forward = make_forward(extractors, mesh, options)
   params = parallel.replicate({n: e.params for n, e in extractors.items()}, mesh)
   share = parallel.process_share(cfg.batch_size)
   start_row, start, last_log = writer.next_row, time.time(), time.time()

@@ -1,0 +1,124 @@
+"""The real eval and train steps on a model with fixed logits, against hand-computed numbers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from memjax import parallel, steps
+from memjax.models import FusionMLP
+
+K = 4
+LOGITS = np.array(
+  [[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 3.0, 0.0], [-1.0, 0.5, 0.5, 2.0], [9.0, 9.0, 9.0, 9.0]],
+  np.float32,
+)
+LABELS = np.array([0, 1, 3, 2], np.int32)
+MASK = np.array([1.0, 1.0, 1.0, 0.0], np.float32)  # the last row is padding
+VALUES = np.array([0.6, 0.7, 0.8, 1.0], np.float32)
+THRESHOLDS = np.array([0.65, 0.75, 0.9], np.float32)
+
+
+def _identity_model(head: str = 'classification'):
+  """A model whose output is its input (classification) or sigmoid(sum of input)."""
+  model = FusionMLP(
+    features=('x',),
+    branch_units={'x': ()},
+    hidden_units=(),
+    num_outputs=K,
+    dropout_rate=0.0,
+    activation='relu',
+    head=head,
+  )
+  outputs = K if head == 'classification' else 1
+  kernel = np.eye(K, outputs, dtype=np.float32) if outputs == K else np.ones((K, 1), np.float32)
+  params = {'head': {'kernel': kernel, 'bias': np.zeros(outputs, np.float32)}}
+  return model, params
+
+
+def _consts():
+  return steps.host_consts(THRESHOLDS, VALUES, {'x': np.zeros(K)}, {'x': np.ones(K)})
+
+
+def _softmax(x):
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def test_eval_step_on_fixed_logits_matches_hand_computed_numbers():
+  model, params = _identity_model()
+  batch = {'x': LOGITS, 'label': LABELS, 'score': np.zeros(4, np.float32), 'mask': MASK}
+  preds, sums = jax.jit(lambda p, b, c: steps.eval_step(p, b, c, {}, model=model))(
+    params, batch, _consts()
+  )
+  probs = _softmax(LOGITS.astype(np.float64))
+  np.testing.assert_allclose(preds['probs'], probs, rtol=1e-6)
+  np.testing.assert_allclose(preds['score'], probs @ VALUES, rtol=1e-6)
+  assert preds['score'][3] == pytest.approx(VALUES.mean(), rel=1e-6)  # uniform probabilities
+  np.testing.assert_array_equal(preds['class'], [0, 2, 3, 0])  # argmax; ties -> first
+  nll = -np.log(probs[np.arange(4), LABELS])
+  assert float(sums['loss']) == pytest.approx(nll[:3].sum(), rel=1e-6)
+  assert float(sums['count']) == 3.0
+  assert set(sums) == {'loss', 'count'}  # accuracy is computed on the host
+
+
+def test_eval_step_regression_head_scores_and_classes():
+  model, params = _identity_model('regression')
+  score = np.array([0.9, 0.5, 0.7, 0.1], np.float32)
+  batch = {'x': LOGITS, 'label': LABELS, 'score': score, 'mask': MASK}
+  preds, sums = steps.eval_step(params, batch, _consts(), {}, model=model)
+  expected = 1.0 / (1.0 + np.exp(-LOGITS.astype(np.float64).sum(-1)))
+  np.testing.assert_allclose(preds['score'], expected, rtol=1e-6)
+  np.testing.assert_array_equal(preds['class'], np.searchsorted(THRESHOLDS, expected, 'left'))
+  assert 'probs' not in preds
+  assert float(sums['loss']) == pytest.approx(((expected - score) ** 2)[:3].sum(), rel=1e-5)
+
+
+def test_standardisation_constants_shift_and_scale_the_inputs():
+  model, params = _identity_model()
+  shift, scale = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 1.0, 2.0, 4.0])
+  consts = steps.host_consts(THRESHOLDS, VALUES, {'x': shift}, {'x': scale})
+  batch = {'x': LOGITS, 'label': LABELS, 'score': np.zeros(4, np.float32), 'mask': MASK}
+  preds, _ = steps.eval_step(params, batch, consts, {}, model=model)
+  np.testing.assert_allclose(preds['probs'], _softmax((LOGITS - shift) * scale), rtol=1e-5)
+
+
+def test_soft_targets_move_mass_to_neighbouring_classes():
+  targets = np.asarray(steps.soft_targets(jnp.array([0, 1, 3]), K, 0.2))
+  np.testing.assert_allclose(
+    targets, [[0.8, 0.2, 0.0, 0.0], [0.1, 0.8, 0.1, 0.0], [0.0, 0.0, 0.2, 0.8]], atol=1e-7
+  )
+  np.testing.assert_allclose(steps.soft_targets(jnp.array([2]), K, 0.0), [[0, 0, 1, 0]])
+
+
+def test_train_step_with_smoothing_and_ema_against_hand_computed_update():
+  model, params = _identity_model()
+  tx = optax.sgd(0.5)
+  mesh = parallel.make_mesh()
+  state = steps.TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    dropout_key=jax.random.PRNGKey(0),
+    ema_params=params,
+  )
+  batch = {'x': LOGITS, 'label': LABELS, 'score': np.zeros(4, np.float32)}
+  recipe = steps.Recipe(label_smoothing=0.2, ema_decay=0.9)
+  fn = steps.jit_train_steps(model, tx, mesh, scan=False, recipe=recipe)
+  new, sums = fn(
+    parallel.replicate(state, mesh),
+    parallel.to_global(batch, mesh, 0),
+    parallel.replicate(_consts(), mesh),
+    {},
+  )
+  targets = np.asarray(steps.soft_targets(jnp.asarray(LABELS), K, 0.2))
+  probs = _softmax(LOGITS.astype(np.float64))
+  assert float(sums['loss']) == pytest.approx(-(targets * np.log(probs)).sum(), rel=1e-5)
+  grad_logits = (probs - targets) / 4  # d mean CE / d logits
+  kernel = np.eye(K) - 0.5 * LOGITS.T.astype(np.float64) @ grad_logits
+  np.testing.assert_allclose(new.params['head']['kernel'], kernel, rtol=1e-5, atol=1e-6)
+  decay = min(0.9, 1.0 / 10.0)  # the ramp at step 0: (1 + 0) / (10 + 0)
+  ema = decay * np.eye(K) + (1 - decay) * kernel
+  np.testing.assert_allclose(new.ema_params['head']['kernel'], ema, rtol=1e-5, atol=1e-6)
+  assert int(new.step) == 1 and int(sums['count']) == 4
