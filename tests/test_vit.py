@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from memjax.errors import InputError
-from memjax.features import vit, vit_weights
+from memjax.features import safetensors_file, vit, vit_extractor, vit_weights
 
 TINY = {
   'clip': dataclasses.replace(vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=2, heads=4,
@@ -194,7 +194,7 @@ def random_images(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def features(family: str, variant: str, path: str, images: np.ndarray, **kw) -> np.ndarray:
-  e = vit.make_extractor(family, variant, path, **kw)
+  e = vit_extractor.make_extractor(family, variant, path, **kw)
   return np.asarray(jax.jit(e.forward)(e.params, images))
 
 
@@ -207,7 +207,7 @@ def clip_file(tmp_path_factory):
 
 def test_safetensors_reader_matches_the_writer(clip_file):
   hf, path = clip_file
-  read = vit_weights.read_safetensors(path)
+  read = safetensors_file.read(path)
   assert sorted(read) == sorted(hf)
   for k, v in hf.items():
     np.testing.assert_array_equal(read[k], v)
@@ -221,10 +221,10 @@ def test_safetensors_bfloat16_and_truncated(tmp_path):
   header = json.dumps({'x': {'dtype': 'BF16', 'shape': [2, 3], 'data_offsets': [0, 12]}}).encode()
   path = tmp_path / 'w.safetensors'
   path.write_bytes(len(header).to_bytes(8, 'little') + header + x.tobytes())
-  np.testing.assert_array_equal(vit_weights.read_safetensors(str(path))['x'], x)
+  np.testing.assert_array_equal(safetensors_file.read(str(path))['x'], x)
   path.write_bytes(len(header).to_bytes(8, 'little') + header + x.tobytes()[:8])
   with pytest.raises(InputError, match="'x' lies outside the file"):
-    vit_weights.read_safetensors(str(path))
+    safetensors_file.read(str(path))
 
 
 def test_open_clip_and_pytorch_bin_equal_the_safetensors(clip_file, tmp_path):
@@ -273,20 +273,20 @@ def test_partial_or_misshaped_file_fails_in_one_line(clip_file, tmp_path, drop, 
     bad[change] = bad[change][:, :-1]
   path = save_safetensors(bad, tmp_path / 'model.safetensors')
   with pytest.raises(InputError, match=message) as e:
-    vit.make_extractor('clip', 'tiny_clip', path)
+    vit_extractor.make_extractor('clip', 'tiny_clip', path)
   assert '\n' not in str(e.value)
 
 
 def test_wrong_family_and_wrong_variant_fail_in_one_line(clip_file):
   _, path = clip_file
   with pytest.raises(InputError, match='not a dinov2 image encoder'):
-    vit.make_extractor('dinov2', 'tiny_dinov2', path)
+    vit_extractor.make_extractor('dinov2', 'tiny_dinov2', path)
   with pytest.raises(InputError, match=r'patch_embedding\.weight.*expected \(768, 3, 16, 16\)'):
-    vit.make_extractor('clip', 'b16', path)
+    vit_extractor.make_extractor('clip', 'b16', path)
   with pytest.raises(InputError, match='variant must be one of'):
-    vit.make_extractor('clip', 'b15', path)
+    vit_extractor.make_extractor('clip', 'b15', path)
   with pytest.raises(InputError, match='output must be one of'):
-    vit.make_extractor('clip', 'tiny_clip', path, output='cls_patch_mean')
+    vit_extractor.make_extractor('clip', 'tiny_clip', path, output='cls_patch_mean')
 
 
 def test_torch_bicubic_weights():
@@ -362,7 +362,7 @@ def test_extract_end_to_end(tmp_path, test_config):
   config.extractors.clip.weights = weights
   config.extract.batch_size = 4
   config.extract.dtype = 'float32'
-  e = vit.make_extractor('clip', 'tiny_clip', weights)
+  e = vit_extractor.make_extractor('clip', 'tiny_clip', weights)
   for features, geometry in ((('clip',), (32, 32)), (('clip', 'color_grid'), (256, 224))):
     config.features = features
     config.data.features_dir = str(tmp_path / '_'.join(features))

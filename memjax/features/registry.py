@@ -94,12 +94,12 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
     depths = efficientnet_lite.check_pool_depths(spec.get('pool_depths', ()), where)
     return efficientnet_lite.make_extractor(spec.kind, spec.weights, pool_depths=depths)
   if spec.kind in VIT_KINDS:
-    from memjax.features import vit
+    from memjax.features import vit_extractor
 
     weights = _required(spec, 'weights', name)
     pools = tuple(spec.get('pool_depths', ()))
     dtype = spec.get('dtype', 'float32')
-    return vit.make_extractor(spec.kind, spec.variant, weights, spec.output, dtype, pools)
+    return vit_extractor.make_extractor(spec.kind, spec.variant, weights, spec.output, dtype, pools)
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
 
 
@@ -122,9 +122,9 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
   extractors = {name: build(config, name) for name in config.features}
   sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
   if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
-    from memjax.features import vit
+    from memjax.features import vit_extractor
 
-    extractors = vit.share_geometry(extractors)
+    extractors = vit_extractor.share_geometry(extractors)
     sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
   if len(sizes) > 1:
     raise InputError(f'extractors of {list(config.features)} want different inputs {sizes}.')

@@ -26,7 +26,7 @@ that geometry and is resized to the model size inside the jit (bicubic, antialia
 
 `dtype='bfloat16'` computes in bfloat16 (weights stay float32; LayerNorm statistics and the
 softmax in float32), for GPU/TPU. `pool_depths` appends the token mean of those blocks' outputs
-(1-based) to the feature. Weights: `vit_weights.py`.
+(1-based) to the feature. Weights: `vit_weights.py`; extractors: `vit_extractor.py`.
 """
 
 import dataclasses
@@ -40,7 +40,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features.extractor import Extractor
 
 FAMILIES = ('clip', 'siglip', 'dinov2')
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -355,96 +354,3 @@ def init_params(cfg: ViTConfig, seed: int = 0) -> dict:
     return (rng.standard_normal(leaf.shape) * std).astype(np.float32)
 
   return jax.tree_util.tree_map_with_path(draw, param_shapes(cfg))
-
-
-@dataclasses.dataclass(frozen=True)
-class ViTExtractor(Extractor):
-  """An `Extractor` of this module; its geometry can follow a fused feature's (`share_geometry`).
-
-  Attributes:
-    config: the architecture, for `share_geometry` and the store.
-  """
-
-  config: ViTConfig | None = None
-
-
-def make_extractor(
-  family: str,
-  variant: str | None,
-  weights: str,
-  output: str | None = None,
-  dtype: str = 'float32',
-  pool_depths: Sequence[int] = (),
-) -> ViTExtractor:
-  """A frozen CLIP / SigLIP / DINOv2 extractor from a local weight file.
-
-  Args:
-    family: 'clip', 'siglip' or 'dinov2'.
-    variant: a key of `VARIANTS[family]`; None: `DEFAULT_VARIANT[family]`.
-    weights: path of the file (`vit_weights.py` lists the layouts read).
-    output: which output is the feature (`OUTPUTS[family]`); None: the family's default.
-    dtype: compute dtype, 'float32' or 'bfloat16'.
-    pool_depths: blocks (1-based) whose token means are appended to the feature.
-
-  Returns:
-    A `ViTExtractor` whose `weights_sha256` is the file's.
-
-  Raises:
-    InputError: a bad variant / output / dtype, or as `vit_weights.load`.
-  """
-  from memjax.features import vit_weights
-
-  cfg = get_config(family, variant, dtype)
-  output, depths = check_output(cfg, output, pool_depths)
-  params, sha = vit_weights.load(cfg, weights)
-  variant = variant or DEFAULT_VARIANT[family]
-  name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
-  pools = f'; then the token means of blocks {list(depths)}' if depths else ''
-  return ViTExtractor(
-    name=name,
-    feature_dim=feature_dim(cfg, output, depths),
-    params=jax.device_put(params),
-    forward=functools.partial(forward, model=VisionTransformer(cfg, output, depths)),
-    image_size=cfg.image_size,
-    resize_to=cfg.resize_to,
-    preprocessing=f'RGB / 255, mean {cfg.mean}, std {cfg.std}; {dtype} compute; feature: '
-    f'{output}{pools}',
-    weights_sha256=sha,
-    config=cfg,
-  )
-
-
-def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
-  """Fused features with one image geometry: ViTs follow the others (or the first feature).
-
-  The image pipeline decodes every image once, at one (resize_to, image_size). When the fused
-  extractors want different ones, the ViT extractors take the geometry of the other extractors
-  (which must agree), or of the first feature when all are ViTs, and resize that crop to their
-  model size inside the jit (bicubic, antialiased); their store entry says so.
-
-  Raises:
-    InputError: the non-ViT extractors disagree among themselves.
-  """
-  fixed = {(e.resize_to, e.image_size) for e in extractors.values() if not _is_vit(e)}
-  if len(fixed) > 1:
-    sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
-    raise InputError(f'extractors of {list(extractors)} want different inputs {sizes}.')
-  first = next(iter(extractors.values()))
-  resize_to, size = fixed.pop() if fixed else (first.resize_to, first.image_size)
-  out = {}
-  for name, e in extractors.items():
-    if _is_vit(e) and (e.resize_to, e.image_size) != (resize_to, size):
-      note = (
-        f'; images arrive as the fused features decode them (shorter side {resize_to}, crop '
-        f"{size}, not this model's {e.resize_to} / {e.image_size}) and are resized to "
-        f'{e.config.image_size} inside the model (bicubic, antialiased)'
-      )
-      e = dataclasses.replace(
-        e, resize_to=resize_to, image_size=size, preprocessing=e.preprocessing + note
-      )
-    out[name] = e
-  return out
-
-
-def _is_vit(e: Extractor) -> bool:
-  return isinstance(e, ViTExtractor)

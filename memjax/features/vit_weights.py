@@ -8,7 +8,7 @@ Layouts read (the family is the extractor's; the layout is recognised from the t
 * OpenCLIP (CLIP): `open_clip_model.safetensors` / `open_clip_pytorch_model.bin`, `visual.*`;
 * big_vision (SigLIP): the released `.npz`, `params/img/...` names.
 
-`.safetensors` files are read by `read_safetensors` (no dependency), `.bin` / `.pth` / `.pt` by
+`.safetensors` files are read by `safetensors_file.py` (no dependency), `.bin` / `.pth` / `.pt` by
 the torch-free `torch_checkpoint.py`, `.npz` by NumPy. Anything else in the file (the text tower,
 buffers) is ignored; a missing or mis-shaped tensor of the image tower fails in one line naming
 it. Position embeddings stored for another grid are resized as the reference does: DINOv2
@@ -17,66 +17,15 @@ with antialiasing; CLIP and SigLIP must match the variant's grid.
 """
 
 import hashlib
-import json
 import os
-import struct
 from collections.abc import Callable, Mapping
 
 import jax
-import ml_dtypes
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
+from memjax.features import safetensors_file, torch_checkpoint
 from memjax.features.vit import ViTConfig
-
-_SAFETENSORS_DTYPES = {
-  'F64': np.float64,
-  'F32': np.float32,
-  'F16': np.float16,
-  'BF16': ml_dtypes.bfloat16,
-  'I64': np.int64,
-  'I32': np.int32,
-  'I16': np.int16,
-  'I8': np.int8,
-  'U8': np.uint8,
-  'BOOL': np.bool_,
-}
-
-
-def read_safetensors(path: str) -> dict[str, np.ndarray]:
-  """The tensors of a `.safetensors` file (8-byte little-endian header size, JSON header, data).
-
-  Returns:
-    name -> read-only array memory-mapped from the file.
-
-  Raises:
-    InputError: not a safetensors file, a dtype NumPy cannot hold, or offsets past the end.
-  """
-  size = os.path.getsize(path)
-  with open(path, 'rb') as f:
-    head = f.read(8)
-    n = struct.unpack('<Q', head)[0] if len(head) == 8 else -1
-    if not 0 < n <= size - 8:
-      raise InputError(f'{path}: not a safetensors file (bad header length).')
-    try:
-      header = json.loads(f.read(n))
-    except ValueError as e:
-      raise InputError(f'{path}: not a safetensors file (header is not JSON: {e}).') from e
-  data = np.memmap(path, np.uint8, 'r', offset=8 + n) if size > 8 + n else np.zeros(0, np.uint8)
-  out = {}
-  for name, info in header.items():
-    if name == '__metadata__':
-      continue
-    dtype = _SAFETENSORS_DTYPES.get(info.get('dtype'))
-    start, end = info['data_offsets']
-    shape = tuple(info['shape'])
-    if dtype is None:
-      raise InputError(f'{path}: tensor {name!r} has dtype {info.get("dtype")}, unsupported.')
-    if end > data.size or end - start != int(np.prod(shape)) * np.dtype(dtype).itemsize:
-      raise InputError(f'{path}: tensor {name!r} lies outside the file; is it truncated?')
-    out[name] = data[start:end].view(dtype).reshape(shape)
-  return out
 
 
 def read_tensors(path: str) -> dict[str, np.ndarray]:
@@ -88,7 +37,7 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise InputError(f'weight file {path} does not exist (memjax never downloads weights).')
   if path.endswith('.safetensors'):
-    return read_safetensors(path)
+    return safetensors_file.read(path)
   if path.endswith('.npz'):
     try:
       with np.load(path, allow_pickle=False) as f:

@@ -1,0 +1,107 @@
+"""Frozen CLIP / SigLIP / DINOv2 extractors (`vit.py`'s encoder with `vit_weights.py`'s weights).
+
+`make_extractor` builds one from a local file; `share_geometry` lets fused ViTs take the image
+geometry of the features they are fused with (the registry's `build_all` calls it).
+"""
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+
+from memjax.errors import InputError
+from memjax.features import vit, vit_weights
+from memjax.features.extractor import Extractor
+from memjax.features.vit import ViTConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTExtractor(Extractor):
+  """An `Extractor` of this module; its geometry can follow a fused feature's (`share_geometry`).
+
+  Attributes:
+    config: the architecture, for `share_geometry` and the store.
+  """
+
+  config: ViTConfig | None = None
+
+
+def make_extractor(
+  family: str,
+  variant: str | None,
+  weights: str,
+  output: str | None = None,
+  dtype: str = 'float32',
+  pool_depths: Sequence[int] = (),
+) -> ViTExtractor:
+  """A frozen CLIP / SigLIP / DINOv2 extractor from a local weight file.
+
+  Args:
+    family: 'clip', 'siglip' or 'dinov2'.
+    variant: a key of `vit.VARIANTS[family]`; None: `vit.DEFAULT_VARIANT[family]`.
+    weights: path of the file (`vit_weights.py` lists the layouts read).
+    output: which output is the feature (`vit.OUTPUTS[family]`); None: the family's default.
+    dtype: compute dtype, 'float32' or 'bfloat16'.
+    pool_depths: blocks (1-based) whose token means are appended to the feature.
+
+  Returns:
+    A `ViTExtractor` whose `weights_sha256` is the file's.
+
+  Raises:
+    InputError: a bad variant / output / dtype, or as `vit_weights.load`.
+  """
+  cfg = vit.get_config(family, variant, dtype)
+  output, depths = vit.check_output(cfg, output, pool_depths)
+  params, sha = vit_weights.load(cfg, weights)
+  variant = variant or vit.DEFAULT_VARIANT[family]
+  name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
+  pools = f'; then the token means of blocks {list(depths)}' if depths else ''
+  return ViTExtractor(
+    name=name,
+    feature_dim=vit.feature_dim(cfg, output, depths),
+    params=jax.device_put(params),
+    forward=functools.partial(vit.forward, model=vit.VisionTransformer(cfg, output, depths)),
+    image_size=cfg.image_size,
+    resize_to=cfg.resize_to,
+    preprocessing=f'RGB / 255, mean {cfg.mean}, std {cfg.std}; {dtype} compute; feature: '
+    f'{output}{pools}',
+    weights_sha256=sha,
+    config=cfg,
+  )
+
+
+def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
+  """Fused features with one image geometry: ViTs follow the others (or the first feature).
+
+  The image pipeline decodes every image once, at one (resize_to, image_size). When the fused
+  extractors want different ones, the ViT extractors take the geometry of the other extractors
+  (which must agree), or of the first feature when all are ViTs, and resize that crop to their
+  model size inside the jit (bicubic, antialiased); their store entry says so.
+
+  Raises:
+    InputError: the non-ViT extractors disagree among themselves.
+  """
+  fixed = {(e.resize_to, e.image_size) for e in extractors.values() if not _is_vit(e)}
+  if len(fixed) > 1:
+    sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
+    raise InputError(f'extractors of {list(extractors)} want different inputs {sizes}.')
+  first = next(iter(extractors.values()))
+  resize_to, size = fixed.pop() if fixed else (first.resize_to, first.image_size)
+  out = {}
+  for name, e in extractors.items():
+    if _is_vit(e) and (e.resize_to, e.image_size) != (resize_to, size):
+      note = (
+        f'; images arrive as the fused features decode them (shorter side {resize_to}, crop '
+        f"{size}, not this model's {e.resize_to} / {e.image_size}) and are resized to "
+        f'{e.config.image_size} inside the model (bicubic, antialiased)'
+      )
+      e = dataclasses.replace(
+        e, resize_to=resize_to, image_size=size, preprocessing=e.preprocessing + note
+      )
+    out[name] = e
+  return out
+
+
+def _is_vit(e: Extractor) -> bool:
+  return isinstance(e, ViTExtractor)
