@@ -76,7 +76,8 @@ def exit_with(
     logging.error('%s', message)
   sys.stderr.flush()
   print(f'memjax: error: {message}', file=sys.stderr, flush=True)
-  _stop_other_processes(message, code)
+  # The other processes print 'stopping because process P failed: <this>'.
+  _stop_other_processes(f'{type(error).__name__}: {one_line(error)}' if bug else message, code)
   sys.exit(code)
 
 

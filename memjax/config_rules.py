@@ -202,7 +202,7 @@ class Entries(Rule):
 
   value: Rule | None = None
   fields: Mapping[str, Rule] | None = None
-  key_pattern: str = r'[A-Za-z0-9_][A-Za-z0-9_ .+=-]*'
+  key_pattern: str = r'[A-Za-z0-9_][A-Za-z0-9_.-]*'  # names that are also file names
 
   def _expected(self) -> str:
     if self.fields is not None:

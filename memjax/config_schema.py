@@ -11,6 +11,7 @@ tests/test_config_schema.py fails when configs/default.py has a field this table
 
 import copy
 import functools
+import re
 
 import ml_collections
 from absl import logging
@@ -69,6 +70,9 @@ def extractor_kinds() -> tuple:
 
 
 _NAME = r'[A-Za-z_][A-Za-z0-9_]*'
+_FEATURE = Str(
+  'a feature name', pattern=r'[A-Za-z0-9_][A-Za-z0-9_.-]*', shape='a name of letters, digits, _ . -'
+)
 _K = Int('K, the number of score classes', MIN_CLASSES, MAX_CLASSES)
 _PATH = 'a non-empty path'
 
@@ -98,7 +102,7 @@ TRANSFER_FIELDS = {
 
 FIELDS: dict[str, Rule] = {
   'seed': Int('root seed', 0, 2**32 - 1),
-  'features': Seq('feature names fed to the model', item=Str('a feature name'), min_len=1),
+  'features': Seq('feature names fed to the model', item=_FEATURE, min_len=1),
   'num_classes': _K,
   'score_values': Str('s_k rule', choices=SCORE_VALUES),
   'num_epochs': Int('training epochs per fold', 1),
@@ -198,7 +202,9 @@ FIELDS: dict[str, Rule] = {
   'search.max_retry': Int('re-queues of a dead trial', 0),
   'transfer.datasets': Entries('name -> dataset to score', fields=TRANSFER_FIELDS),
   **{f'report.table1.{row}': _path(f'workdir of Table 1 row {row}') for row in TABLE1_ROWS},
-  'report.extra_rows': Entries('Table 1 label -> workdir', value=Str('a workdir', shape=_PATH)),
+  'report.extra_rows': Entries(
+    'Table 1 label -> workdir', value=Str('a workdir', shape=_PATH), key_pattern=r'[^\n]*\S[^\n]*'
+  ),
   'report.sweep': _path('workdir of --mode=sweep'),
   'report.search': _path('workdir of --mode=search'),
   'report.transfer': _path('workdir of --mode=transfer'),
@@ -233,12 +239,10 @@ def check_value(path: str, value, rule: Rule) -> None:
     fail(path, value, rule.expected, rule.meaning)
   if not isinstance(rule, Entries):
     return
-  import re
-
   for key, entry in value.items():
     where = f'{path}.{key}'
     if not isinstance(key, str) or not re.fullmatch(rule.key_pattern, key):
-      fail(path, key, f'entry names of letters, digits, _, space, . + = -; got key {key!r}')
+      fail(path, key, f'entry names matching {rule.key_pattern!r}', rule.meaning)
     if rule.fields is None:
       check_value(where, entry, rule.value)
       continue
@@ -305,7 +309,8 @@ def validate(
   config: ml_collections.ConfigDict, mode: str, workdir: str | None = None, check_paths=True
 ) -> None:
   """Checks every field of `config`, the rules between fields, and (with `check_paths`) that the
-  files and folders `mode` reads exist. Does no work and imports nothing heavy.
+  files and folders `mode` reads exist. Does no work; imports nothing heavy (only the extractor
+  registry, for modes that build extractors).
 
   Raises:
     InputError: the first problem found, naming the field, its value and what was expected.

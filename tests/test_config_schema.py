@@ -338,3 +338,27 @@ def test_check_readable_config_file(tmp_path):
     config_checks.check_readable_config_file(str(tmp_path))
   with pytest.raises(InputError, match='--config is empty'):
     config_checks.check_readable_config_file('')
+
+
+def test_compile_cache_is_switched_on_by_main_only(tmp_path):
+  """config.compile_cache=True: main.py points JAX's persistent cache at WORKDIR/jax_cache (one
+  quick --mode=report run); no library module switches it on itself."""
+  workdir = tmp_path / 'report'
+  proc = subprocess.run(
+    [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={workdir}']
+    + ['--mode=report', '--config.compile_cache=True'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'persistent XLA compilation cache: {workdir}/jax_cache' in proc.stderr
+  assert (workdir / 'jax_cache').is_dir() and (workdir / 'report.md').is_file()
+  callers = []
+  for path in glob.glob(os.path.join(ROOT, 'memjax', '**', '*.py'), recursive=True):
+    with open(path) as f:
+      text = f.read()
+    if 'compile_cache.enable(' in text or 'jax_compilation_cache_dir' in text:
+      callers.append(os.path.relpath(path, ROOT))
+  assert callers == ['memjax/runtime/compile_cache.py'], callers
