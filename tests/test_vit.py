@@ -378,3 +378,42 @@ def test_extract_end_to_end(tmp_path, test_config):
     np.testing.assert_allclose(np.asarray(arrays['clip']), want, rtol=1e-4, atol=1e-4)
   assert 'resized to 32 inside the model' in entry['preprocessing']
   assert arrays['color_grid'].shape == (6, 48)
+
+
+def test_on_the_fly_training_and_predict(tmp_path, test_config):
+  """CLIP fused with the colour grid, computed inside the training steps, then in predict."""
+  pytest.importorskip('safetensors')
+  import csv
+
+  from memjax import predict, train
+
+  weights = save_safetensors(hf_tensors(TINY['clip'], seed=4), tmp_path / 'model.safetensors')
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  rng = np.random.default_rng(1)
+  with open(folder / 'scores.csv', 'w') as f:
+    f.write('image,score\n')
+    for i in range(24):
+      Image.fromarray(rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)).save(
+        folder / f'{i}.png'
+      )
+      f.write(f'{i}.png,{rng.uniform():.3f}\n')
+  config = test_config
+  config.data.name = 'image_folder'
+  config.data.dir = str(folder)
+  config.data.on_the_fly = True
+  config.data.run_folds = (0,)
+  config.features = ('clip', 'color_grid')
+  config.model.branch_units.clip = (8,)
+  config.model.branch_units.color_grid = (8,)
+  config.extractors.clip.variant = 'tiny_clip'
+  config.extractors.clip.weights = weights
+  config.num_epochs, config.batch_size = 2, 4
+  live = train.train_and_evaluate(config, str(tmp_path / 'live'))
+  assert live['folds'][0]['num_examples'] > 0 and np.isfinite(live['folds'][0]['loss'])
+  config.predict.input = str(folder)
+  out = predict.predict(config, str(tmp_path / 'live'))
+  assert out['num_images'] == 24
+  with open(out['output']) as f:
+    scores = [float(r['score']) for r in csv.DictReader(f)]
+  assert len(scores) == 24 and np.all(np.isfinite(scores))
