@@ -69,6 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.hidden_units = (256,)  # Dense widths after the concatenation.
   config.model.dropout = 0.5  # Dropout rate after every hidden Dense layer.
   config.model.activation = 'relu'  # 'relu' or 'tanh'.
+  config.model.ensemble_size = 1  # Members trained together per fold (own init and dropout).
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adam'  # 'adam', 'rmsprop' or 'sgd'.

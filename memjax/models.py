@@ -55,6 +55,55 @@ class FusionMLP(nn.Module):
     return nn.Dense(self.num_outputs, name='head')(x)
 
 
+class Ensemble(FusionMLP):
+  """`size` FusionMLPs with their own initialisation and dropout, on the same inputs.
+
+  Outputs are stacked along a new leading member axis ([size, batch, K] or [size, batch]);
+  the steps average the members' losses in training and their class probabilities (or scores)
+  in evaluation. Parameters carry the same leading axis.
+  """
+
+  size: int = 2
+
+  @nn.compact
+  def __call__(self, inputs: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
+    members = nn.vmap(
+      _Member,
+      variable_axes={'params': 0},
+      split_rngs={'params': True, 'dropout': True},
+      in_axes=None,
+      out_axes=0,
+      axis_size=self.size,
+    )
+    fields = {f: getattr(self, f) for f in _FIELDS}
+    return members(**fields, train=train, name='members')(inputs)
+
+
+class _Member(FusionMLP):
+  """A FusionMLP whose `train` flag is an attribute (`nn.vmap` maps no keyword arguments)."""
+
+  train: bool = False
+
+  def __call__(self, inputs: Mapping[str, jax.Array]) -> jax.Array:  # type: ignore[override]
+    return super().__call__(inputs, train=self.train)
+
+
+_FIELDS = (
+  'features',
+  'branch_units',
+  'hidden_units',
+  'num_outputs',
+  'dropout_rate',
+  'activation',
+  'head',
+)
+
+
+def ensemble_size(model: FusionMLP) -> int:
+  """Members whose outputs the model stacks (1: a plain FusionMLP, no member axis)."""
+  return model.size if isinstance(model, Ensemble) else 1
+
+
 def create_model(config: ml_collections.ConfigDict) -> FusionMLP:
   """The model `config.model` and `config.features` describe.
 
@@ -73,7 +122,7 @@ def create_model(config: ml_collections.ConfigDict) -> FusionMLP:
   missing = [f for f in config.features if f not in m.branch_units]
   if missing:
     raise InputError(f'config.model.branch_units has no entry for features {missing}.')
-  return FusionMLP(
+  fields = dict(
     features=tuple(config.features),
     branch_units={f: tuple(m.branch_units[f]) for f in config.features},
     hidden_units=tuple(m.hidden_units),
@@ -82,3 +131,8 @@ def create_model(config: ml_collections.ConfigDict) -> FusionMLP:
     activation=m.activation,
     head=m.head,
   )
+  if m.ensemble_size < 1:
+    raise InputError(f'config.model.ensemble_size must be >= 1, got {m.ensemble_size}.')
+  if m.ensemble_size == 1:
+    return FusionMLP(**fields)
+  return Ensemble(**fields, size=m.ensemble_size)

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import checkpointing, labels, models, parallel, steps
+from memjax import checkpointing, models, parallel, steps
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
 from memjax.runtime import atomic_files, xla_options
@@ -124,10 +124,8 @@ def _predict(folds, frozen, batch, *, model, extractors):
   def one_fold(params, consts):
     features = {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
     out = model.apply({'params': params}, features, train=False)
-    if model.head == 'regression':
-      return out, jnp.zeros(out.shape + (0,))
-    probs = jax.nn.softmax(out)
-    return labels.aggregate(probs, consts.values), probs
+    score, probs = steps.scores_and_probs(model, out, consts.values)
+    return score, jnp.zeros(score.shape + (0,)) if probs is None else probs
 
   scores, probs = jax.vmap(one_fold)(folds['params'], folds['consts'])
   out = {'score': scores.mean(0)}

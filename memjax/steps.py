@@ -20,7 +20,7 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from memjax import labels, parallel
+from memjax import labels, models, parallel
 from memjax.models import FusionMLP
 
 
@@ -154,16 +154,38 @@ def soft_targets(label: jax.Array, num_classes: int, smoothing: float) -> jax.Ar
 
 
 def _loss_and_class(model: FusionMLP, outputs, batch, consts: FoldConsts, smoothing: float = 0.0):
-  """(loss, predicted class) per example."""
+  """(loss, predicted class) per example; an ensemble's loss is the mean of its members'."""
+  members = models.ensemble_size(model) > 1
   if model.head == 'regression':
     loss = jnp.square(outputs - batch['score'])
-    return loss, jnp.searchsorted(consts.thresholds, outputs, side='left')
+    score = outputs.mean(0) if members else outputs
+    return (loss.mean(0) if members else loss), jnp.searchsorted(
+      consts.thresholds, score, side='left'
+    )
+  label = jnp.broadcast_to(batch['label'], outputs.shape[:-1])
   if smoothing:
-    targets = soft_targets(batch['label'], model.num_outputs, smoothing)
+    targets = soft_targets(label, model.num_outputs, smoothing)
     loss = optax.softmax_cross_entropy(outputs, targets)
   else:
-    loss = optax.softmax_cross_entropy_with_integer_labels(outputs, batch['label'])
+    loss = optax.softmax_cross_entropy_with_integer_labels(outputs, label)
+  if members:
+    return loss.mean(0), jnp.argmax(jax.nn.softmax(outputs).mean(0), axis=-1)
   return loss, jnp.argmax(outputs, axis=-1)
+
+
+def scores_and_probs(model: FusionMLP, outputs, values) -> tuple:
+  """The predicted score and class probabilities (None for regression) of model outputs.
+
+  Classification: m = sum_k p(k) s_k over the (member-averaged) probabilities; regression: the
+  (member-averaged) score.
+  """
+  members = models.ensemble_size(model) > 1
+  if model.head == 'regression':
+    return (outputs.mean(0) if members else outputs), None
+  probs = jax.nn.softmax(outputs)
+  if members:
+    probs = probs.mean(0)
+  return labels.aggregate(probs, values), probs
 
 
 def _ema(decay: float, step, average, params):
@@ -222,13 +244,10 @@ def eval_step(params, batch, consts: FoldConsts, frozen, *, model: FusionMLP, ex
   inputs = model_inputs(model, batch, consts, frozen, extractors)
   outputs = model.apply({'params': params}, inputs, train=False)
   loss, pred_class = _loss_and_class(model, outputs, batch, consts)
-  predictions = {'class': pred_class}
-  if model.head == 'regression':
-    predictions['score'] = outputs
-  else:
-    probs = jax.nn.softmax(outputs)
+  score, probs = scores_and_probs(model, outputs, consts.values)
+  predictions = {'class': pred_class, 'score': score}
+  if probs is not None:
     predictions['probs'] = probs
-    predictions['score'] = labels.aggregate(probs, consts.values)
   mask = batch['mask']
   return predictions, {'loss': jnp.sum(loss * mask), 'count': jnp.sum(mask)}
 

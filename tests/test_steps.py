@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from memjax import parallel, steps
+from memjax import models, parallel, steps
 from memjax.models import FusionMLP
 
 K = 4
@@ -122,3 +122,37 @@ def test_train_step_with_smoothing_and_ema_against_hand_computed_update():
   ema = decay * np.eye(K) + (1 - decay) * kernel
   np.testing.assert_allclose(new.ema_params['head']['kernel'], ema, rtol=1e-5, atol=1e-6)
   assert int(new.step) == 1 and int(sums['count']) == 4
+
+
+def test_an_ensemble_averages_its_members_probabilities_and_losses(test_config):
+  test_config.model.ensemble_size = 3
+  ensemble = models.create_model(test_config)
+  test_config.model.ensemble_size = 1
+  single = models.create_model(test_config)
+  rng = np.random.default_rng(0)
+  batch = {
+    'cnn': rng.normal(size=(5, 64)).astype(np.float32),
+    'semantic': rng.normal(size=(5, 32)).astype(np.float32),
+    'label': np.array([0, 1, 2, 3, 1], np.int32),
+    'score': np.zeros(5, np.float32),
+    'mask': np.ones(5, np.float32),
+  }
+  params = steps.init_params(ensemble, {'cnn': 64, 'semantic': 32}, jax.random.PRNGKey(0))
+  assert jax.tree.leaves(params)[0].shape[0] == 3
+  dims = {'cnn': 64, 'semantic': 32}
+  consts = steps.host_consts(
+    THRESHOLDS,
+    VALUES,
+    {n: np.zeros(d) for n, d in dims.items()},
+    {n: np.ones(d) for n, d in dims.items()},
+  )
+  preds, sums = steps.eval_step(params, batch, consts, {}, model=ensemble)
+  members = [jax.tree.map(lambda p, i=i: p[i], params['members']) for i in range(3)]
+  inputs = {n: batch[n] for n in dims}
+  probs = [_softmax(np.asarray(single.apply({'params': m}, inputs, train=False))) for m in members]
+  mean = np.mean(probs, axis=0)
+  np.testing.assert_allclose(preds['probs'], mean, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(preds['score'], mean @ VALUES, rtol=1e-5)
+  nll = np.mean([-np.log(p[np.arange(5), batch['label']]) for p in probs], axis=0)
+  assert float(sums['loss']) == pytest.approx(nll.sum(), rel=1e-5)
+  assert len({round(float(p[0, 0]), 6) for p in probs}) == 3  # members differ
