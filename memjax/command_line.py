@@ -90,22 +90,18 @@ def reporting_errors(verbose: bool) -> Iterator[None]:
     raise
   except BaseException as e:  # noqa: BLE001 (the top-level handler; KeyboardInterrupt too)
     code, message, bug = classify(e)
-    if bug and 'jax' in sys.modules:
-      import jax
-
-      if jax.process_count() > 1:
-        logging.exception('process %d failed', jax.process_index())
     exit_with(code, message, e, verbose, bug)
 
 
 def _config_argument(argv: list[str]) -> str | None:
-  """The value of `--config=PATH` or `--config PATH` in `argv`, if given."""
+  """The value of the last `--config=PATH` or `--config PATH` in `argv` (absl's pick), if any."""
+  found = None
   for i, arg in enumerate(argv[1:], start=1):
     if arg.startswith('--config='):
-      return arg.split('=', 1)[1]
-    if arg == '--config' and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
+      found = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      found = argv[i + 1]
+  return found
 
 
 def describe_parse_error(error: BaseException, argv: list[str]) -> str:

@@ -33,7 +33,9 @@ def check_all(config: ml_collections.ConfigDict, mode: str, workdir, check_paths
     sub = schema.with_data_overrides(config, f'config.{where}', entry.data)
     try:
       schema.check_fields(sub)
-      _data(sub, 'config.data', sub.data, mode)
+      _data(sub, 'config.data', sub.data, 'transfer')
+      if sub.data.name == 'synthetic':
+        _synthetic_features(sub.features)
       if check_paths and mode == 'transfer':
         _data_paths(sub, 'data', 'transfer')
     except InputError as e:  # names the entry, then the field of its data
@@ -56,9 +58,7 @@ def _features(config, mode: str) -> None:
       )
   elif mode in DATA_MODES and config.data.name == 'synthetic':
     # Stored features (lamem, image_folder) are named by the store's reader.
-    unknown = [f for f in features if f not in SYNTHETIC_FEATURES]
-    if unknown:
-      schema.fail('features', features, f'features of the synthetic data {SYNTHETIC_FEATURES}')
+    _synthetic_features(features)
 
   if mode in MLP_MODES:
     units = tuple(config.model.branch_units)
@@ -68,6 +68,12 @@ def _features(config, mode: str) -> None:
         f'config.features={features!r}: {missing} have no config.model.branch_units entry; '
         f'expected one per feature (it has {units}).'
       )
+
+
+def _synthetic_features(features) -> None:
+  unknown = [f for f in features if f not in SYNTHETIC_FEATURES]
+  if unknown:
+    schema.fail('features', tuple(features), f'features of the synthetic data {SYNTHETIC_FEATURES}')
 
 
 def _data(config, where: str, data, mode: str) -> None:

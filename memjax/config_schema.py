@@ -143,11 +143,13 @@ FIELDS: dict[str, Rule] = {
   'data.synthetic.score_decimals': Int('decimals synthetic scores are rounded to', 0, 15),
   'model.head': Str('model head', choices=HEADS),
   'model.branch_units': Entries(
-    "Dense widths of each feature's branch", value=Seq('widths', item=Int('units', 1))
+    "Dense widths of each feature's branch",
+    value=Seq("Dense widths of the feature's branch", item=Int('units', 1)),
   ),
   'model.hidden_units': Seq('Dense widths after the concatenation', item=Int('units', 1)),
   'model.dropout': Float('dropout rate', 0.0, 1.0, open_high=True),
   'model.activation': Str('activation', choices=ACTIVATIONS),
+  'model.ensemble_size': Int('members trained together per fold', 1),
   'optimizer.name': Str('optimiser', choices=OPTIMIZERS),
   'optimizer.learning_rate': Float('peak learning rate', 0.0, open_low=True),
   'optimizer.schedule': Str('learning-rate schedule', choices=SCHEDULES),
