@@ -47,7 +47,8 @@ def test_finite_spearman_on_exactly_the_mlp_folds(test_config, tmp_path, method)
     np.testing.assert_array_equal(preds['true'], plan.scores[plan.split.test])
     ev = results.read_json(os.path.join(fdir, 'eval.json'))
     assert ev['spearman'] == pytest.approx(rho[fold])
-    assert ev['num_test'] == plan.split.test.size and ev['num_tune'] == 150
+    assert ev['num_test'] == plan.split.test.size
+    assert ev['num_tune'] == (0 if method == 'ridge_cv' else 150)
     assert ev['num_fit'] == plan.split.train.size + plan.split.val.size
     calibration = metrics.calibration(preds['pred'], preds['true'])
     for key in ('pearson', 'mse', 'pred_min', 'pred_p05', 'pred_p95', 'true_max', 'range_ratio'):
@@ -122,7 +123,7 @@ def _features(config) -> tuple[np.ndarray, fold_data.FoldPlan]:
   return x, fold_data.plan_folds(config, data)[0]
 
 
-@pytest.mark.parametrize('method', ['svr', 'ridge'])
+@pytest.mark.parametrize('method', ['svr', 'ridge', 'ridge_cv'])
 def test_exact_svr_and_ridge_are_scikit_learns_own(test_config, tmp_path, method):
   config = _config(test_config, method)
   config.baseline.approximation = 'none'
@@ -137,19 +138,24 @@ def test_exact_svr_and_ridge_are_scikit_learns_own(test_config, tmp_path, method
     assert ev['approximation'] == 'none (exact RBF SVR)'
     assert set(params) == {'C', 'epsilon', 'gamma'}
     estimator = svm.SVR(kernel='rbf', **params)
-  else:
+  elif method == 'ridge':
     assert ev['approximation'] is None and set(params) == {'alpha'}
     estimator = linear_model.Ridge(**params)
+  else:  # no search: RidgeCV's leave-one-out on the fitted rows picks alpha
+    assert ev['num_trials'] == 0 and ev['num_tune'] == 0 and ev['val_spearman'] is None
+    estimator = linear_model.RidgeCV(alphas=np.logspace(-3, 6, 37))
   rows = np.union1d(plan.split.train, plan.split.val)
   direct = pipeline.make_pipeline(preprocessing.StandardScaler(), estimator)
   direct.fit(x[rows], plan.scores[rows])
+  if method == 'ridge_cv':
+    assert params == {'alpha': pytest.approx(direct[-1].alpha_)}
   expected = direct.predict(x[plan.split.test])
   np.testing.assert_allclose(preds['pred'], expected, rtol=0, atol=1e-6)
   assert np.std(expected) > 1e-3  # a real fit, not a constant
   assert ev['spearman'] == pytest.approx(metrics.spearman(expected, plan.scores[plan.split.test]))
 
 
-@pytest.mark.parametrize('method', ['svr', 'ridge'])
+@pytest.mark.parametrize('method', ['svr', 'ridge', 'ridge_cv'])
 def test_scikit_learn_never_fits_or_scales_with_test_rows(
   test_config, tmp_path, monkeypatch, method
 ):
@@ -178,7 +184,8 @@ def test_scikit_learn_never_fits_or_scales_with_test_rows(
   def rows(matrix):
     return np.array([row_of[r.tobytes()] for r in matrix])
 
-  assert len(fits) == len(predicts) == config.baseline.num_trials + 1
+  num_trials = 0 if method == 'ridge_cv' else config.baseline.num_trials
+  assert len(fits) == len(predicts) == num_trials + 1
   for (fitted, _), predicted in zip(fits[:-1], predicts[:-1], strict=True):  # tuning trials
     assert set(rows(fitted)) <= set(split.train) and rows(fitted).size == 150
     np.testing.assert_array_equal(rows(predicted), split.val)
