@@ -287,6 +287,8 @@ def test_wrong_family_and_wrong_variant_fail_in_one_line(clip_file):
     vit_extractor.make_extractor('clip', 'b15', path)
   with pytest.raises(InputError, match='output must be one of'):
     vit_extractor.make_extractor('clip', 'tiny_clip', path, output='cls_patch_mean')
+  with pytest.raises(InputError, match=r'pool_depths must be blocks 1\.\.2 of clip, got \[3\]'):
+    vit_extractor.make_extractor('clip', 'tiny_clip', path, pool_depths=(3,))
 
 
 def test_torch_bicubic_weights():

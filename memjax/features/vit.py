@@ -308,7 +308,10 @@ def check_output(cfg: ViTConfig, output: str | None, pool_depths: Sequence[int])
     )
   depths = tuple(sorted({int(d) for d in pool_depths}))
   if any(not 1 <= d <= cfg.depth for d in depths):
-    raise InputError(f'pool_depths must be blocks 1..{cfg.depth}, got {list(pool_depths)}.')
+    raise InputError(
+      f'config.extractors.<name>.pool_depths must be blocks 1..{cfg.depth} of {cfg.family}, got '
+      f'{list(pool_depths)}.'
+    )
   return output, depths
 
 
