@@ -25,7 +25,7 @@ from PIL import Image
 from memjax import checkpointing, models, parallel, steps
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
-from memjax.runtime import atomic_files, xla_options
+from memjax.runtime import atomic_files, progress, xla_options
 
 ON_ERROR = ('skip', 'stop')
 SHOW = 5  # unreadable images quoted in a message
@@ -96,15 +96,18 @@ class Predictor:
     """
     batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
     scores, probs, errors = [], [], []
+    shown = progress.bar(len(paths), 'predict', 'img')
     for batch in images.image_batches(
       paths, batch_size=batch_size, resize_to=self.resize_to, image_size=self.image_size
     ):
       s, p = self.predict_images(batch['image'])
       valid = batch['index'] >= 0
+      shown.update(int(valid.sum()))
       ok = batch['ok'][valid]
       scores.append(np.where(ok, s[valid], np.nan))
       probs.append(None if p is None else np.where(ok[:, None], p[valid], np.nan))
       errors += [e.decode() for e in batch['error'][valid]]
+    shown.close()
     if not scores:
       return np.zeros(0), None, []
     return np.concatenate(scores), None if probs[0] is None else np.concatenate(probs), errors

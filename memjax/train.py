@@ -45,7 +45,7 @@ from memjax import (
   steps,
 )
 from memjax.errors import DivergedError, InputError, StoppedError
-from memjax.runtime import fault_points, interrupts, xla_options
+from memjax.runtime import fault_points, interrupts, progress, xla_options
 
 NOT_RANKED = -2.0  # the ranking value of a checkpoint written mid-epoch (never the best)
 
@@ -193,7 +193,7 @@ def train_fold(
     meta['scale'] = {n: v.tolist() for n, v in fd.scale.items()}
 
   writer = metric_writers.create_default_writer(fdir, just_logging=jax.process_index() > 0)
-  progress = periodic_actions.ReportProgress(
+  report = periodic_actions.ReportProgress(
     num_train_steps=total_steps, writer=writer, every_steps=None, every_secs=config.log_every_secs
   )
   share = parallel.process_share(config.batch_size)
@@ -207,6 +207,8 @@ def train_fold(
     steps_per_epoch,
   )
   for epoch in range(step // steps_per_epoch, config.num_epochs):
+    shown = progress.bar(steps_per_epoch, f'fold {fold} epoch {epoch + 1}', 'step')
+    shown.update(step - epoch * steps_per_epoch)
     sums = None
     chunks = input_pipeline.train_chunks(
       fd.arrays,
@@ -223,9 +225,11 @@ def train_fold(
       fault_points.reached('train_chunk')
       sums = chunk_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, chunk_sums)
       step += chunk['label'].shape[0]
-      progress(step)
+      report(step)
+      shown.update(chunk['label'].shape[0])
       if step < (epoch + 1) * steps_per_epoch and interrupts.requested(step):
         _stop(mngr, step, state, {**meta, 'epoch': epoch, 'val': None}, fold)
+    shown.close()
     scalars = _epoch_metrics(sums, fold, step, mngr.latest_step())
     val = evaluate.score(
       programs.eval, state.eval_params, fd, fd.split.val, consts, frozen, config, mesh

@@ -23,7 +23,7 @@ from memjax import datasets, parallel
 from memjax.errors import InputError
 from memjax.features import images, registry, store
 from memjax.features.extractor import Extractor
-from memjax.runtime import atomic_files, fault_points, workdir_lock, xla_options
+from memjax.runtime import atomic_files, fault_points, progress, workdir_lock, xla_options
 
 FAILED_FILE = 'failed.json'
 
@@ -128,6 +128,7 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     directory,
     start_row,
   )
+  shown = progress.bar(len(ids), 'extract', 'img', initial=start_row)
   for batch in images.image_batches(
     paths,
     batch_size=cfg.batch_size,
@@ -156,11 +157,13 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     fault_points.reached('extract_batch')
     writer.append({n: np.where(ok, f[valid], 0) for n, f in features.items()})
     done = writer.next_row
+    shown.update(int(valid.sum()))
     if time.time() - last_log > config.log_every_secs or done == len(ids):
       rate = (done - start_row) / (time.time() - start)
       eta = (len(ids) - done) / max(rate, 1e-9)
       logging.info('extracted %d/%d images, %.1f images/s, ETA %.0f s', done, len(ids), rate, eta)
       last_log = time.time()
+  shown.close()
   meta = {
     'source': f'{config.data.name} images ({config.data.dir})',
     'features': {n: e.store_descriptor() for n, e in extractors.items()},
