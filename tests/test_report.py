@@ -6,6 +6,7 @@ import os
 import ml_collections
 import numpy as np
 import pytest
+from figure_checks import assert_figure
 from PIL import Image
 
 from memjax import metrics, results, train
@@ -107,7 +108,7 @@ def test_report_writes_tables_and_figures(workdirs, test_config):
   with open(os.path.join(out, 'table1.md')) as f:
     assert f.read().count('\n') == 8  # header, rule, six rows
   for name in ('fold_spearman', 'scatter_cnn_ic_mlp_k4', 'sweep', 'search'):
-    assert os.path.getsize(os.path.join(out, 'figures', f'{name}.png')) > 0
+    assert_figure(os.path.join(out, 'figures', f'{name}.png'))
   assert not os.path.exists(os.path.join(out, 'figures', 'memorable_grid_cnn_ic_mlp_k4.png'))
   with open(summary['written']['report']) as f:
     page = f.read()
@@ -138,4 +139,13 @@ def test_memorable_grid_with_images(tmp_path, test_config):
   row = {'workdir': str(workdir), 'label': 'test row'}
   path = str(tmp_path / 'grid.png')
   assert report.memorable_grid(path, row, preds, 2) == path
-  assert os.path.getsize(path) > 0
+  assert_figure(path)
+  # The two highest and the two lowest predictions are shown (each image is one flat colour).
+  with Image.open(path) as grid:
+    pixels = np.asarray(grid.convert('RGB')).reshape(-1, 3).astype(int)
+  for i in range(6):
+    shown = (np.abs(pixels - (40 * i, 100, 200 - 30 * i)).max(axis=1) <= 3).sum()
+    if i in (0, 1, 4, 5):
+      assert shown > 200, (i, shown)
+    else:
+      assert shown == 0, (i, shown)

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from figure_checks import assert_figure
 
 from memjax import results
 from memjax.errors import InputError
@@ -23,10 +24,15 @@ def test_sweep_two_k_values_then_resume(test_config, tmp_path):
     assert run['num_classes'] == k and len(run['thresholds'][0]) == k - 1
     row = summary['rows'][k - 2]
     assert row['spearman_mean'] == pytest.approx(run['spearman_mean'])
-  assert summary['best_K'] in (2, 3)
+  means = {r['K']: r['spearman_mean'] for r in summary['rows']}
+  assert means[2] != means[3]  # else the pick below would not be tested
+  assert summary['best_K'] == max(means, key=means.get)
   with open(os.path.join(workdir, 'sweep.csv')) as f:
-    assert f.readline().strip() == 'K,mean Spearman,SD,folds' and len(f.readlines()) == 2
-  assert os.path.getsize(os.path.join(workdir, 'sweep.png')) > 0
+    assert f.readline().strip() == 'K,mean Spearman,SD,folds'
+    body = [line.strip().split(',') for line in f]
+  assert [int(r[0]) for r in body] == [2, 3]
+  assert [float(r[1]) for r in body] == pytest.approx([means[2], means[3]], abs=1e-3)
+  assert_figure(os.path.join(workdir, 'sweep.png'))
   assert results.read_json(os.path.join(workdir, 'sweep.json'))['best_K'] == summary['best_K']
 
   eval_path = os.path.join(workdir, 'k2', 'fold_0', 'eval.json')

@@ -1,6 +1,6 @@
 """VGG fc7 and the captioning embedding: Keras/torchvision weights give Keras' own fc7."""
 
-import os
+import functools
 
 import h5py
 import jax
@@ -28,13 +28,24 @@ def _images(n, seed=0):
 _JITTED = {}
 
 
-def _fc7(extractor, images):
-  """Jitted `extractor.forward`, compiled once per (function, arch, origin) across tests."""
-  forward = extractor.forward  # functools.partial(fn, arch=..., origin=...)
+def _jitted(forward):
+  """jax.jit of `functools.partial(fn, arch=..., origin=...)`, compiled once per (function, arch,
+  origin) across tests."""
   key = (forward.func, tuple(sorted(forward.keywords.items())))
   if key not in _JITTED:
     _JITTED[key] = jax.jit(forward)
-  return np.asarray(_JITTED[key](extractor.params, images))
+  return _JITTED[key]
+
+
+def _fc7(extractor, images):
+  """Jitted `extractor.forward` of `images`."""
+  return np.asarray(_jitted(extractor.forward)(extractor.params, images))
+
+
+def _jitted_fc7(arch, origin):
+  return lambda params, images: np.asarray(
+    _jitted(functools.partial(vgg.fc7, arch=arch, origin=origin))(params, images)
+  )
 
 
 def _torch_state_dict(layers, arch):
@@ -66,44 +77,68 @@ def _keras_layers(model):
   return {layer.name: [v.numpy() for v in layer.weights] for layer in model.layers if layer.weights}
 
 
-def test_vgg16_matches_keras(tmp_path):
-  """keras.applications.VGG16's random weights, via its h5 and a torchvision .pth, give its fc7."""
-  keras.utils.set_random_seed(0)
-  model = keras.applications.VGG16(weights=None)
-  fc2 = keras.Model(model.input, model.get_layer('fc2').output)
-  images = _images(2)
-  want = fc2.predict_on_batch(keras.applications.vgg16.preprocess_input(images.astype('float32')))
-  scale = float(np.max(np.abs(want)))
-  assert scale > 0 and (want > 0).mean() > 0.05  # a live, non-trivial fc7
+# Where torchvision.models.vgg16/vgg19 keep their convolutions in `features` (Conv2d, ReLU and
+# MaxPool2d modules in order), written out here so that `VGGArch.torch_names` is checked against
+# torchvision's layout rather than against itself.
+TORCHVISION_CONVS = {
+  16: (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+  19: (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34),
+}
 
-  h5 = tmp_path / 'vgg16_full.h5'
-  model.save(str(h5))
-  extractor = vgg.make_vgg_extractor(str(h5), depth=16)
-  assert extractor.name == 'vgg16_fc7' and extractor.feature_dim == 4096
-  assert extractor.weights_sha256 == vgg_weights.file_digests(str(h5))[0]
-  assert 'BGR' in extractor.preprocessing
-  os.remove(h5)
-  got = _fc7(extractor, images)
-  diff = _max_diff(got, want)
-  print(f'VGG16 Keras h5 -> Flax fc7: max abs diff {diff:.3g} (max |fc7| {scale:.3g})')
-  assert got.shape == (2, 4096) and diff <= 1e-4 * scale
-  del extractor
 
-  # torchvision layout (zip .pth written by hand) with torchvision's preprocessing.
-  pth = tmp_path / 'vgg16_tv.pth'
-  torch_files.save_zip(pth, _torch_state_dict(_keras_layers(model), VGGArch(depth=16)))
-  tv = vgg.make_vgg_extractor(str(pth), depth=16)
-  os.remove(pth)
-  assert 'torchvision' in tv.preprocessing
-  x = (images / 255.0 - np.array(vgg.TORCH_RGB_MEAN)) / np.array(vgg.TORCH_RGB_STD)
-  want_tv = fc2.predict_on_batch(x.astype('float32'))
-  scale_tv = float(np.max(np.abs(want_tv)))
-  assert scale_tv > 0 and (want_tv > 0).mean() > 0.05
-  diff_tv = _max_diff(_fc7(tv, images), want_tv)
-  print(
-    f'VGG16 torchvision .pth -> Flax fc7: max abs diff {diff_tv:.3g} (max |fc7| {scale_tv:.3g})'
-  )
-  assert diff_tv <= 1e-4 * scale_tv
+def test_full_width_vgg16_loads_keras_applications_layers():
+  """Full width, shapes only: keras.applications.VGG16's layers (names and shapes, built at
+  32x32 so that fc6 is small and nothing of full size is allocated) become the parameters of
+  the Flax VGG16 of that shape; at 224x224 the Flax VGG16 has Keras' 138 M parameters and a
+  [B, 4096] fc7. The numbers are checked on narrow networks with the same layer names (below):
+  loading does not depend on the widths."""
+  small = VGGArch(depth=16, image_size=32)
+  model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=1)
+  layers = {
+    layer.name: [np.broadcast_to(np.float32(0), v.shape) for v in layer.weights]
+    for layer in model.layers
+    if layer.weights
+  }
+  params = vgg_weights.params_from_keras_layers(layers, small, 'keras.applications.VGG16')
+  assert set(layers) - set(params) == {'predictions'}
+  assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, _flax_shapes(small))
+
+  arch = VGGArch(depth=16)
+  shapes = _flax_shapes(arch)
+  assert sum(np.prod(s.shape) for s in jax.tree.leaves(shapes)) + 4096 * 1000 + 1000 == 138_357_544
+  images = jax.ShapeDtypeStruct((2, 224, 224, 3), np.uint8)
+  for origin in (vgg.KERAS, vgg.TORCHVISION):
+    out = jax.eval_shape(functools.partial(vgg.fc7, arch=arch, origin=origin), shapes, images)
+    assert (out.shape, out.dtype) == ((2, 4096), np.float32)
+
+
+def _flax_shapes(arch):
+  size = arch.image_size
+  x = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
+  return jax.eval_shape(vgg.VGG(arch).init, jax.random.PRNGKey(0), x)['params']
+
+
+@pytest.mark.parametrize('depth', [16, 19])
+def test_full_width_torchvision_layout(depth):
+  """Full width, shapes only: torchvision's VGG16/19 state_dict keys and shapes map onto the
+  Keras-named parameters (zero-stride arrays; built at 32x32 so that fc6 is small: at 224x224
+  torchvision's fc6 weight is [4096, 512 * 7 * 7])."""
+  assert VGGArch(depth=depth).expected_shapes()['fc1'][0] == (512 * 7 * 7, 4096)
+  arch = VGGArch(depth=depth, image_size=32)
+  names = arch.torch_names()
+  convs = [n for n in names if n.startswith('block')]
+  assert [names[n] for n in convs] == [f'features.{i}' for i in TORCHVISION_CONVS[depth]]
+  assert (names['fc1'], names['fc2']) == ('classifier.0', 'classifier.3')
+  state = {}
+  for name, (kernel_shape, bias_shape) in arch.expected_shapes().items():
+    if name.startswith('block'):  # HWIO -> OIHW
+      weight_shape = tuple(kernel_shape[i] for i in (3, 2, 0, 1))
+    else:  # [in, out] -> [out, in]
+      weight_shape = kernel_shape[::-1]
+    state[f'{names[name]}.weight'] = np.broadcast_to(np.float32(1), weight_shape)
+    state[f'{names[name]}.bias'] = np.broadcast_to(np.float32(1), bias_shape)
+  params = vgg_weights.params_from_torchvision(state, arch, f'vgg{depth}.pth')
+  assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, _flax_shapes(arch))
 
 
 def _keras_vgg(arch):
@@ -122,15 +157,18 @@ def _keras_vgg(arch):
 
 
 @pytest.mark.parametrize('depth', [16, 19])
-def test_keras3_file_layouts(tmp_path, depth):
-  """Keras 3's legacy .h5, .weights.h5 and .keras files all load and give Keras' fc7."""
+def test_keras_and_torchvision_files_give_keras_fc7(tmp_path, depth):
+  """A Keras VGG with keras.applications' layer names: its Keras 3 legacy .h5, .weights.h5 and
+  .keras files, and a torchvision .pth of its weights, all give Keras' own fc7, each with its
+  file's preprocessing (Caffe BGR for Keras, RGB mean/std for torchvision)."""
   arch = NARROW16 if depth == 16 else NARROW19
   keras.utils.set_random_seed(depth)
   model, fc2 = _keras_vgg(arch)
   model.get_layer('fc1').bias.assign(np.full(arch.fc_dim, 0.5, np.float32))  # keep fc7 alive
   images = _images(2, seed=depth)
   want = fc2.predict_on_batch(keras.applications.vgg16.preprocess_input(images.astype('float32')))
-  assert (want > 0).mean() > 0.05
+  scale = float(np.max(np.abs(want)))
+  assert (want > 0).mean() > 0.05 and scale > 1  # a live, non-trivial fc7
   for name, save in (
     ('m.h5', model.save),
     ('w.weights.h5', model.save_weights),
@@ -139,8 +177,23 @@ def test_keras3_file_layouts(tmp_path, depth):
     path = tmp_path / name
     save(str(path))
     ex = vgg.make_vgg_extractor(str(path), depth, arch=arch)
-    assert ex.name == f'vgg{depth}_fc7'
-    np.testing.assert_allclose(_fc7(ex, images), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert (ex.name, ex.feature_dim) == (f'vgg{depth}_fc7', arch.fc_dim)
+    assert ex.weights_sha256 == vgg_weights.file_digests(str(path))[0]
+    assert 'BGR' in ex.preprocessing
+    got = _fc7(ex, images)
+    assert got.shape == (2, arch.fc_dim)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+
+  pth = tmp_path / f'vgg{depth}_tv.pth'
+  torch_files.save_zip(pth, _torch_state_dict(_keras_layers(model), arch))
+  tv = vgg.make_vgg_extractor(str(pth), depth, arch=arch)
+  assert 'torchvision' in tv.preprocessing
+  x = (images / 255.0 - np.array(vgg.TORCH_RGB_MEAN)) / np.array(vgg.TORCH_RGB_STD)
+  want_tv = fc2.predict_on_batch(x.astype('float32'))
+  scale_tv = float(np.max(np.abs(want_tv)))
+  assert (want_tv > 0).mean() > 0.05 and scale_tv > 1
+  assert np.abs(want_tv - want).max() > 0.01 * scale  # the two preprocessings differ
+  np.testing.assert_allclose(_fc7(tv, images), want_tv, rtol=1e-5, atol=1e-5 * scale_tv)
 
 
 def _random_layers(arch, seed=0, with_head=True):
@@ -181,11 +234,11 @@ def test_narrow_vgg_torchvision_matches_keras_layout(tmp_path):
   torch_ex = vgg.make_vgg_extractor(str(tmp_path / 't.pth'), 16, arch=NARROW16)
   jax.tree.map(np.testing.assert_array_equal, torch_ex.params, keras_ex.params)
   # Same network; only the preprocessing differs with the file's origin.
-  caffe = vgg.fc7(keras_ex.params, images, arch=NARROW16, origin='keras')
+  caffe = _jitted_fc7(NARROW16, 'keras')(keras_ex.params, images)
   np.testing.assert_allclose(_fc7(keras_ex, images), caffe, rtol=1e-5, atol=1e-5)
-  tv = vgg.fc7(keras_ex.params, images, arch=NARROW16, origin='torchvision')
+  tv = _jitted_fc7(NARROW16, 'torchvision')(keras_ex.params, images)
   np.testing.assert_allclose(_fc7(torch_ex, images), tv, rtol=1e-5, atol=1e-5)
-  assert _fc7(torch_ex, images).shape == (3, 32)
+  assert tv.shape == (3, 32) and np.abs(tv - caffe).max() > 1e-3 * np.abs(caffe).max()
   with pytest.raises(InputError, match=r'images \[B, 224, 224, 3\]'):
     keras_ex.forward(keras_ex.params, images[:, :200])
 

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import main
+from memjax import command_line
 from memjax.errors import InputError
 from memjax.features import extract
 from memjax.runtime import workdir_lock
@@ -125,12 +126,14 @@ def test_a_waiting_holder_gets_the_lock_when_it_is_released(tmp_path):
   assert order == ['holder', 'waiter']
 
 
-def test_an_unwritable_workdir_is_a_one_line_error_naming_it(tmp_path):
+def test_an_unwritable_workdir_is_a_one_line_error_naming_it(tmp_path, test_config, capsys):
+  """main.py's run and error handler, in this process (the error is not about processes)."""
   (tmp_path / 'file.txt').write_text('not a directory')
   workdir = str(tmp_path / 'file.txt' / 'sub')  # fails even for root
-  proc = _main(f'--workdir={workdir}')
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  (line,) = _error_lines(proc.stderr)
+  with pytest.raises(SystemExit) as exit_, command_line.reporting_errors(verbose=False):
+    main.run(test_config, workdir, 'train')
+  assert exit_.value.code == 2
+  (line,) = _error_lines(capsys.readouterr().err)
   assert line == (
     f'memjax: error: cannot use {workdir} as a directory to write in: Not a directory '
     f'({workdir}). Choose a writable directory.'
