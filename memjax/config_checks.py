@@ -29,17 +29,15 @@ def check_all(config: ml_collections.ConfigDict, mode: str, workdir, check_paths
   _report(config)
   _distributed(config)
   for name, entry in config.transfer.datasets.items():
-    where = f'transfer.datasets.{name}.data'
-    sub = schema.with_data_overrides(config, f'config.{where}', entry.data)
     try:
-      schema.check_fields(sub)
+      sub = schema.with_data_overrides(config, entry.data)
       _data(sub, 'config.data', sub.data, 'transfer')
       if sub.data.name == 'synthetic':
         _synthetic_features(sub.features)
       if check_paths and mode == 'transfer':
         _data_paths(sub, 'data', 'transfer')
     except InputError as e:  # names the entry, then the field of its data
-      raise InputError(f'config.transfer.datasets.{name}: {e}') from e
+      raise InputError(f'config.transfer.datasets.{name}.data applied: {e}') from e
   if mode == 'transfer' and not config.transfer.datasets:
     schema.fail('transfer.datasets', {}, 'at least one dataset (configs/transfer.py has some)')
   if check_paths:

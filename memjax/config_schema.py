@@ -12,6 +12,7 @@ tests/test_config_schema.py fails when configs/default.py has a field this table
 import copy
 import functools
 import re
+import types
 
 import ml_collections
 from absl import logging
@@ -275,18 +276,24 @@ def leaves(config, prefix: str = '') -> dict:
   return out
 
 
-def _default_paths() -> set | None:
+@functools.cache
+def _default_paths() -> frozenset | None:
   """The fields of configs/default.py, or None where that file cannot be imported."""
   try:
     from configs import default
   except ImportError:
     return None
-  return set(leaves(default.get_config()))
+  return frozenset(leaves(default.get_config()))
 
 
-def check_fields(config: ml_collections.ConfigDict) -> None:
-  """Type, range and name of every field; a field memjax does not know is an error."""
-  found = leaves(config)
+def check_fields(config: ml_collections.ConfigDict, prefix: str = '') -> None:
+  """Type, range and name of every field; a field memjax does not know is an error.
+
+  Args:
+    config: the config, or its part at `prefix` (e.g. `data.` for config.data).
+    prefix: the dotted path of `config` in the whole config, ending in a dot.
+  """
+  found = leaves(config, prefix)
   known = _default_paths()
   for path, value in found.items():
     rule = FIELDS.get(path)
@@ -299,7 +306,9 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
         f'config.{path} is not a memjax config field (a typo?); configs/default.py lists every '
         'field.'
       )
-  absent = sorted(p for p in FIELDS if p not in found and (known is None or p in known))
+  absent = sorted(
+    p for p in FIELDS if p.startswith(prefix) and p not in found and (known is None or p in known)
+  )
   if absent:
     raise InputError(
       f'config.{absent[0]} is missing; start the config from configs/default.py '
@@ -330,14 +339,15 @@ def validate(
   config_checks.check_all(config, mode, workdir, check_paths)
 
 
-def with_data_overrides(config: ml_collections.ConfigDict, where: str, overrides) -> object:
-  """A copy of `config` with `overrides` (a transfer entry's `data`) applied to config.data.
+def with_data_overrides(config: ml_collections.ConfigDict, overrides):
+  """What a transfer entry reads: `data` (a copy of config.data with the entry's `overrides`
+  applied, its fields checked), and config's `features` and `extractors`.
 
   Raises:
-    InputError: an override of a field config.data lacks.
+    InputError: an override of a field config.data lacks, or a bad value.
   """
-  sub = copy.deepcopy(config)
-  sub.unlock()
+  data = copy.deepcopy(config.data)
+  data.unlock()
 
   def apply(target, items, at):
     for key, value in items.items():
@@ -349,5 +359,6 @@ def with_data_overrides(config: ml_collections.ConfigDict, where: str, overrides
         with target.ignore_type():
           target[key] = value
 
-  apply(sub.data, overrides, where.removeprefix('config.'))
-  return sub
+  apply(data, overrides, 'data')
+  check_fields(data, 'data.')
+  return types.SimpleNamespace(data=data, features=config.features, extractors=config.extractors)

@@ -362,3 +362,23 @@ def test_compile_cache_is_switched_on_by_main_only(tmp_path):
     if 'compile_cache.enable(' in text or 'jax_compilation_cache_dir' in text:
       callers.append(os.path.relpath(path, ROOT))
   assert callers == ['memjax/runtime/compile_cache.py'], callers
+
+
+ODD_VALUES = (None, -1, 2**40, float('nan'), True, '', ('x', 'x'), {})
+
+
+def test_any_value_of_any_field_is_accepted_or_an_input_error(tmp_path):
+  """Odd values in every field, modes taking turns: validation never fails another way."""
+  modes, outcomes, i = ('train', 'predict', 'transfer'), {'ok': 0, 'input_error': 0}, 0
+  for path in sorted(_rules()):
+    for value in ODD_VALUES:
+      config, mode = base_config(), modes[i % len(modes)]
+      config.predict.input, i = str(tmp_path), i + 1
+      set_field(config, path, value)
+      try:
+        schema.validate(config, mode, str(tmp_path))
+        outcomes['ok'] += 1
+      except InputError as e:
+        assert '\n' not in str(e) and str(e).startswith(('config.', '--mode')), str(e)
+        outcomes['input_error'] += 1
+  assert outcomes['input_error'] > outcomes['ok'] > 0, outcomes
