@@ -19,6 +19,8 @@ from memjax.features import safetensors_file, vit, vit_extractor, vit_weights
 TINY = {
   'clip': dataclasses.replace(vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=2, heads=4,
                               mlp=128, image_size=32, resize_to=32, proj_dim=16),
+  'clip_gelu': dataclasses.replace(vit.VARIANTS['clip']['b16_gelu'], patch=8, width=32, depth=2,
+                                   heads=4, mlp=128, image_size=32, resize_to=32, proj_dim=16),
   'siglip': dataclasses.replace(vit.VARIANTS['siglip']['b16_224'], patch=8, width=32, depth=2,
                                 heads=4, mlp=48, image_size=32, resize_to=32),
   'dinov2': dataclasses.replace(vit.VARIANTS['dinov2']['b14'], patch=8, width=32, depth=2,
