@@ -5,7 +5,8 @@
 Both compute CLIP ViT-B/16's projected image embedding (224 px, 512-d) with random weights
 (speed does not depend on them). memjax's figure is its jitted `forward` from uint8 pixels
 (normalisation included), batch sharded over every device, with the XLA options of memjax's
-extraction; KerasHub's (the reference, Keras 3 on the JAX backend) is `predict_on_batch` of its
+extraction (`memjax`; `memjax_fusions_on`: with XLA's default CPU library fusions, as Keras
+gets them); KerasHub's (the reference, Keras 3 on the JAX backend) is `predict_on_batch` of its
 CLIP vision encoder, pooler and projection on pixels already normalised. The two are timed in
 turns, `--repeats` times each, so that load from other processes hits both alike; the table gives
 every turn, the medians and their ratio. KerasHub is a test-only dependency.
@@ -37,8 +38,14 @@ def _timed(run_batch, batch_size: int, seconds: float) -> float:
   return done / (time.perf_counter() - start)
 
 
-def memjax_runner(images: np.ndarray):
-  """A function running one batch through memjax's jitted CLIP forward."""
+def memjax_runner(images: np.ndarray, fusions: str = 'auto'):
+  """A function running one batch through memjax's jitted CLIP forward.
+
+  Args:
+    images: the uint8 batch.
+    fusions: `config.cpu_library_fusions` ('auto': as `--mode=extract` compiles; 'on': XLA's
+      default CPU library fusions, as Keras compiles).
+  """
   import functools
 
   import jax
@@ -54,7 +61,7 @@ def memjax_runner(images: np.ndarray):
   forward = jax.jit(
     functools.partial(vit.forward, model=model),
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-    compiler_options=xla_options.compiler_options('extract'),
+    compiler_options=xla_options.compiler_options('extract', fusions),
   )
   x = parallel.to_global({'x': images}, mesh, 0)['x']
   run = lambda: forward(params, x).block_until_ready()  # noqa: E731
@@ -95,7 +102,11 @@ def main(argv):
   images = np.random.default_rng(0).integers(
     0, 256, (FLAGS.batch_size, cfg.image_size, cfg.image_size, 3), dtype=np.uint8
   )
-  runners = {'memjax': memjax_runner(images), 'keras_hub': keras_hub_runner(images)}
+  runners = {
+    'memjax': memjax_runner(images),
+    'memjax_fusions_on': memjax_runner(images, 'on'),
+    'keras_hub': keras_hub_runner(images),
+  }
   rates = {name: [] for name in runners}
   for _ in range(FLAGS.repeats):
     for name, run in runners.items():
@@ -111,11 +122,12 @@ def main(argv):
   print('| --- | --- | --- |')
   for name, r in rates.items():
     print(f'| {name} | {", ".join(f"{x:.2f}" for x in r)} | {medians[name]:.2f} |')
-  ratios = [m / k for m, k in zip(rates['memjax'], rates['keras_hub'], strict=True)]
-  print(
-    f'memjax / keras_hub: {medians["memjax"] / medians["keras_hub"]:.2f}x (median), per turn '
-    + ', '.join(f'{r:.2f}x' for r in ratios)
-  )
+  for name in ('memjax', 'memjax_fusions_on'):
+    ratios = [m / k for m, k in zip(rates[name], rates['keras_hub'], strict=True)]
+    print(
+      f'{name} / keras_hub: {medians[name] / medians["keras_hub"]:.2f}x (median), per turn '
+      + ', '.join(f'{r:.2f}x' for r in ratios)
+    )
 
 
 if __name__ == '__main__':
