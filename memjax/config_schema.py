@@ -88,7 +88,9 @@ EXTRACTOR_FIELDS = {
   'weights': _path('local weight file'),
   'projection': _path('vse projection .npz'),
   'output': Str('which output is the feature', optional=True),
-  'pool_depths': Seq('stages/blocks also mean-pooled', item=Int('a depth', 0), distinct=True),
+  'pool_depths': Seq(
+    'stages/blocks (1-based) also mean-pooled', item=Int('a depth', 1), distinct=True
+  ),
   'flip': Bool('average with the horizontal flip'),
   'dtype': Str('extractor compute dtype', choices=('float32', 'bfloat16')),
 }

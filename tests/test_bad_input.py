@@ -169,6 +169,16 @@ CASES = {
     expect=(r'unknown config field in --config\.no_such_key: .*no_such_key',),
     via_main=True,
   ),
+  'unknown-feature': Case(
+    lambda ctx: bi.Run('train', {'features': ('cnn', 'colour')}, bi.workdir(ctx.tmp_path)),
+    expect=(r"config\.features=\('cnn', 'colour'\): expected features of the synthetic data",),
+    via_main=True,
+  ),
+  'config-value-out-of-range': Case(
+    lambda ctx: bi.Run('train', {'model.dropout': 1.5}, bi.workdir(ctx.tmp_path)),
+    expect=(r'config\.model\.dropout=1\.5: expected a number in \[0\.0, 1\.0\)',),
+    via_main=True,
+  ),
   'missing-data-dir': Case(
     lambda ctx: bi.lamem(ctx.tmp_path, **{'data.dir': str(ctx.tmp_path / 'nowhere')}),
     expect=(r"config\.data\.dir='.*nowhere': expected the LaMem folder holding splits/",),
