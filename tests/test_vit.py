@@ -257,6 +257,33 @@ def test_big_vision_npz_equals_the_hf_siglip(tmp_path):
   np.testing.assert_allclose(features('siglip', 'tiny_siglip', str(npz), images), want, atol=1e-5)
 
 
+def test_wrapped_dinov2_and_scanned_big_vision(tmp_path):
+  pytest.importorskip('safetensors')
+  c = TINY['dinov2']
+  hf = hf_tensors(c, seed=2, pos_grid=5)
+  images = random_images(2, 32, seed=2)
+  want = features('dinov2', 'tiny_dinov2', save_safetensors(hf, tmp_path / 'a.safetensors'), images)
+  wrapped = {f'dinov2.{k}': v for k, v in hf.items()}  # a Dinov2ForImageClassification file
+  wrapped['classifier.weight'] = np.zeros((10, 64), np.float32)
+  path = save_safetensors(wrapped, tmp_path / 'b.safetensors')
+  np.testing.assert_array_equal(features('dinov2', 'tiny_dinov2', path, images), want)
+  s = TINY['siglip']
+  bv = big_vision_tensors(hf_tensors(s, seed=2), s)
+  unscanned = tmp_path / 'siglip.npz'
+  np.savez(unscanned, **bv)
+  block = 'params/img/Transformer/encoderblock'
+  scanned = {k: v for k, v in bv.items() if not k.startswith(f'{block}_')}
+  for k in [k for k in bv if k.startswith(f'{block}_0/')]:
+    rest = k[len(f'{block}_0/') :]
+    scanned[f'{block}/{rest}'] = np.stack([bv[f'{block}_{i}/{rest}'] for i in range(s.depth)])
+  np.savez(tmp_path / 'scanned.npz', **{k.removeprefix('params/'): v for k, v in scanned.items()})
+  images = random_images(2, 32, seed=3)
+  np.testing.assert_array_equal(
+    features('siglip', 'tiny_siglip', str(tmp_path / 'scanned.npz'), images),
+    features('siglip', 'tiny_siglip', str(unscanned), images),
+  )
+
+
 @pytest.mark.parametrize(
   ('drop', 'change', 'message'),
   [

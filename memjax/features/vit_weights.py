@@ -326,31 +326,43 @@ _LAYOUTS: dict[str, tuple[str, str, Callable]] = {
   'big_vision': ('siglip', 'params/img/embedding/kernel', _big_vision),
   'hf_dinov2': ('dinov2', 'embeddings.cls_token', _hf_dinov2),
 }
-_PREFIXES = ('', 'module.', 'model.', 'dinov2.', 'state_dict.')
 
 
-def _normalise_names(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """Strips a wrapper prefix (`module.`, `dinov2.`, ...) and gives npz keys the `params/` root."""
-  out = dict(tensors)
-  if any(k.startswith('img/') for k in out):
-    out = {f'params/{k}': v for k, v in out.items()}
-  for prefix in _PREFIXES[1:]:
-    if prefix and all(k.startswith(prefix) for k in out):
-      out = {k[len(prefix) :]: v for k, v in out.items()}
+def _unstack_scanned(tensors: dict[str, np.ndarray], depth: int) -> dict[str, np.ndarray]:
+  """big_vision checkpoints trained with `scan=True` stack the blocks (`encoderblock/...` with a
+  leading depth axis); they become `encoderblock_{i}/...`."""
+  stacked = 'params/img/Transformer/encoderblock/'
+  out = {k: v for k, v in tensors.items() if not k.startswith(stacked)}
+  for k, v in tensors.items():
+    if k.startswith(stacked) and v.shape[:1] == (depth,):
+      for i in range(depth):
+        out[k.replace('/encoderblock/', f'/encoderblock_{i}/')] = v[i]
   return out
 
 
 def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> dict:
   """The `vit.VisionTransformer` parameters of a file's tensors (layout recognised by name).
 
+  A layout is recognised by one of its tensors, also under a wrapper prefix (`module.`,
+  `dinov2.` of a classification model, big_vision's `params/` missing, ...): names are read
+  below that prefix and the rest (text tower, classifier, buffers) is ignored.
+
   Raises:
     InputError: no layout of `cfg.family` recognised, or a missing / mis-shaped tensor.
   """
-  tensors = _normalise_names(tensors)
+  tensors = dict(tensors)
+  if any(k.startswith('img/') for k in tensors):  # a big_vision npz saved without `params/`
+    tensors = {f'params/{k}': v for k, v in tensors.items()}
   for layout, (family, marker, fn) in _LAYOUTS.items():
-    if family == cfg.family and marker in tensors:
-      what = f'{cfg.family} ({layout}, width {cfg.width}, depth {cfg.depth}, patch {cfg.patch})'
-      return fn(_Tensors(tensors, where, what), cfg)
+    prefixes = [k[: -len(marker)] for k in tensors if k.endswith(marker)]
+    if family != cfg.family or not prefixes:
+      continue
+    prefix = min(prefixes, key=len)
+    named = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if layout == 'big_vision':
+      named = _unstack_scanned(named, cfg.depth)
+    what = f'{cfg.family} ({layout}, width {cfg.width}, depth {cfg.depth}, patch {cfg.patch})'
+    return fn(_Tensors(named, where + (f' (names under {prefix!r})' if prefix else ''), what), cfg)
   known = [m for f, m, _ in _LAYOUTS.values() if f == cfg.family]
   raise InputError(
     f'{where}: not a {cfg.family} image encoder: none of {known} is in the file (it has '
