@@ -37,7 +37,7 @@ def check_all(config: ml_collections.ConfigDict, mode: str, workdir, check_paths
       if check_paths and mode == 'transfer':
         _data_paths(sub, 'data', 'transfer')
     except InputError as e:  # names the entry, then the field of its data
-      raise InputError(f'config.transfer.datasets.{name}.data applied: {e}') from e
+      raise InputError(f'config.transfer.datasets.{name}.data: with it applied, {e}') from e
   if mode == 'transfer' and not config.transfer.datasets:
     schema.fail('transfer.datasets', {}, 'at least one dataset (configs/transfer.py has some)')
   if check_paths:

@@ -60,7 +60,8 @@ SCHEDULES = _owned('memjax.optimizers', 'SCHEDULES')
 SCORE_VALUES = _owned('memjax.labels', 'SCORE_VALUES')
 METHODS = _owned('memjax.experiments.baselines', 'METHODS')
 APPROXIMATIONS = _owned('memjax.experiments.baselines', 'APPROXIMATIONS')
-ON_ERROR = ('skip', 'stop')
+STORE_DTYPES = _owned('memjax.features.store_format', 'DTYPES')
+ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.features.extract; the test checks it
 
 
 def extractor_kinds() -> tuple:
@@ -163,7 +164,7 @@ FIELDS: dict[str, Rule] = {
   'optimizer.eps': Float('rmsprop epsilon', 0.0, open_low=True),
   'extractors': Entries('feature name -> extractor', fields=EXTRACTOR_FIELDS),
   'extract.batch_size': Int('images per extraction batch', 1),
-  'extract.dtype': Str('stored feature dtype', choices=('float16', 'float32')),
+  'extract.dtype': Str('stored feature dtype', choices=STORE_DTYPES),
   'extract.on_error': Str('unreadable image while extracting', choices=ON_ERROR),
   'predict.input': _path('folder of images or CSV of paths to score'),
   'predict.output': _path('CSV to write'),
