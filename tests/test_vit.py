@@ -325,7 +325,8 @@ def test_torch_bicubic_weights():
   # cubic convolution with A = -0.75 on the 4 neighbours, reads clamped to the edge. By hand,
   # [0, 1] -> 4: i = 0: x = -0.25, weights (-0.0352, 0.2617, 0.8789, -0.1055) on pixels
   # (0, 0, 0, 1) -> -0.10546875; i = 1: x = 0.25, weights (-0.1055, 0.8789, 0.2617, -0.0352) on
-  # (0, 0, 1, 1) -> 0.2265625; the rest by symmetry.
+  # (0, 0, 1, 1) -> 0.2265625; the rest by symmetry. (OpenCV's INTER_CUBIC, the same kernel and
+  # sampling, agreed with `_cubic_matrix` to 5e-7 on 37 -> 16, DINOv2's case, in a one-off check.)
   m = vit_weights._cubic_matrix(2, 4)
   np.testing.assert_allclose(m @ [0.0, 1.0], [-0.10546875, 0.2265625, 0.7734375, 1.10546875])
   np.testing.assert_allclose(vit_weights._cubic_matrix(37, 16).sum(axis=1), 1.0)
