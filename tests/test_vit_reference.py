@@ -7,7 +7,9 @@ as KerasHub's checkpoint conversion scripts port them (`tools/checkpoint_convers
 convert_{clip,siglip}_checkpoints.py`: PyTorch [out, in] weights transposed, attention split
 per head). Both run in float32 on the same normalised pixels; features must agree to 1e-4.
 
-KerasHub is a test-only dependency (Keras 3 on the JAX backend); memjax itself never imports it.
+KerasHub is a test-only dependency; memjax itself never imports it. Keras 3 runs on the JAX
+backend, or on the one Keras was first imported with in this process (TensorFlow, when
+test_vgg.py came first): both give the same differences.
 """
 
 import os
@@ -22,7 +24,12 @@ from memjax.features import vit  # noqa: E402
 
 keras_hub = pytest.importorskip('keras_hub')
 pytest.importorskip('safetensors')
+import keras  # noqa: E402
+
 TOLERANCE = 1e-4
+BACKEND = (
+  f'KerasHub {keras_hub.__version__}, Keras {keras.__version__} on {keras.backend.backend()}'
+)
 
 
 def _normalised(cfg: vit.ViTConfig, images: np.ndarray) -> np.ndarray:
@@ -105,7 +112,6 @@ def _keras_clip(cfg: vit.ViTConfig, tensors: dict, images: np.ndarray) -> dict:
 
 
 def _keras_siglip(cfg: vit.ViTConfig, tensors: dict, images: np.ndarray) -> dict:
-  import keras
   from keras_hub.src.models.siglip.siglip_vision_encoder import SigLIPVisionEncoder
 
   size = cfg.image_size
@@ -201,5 +207,6 @@ def test_features_equal_keras_hub(name, pos_grid, tmp_path):
     got = tv.features(cfg.family, f'tiny_{name}', path, images, output=output)
     assert got.shape == reference.shape
     diff = float(np.abs(got - reference).max())
-    print(f'{name} {output}: max abs difference {diff:.2e} (feature scale {np.abs(got).max():.2f})')
+    scale = np.abs(got).max()
+    print(f'{name} {output}: max abs difference {diff:.2e} (feature scale {scale:.2f}; {BACKEND})')
     assert diff <= TOLERANCE, (output, diff)
