@@ -45,8 +45,8 @@ def parse_split_file(path: str) -> list[tuple[str, float, int]]:
       an image listed twice (naming both lines).
   """
   try:
-    with open(path, encoding='utf-8') as f:
-      lines = f.read().splitlines()
+    with open(path, encoding='utf-8-sig') as f:  # a byte-order mark is dropped
+      lines = f.read().split('\n')
   except FileNotFoundError as e:
     raise InputError(f'LaMem split file {path} is missing.') from e
   except (OSError, UnicodeDecodeError) as e:

@@ -10,6 +10,7 @@ import math
 import os
 import posixpath
 import re
+import unicodedata
 
 from memjax.errors import InputError
 
@@ -36,7 +37,7 @@ def relative_image_path(text: str, path: str, line: int) -> str:
   """`text` as a normalised relative POSIX path, the image id.
 
   Raises:
-    InputError: empty, absolute, or leaving its folder with `..`.
+    InputError: empty, absolute, leaving its folder with `..`, or holding control characters.
   """
   rel = text.strip().replace('\\', '/')
   norm = posixpath.normpath(rel) if rel else ''
@@ -44,7 +45,17 @@ def relative_image_path(text: str, path: str, line: int) -> str:
     raise InputError(
       f'{path} line {line}: expected an image path relative to the image folder, got {text!r}.'
     )
+  if has_control_characters(norm):
+    raise InputError(
+      f'{path} line {line}: image path {text!r} holds control characters (NUL, escape, a stray '
+      'byte-order mark); is the file damaged or in another encoding?'
+    )
   return norm
+
+
+def has_control_characters(text: str) -> bool:
+  """Whether `text` holds a control character (Unicode category Cc) or a byte-order mark."""
+  return '\ufeff' in text or any(unicodedata.category(c) == 'Cc' for c in text)
 
 
 def check_duplicate(seen: dict[str, int], image_id: str, path: str, line: int) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from memjax.datasets.score_files import has_control_characters
 from memjax.errors import InputError
 from memjax.runtime import atomic_files
 
@@ -52,7 +53,7 @@ def check_dtype(dtype: str | np.dtype) -> str:
 
 
 def validate_ids(ids: Iterable[str], where: str = 'ids') -> list[str]:
-  """Checks ids are non-empty, single-line, unstripped-clean and unique; returns them as a list.
+  """Checks ids are non-empty, unique, unpadded and free of control characters; returns a list.
 
   Raises:
     InputError: naming the offending id and its position(s) in `where`.
@@ -61,8 +62,11 @@ def validate_ids(ids: Iterable[str], where: str = 'ids') -> list[str]:
   out = []
   for i, image_id in enumerate(ids):
     image_id = str(image_id)
-    if not image_id or image_id.strip() != image_id or '\n' in image_id or '\r' in image_id:
-      raise InputError(f'{where}[{i}]: id {image_id!r} is empty or has surrounding whitespace.')
+    if not image_id or image_id.strip() != image_id or has_control_characters(image_id):
+      raise InputError(
+        f'{where}[{i}]: id {image_id!r} is empty, has surrounding whitespace or holds control '
+        'characters (line ends, NUL, a byte-order mark).'
+      )
     if image_id in seen:
       raise InputError(f'{where}: id {image_id!r} appears at positions {seen[image_id]} and {i}.')
     seen[image_id] = i
@@ -218,11 +222,11 @@ def read_ids(path: str) -> list[str]:
   """Reads an `ids.txt`.
 
   Raises:
-    InputError: unreadable, empty, a blank or padded line, or a duplicate id (naming the id and
-      both line numbers).
+    InputError: unreadable, empty, a blank or padded line, a control character (NUL, a stray CR),
+      or a duplicate id (naming the id and both line numbers).
   """
   try:
-    with open(path, encoding='utf-8', newline='') as f:
+    with open(path, encoding='utf-8-sig', newline='') as f:  # a byte-order mark is dropped
       lines = f.read().split('\n')
   except (OSError, UnicodeDecodeError) as e:
     raise InputError(f'cannot read {path}: {e}') from e
@@ -231,8 +235,11 @@ def read_ids(path: str) -> list[str]:
     lines.pop()
   seen: dict[str, int] = {}
   for number, image_id in enumerate(lines, start=1):
-    if not image_id or image_id.strip() != image_id:
-      raise InputError(f'{path} line {number}: expected an image id, got {image_id!r}.')
+    if not image_id or image_id.strip() != image_id or has_control_characters(image_id):
+      raise InputError(
+        f'{path} line {number}: expected an image id (no padding or control characters), '
+        f'got {image_id!r}.'
+      )
     if image_id in seen:
       raise InputError(
         f'{path}: id {image_id!r} appears twice, on lines {seen[image_id]} and {number}.'
@@ -241,6 +248,10 @@ def read_ids(path: str) -> list[str]:
   if not lines:
     raise InputError(f'{path} is empty; expected one image id per line.')
   return lines
+
+
+def _positive_int(value) -> bool:
+  return type(value) is int and value > 0  # not a bool
 
 
 def read_metadata(directory: str) -> dict:
@@ -255,19 +266,24 @@ def read_metadata(directory: str) -> dict:
       meta = json.load(f)
   except FileNotFoundError as e:
     raise InputError(f'{path} is missing; every feature store needs one.') from e
-  except (OSError, ValueError) as e:
-    raise InputError(f'{path} is not valid JSON: {e}') from e
+  except (OSError, ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
+    raise InputError(f'{path} is not valid JSON: {str(e)[:200]}') from e
   if not isinstance(meta, dict):
     raise InputError(f'{path}: expected a JSON object.')
-  if meta.get('format_version') != FORMAT_VERSION:
-    raise InputError(
-      f'{path}: format_version {meta.get("format_version")!r}; this memjax reads {FORMAT_VERSION}.'
-    )
-  if not isinstance(meta.get('count'), int) or not isinstance(meta.get('features'), dict):
-    raise InputError(f"{path}: expected an int 'count' and a 'features' object.")
+  version = meta.get('format_version')
+  if type(version) is not int or version != FORMAT_VERSION:
+    raise InputError(f'{path}: format_version {version!r:.40}; this memjax reads {FORMAT_VERSION}.')
+  if not _positive_int(meta.get('count')) or not isinstance(meta.get('features'), dict):
+    raise InputError(f"{path}: expected a positive int 'count' and a 'features' object.")
+  if not meta['features']:
+    raise InputError(f"{path}: 'features' is empty; a store serves at least one feature.")
   for name, entry in meta['features'].items():
-    if not isinstance(entry, dict) or not isinstance(entry.get('dim'), int):
-      raise InputError(f"{path}: feature {name!r} needs an object with an int 'dim'.")
+    if not NAME_PATTERN.fullmatch(name):
+      raise InputError(
+        f'{path}: feature name {name!r:.60} must match {NAME_PATTERN.pattern} (it names a file).'
+      )
+    if not isinstance(entry, dict) or not _positive_int(entry.get('dim')):
+      raise InputError(f"{path}: feature {name!r} needs an object with a positive int 'dim'.")
     if entry.get('dtype') not in DTYPES:
       raise InputError(
         f"{path}: feature {name!r} needs 'dtype' in {DTYPES}, got {entry.get('dtype')!r}."
