@@ -139,3 +139,18 @@ def test_bad_storage_url_is_an_input_error(tmp_path):
   with pytest.raises(search.InputError, match='config.search.storage') as e:
     search.open_study(config, str(tmp_path))
   assert 'secret' not in str(e.value)
+
+
+def test_storage_urls_name_an_installed_driver_and_never_show_a_password(tmp_path):
+  url = search.driver_url('postgresql://user:secret@127.0.0.1:5432/db')
+  assert url.startswith(('postgresql+psycopg://', 'postgresql+psycopg2://'))
+  assert url.endswith('://user:secret@127.0.0.1:5432/db')
+  assert search.driver_url('postgresql+psycopg2://u@h/d') == 'postgresql+psycopg2://u@h/d'
+  assert search.driver_url('sqlite:////tmp/study.db') == 'sqlite:////tmp/study.db'
+  assert search.public_url('postgresql://user:secret@h/db') == 'postgresql://user:***@h/db'
+  assert 'secret' not in search.public_url('not a url://user:secret@h/db')
+  config = _config(1)
+  config.search.storage = 'not a url://user:secret@host/db'
+  with pytest.raises(search.InputError, match='config.search.storage') as e:
+    search.open_study(config, str(tmp_path))
+  assert 'secret' not in str(e.value)

@@ -16,7 +16,14 @@ that dies (SIGKILL, lost machine) leaves its trial RUNNING; its heartbeat stops,
 `grace_secs` stale the next trial start marks it failed and re-queues its parameters, and the
 retry continues in the dead trial's workdir, so its finished folds are skipped and an unfinished
 fold resumes from its latest checkpoint. On SQLite, trial state changes take a file lock
-(`study.db.lock`) so that two workers never take the same re-queued trial. Workers hold WORKDIR
+(`study.db.lock`) so that two workers never take the same re-queued trial; PostgreSQL does that
+itself (optuna's `SELECT ... FOR UPDATE` on the trial row), and there a session advisory lock
+(`pg_advisory_lock`, released by the server when a holder dies) takes the file lock's other job:
+one worker at a time creates the tables and the study. A worker that reaches the trial budget
+first fails the trials whose heartbeat went stale and runs their retries, so a dead worker's trial
+is never left RUNNING behind a finished search; one that dies within `grace_secs` of the end is
+retried by re-running the command once it is stale. Connections time out after
+`CONNECT_TIMEOUT_SECS` rather than hanging on an unreachable server. Workers hold WORKDIR
 shared (`memjax/workdir_lock.py`: no train or sweep can start in it meanwhile), and each trial
 directory exclusively: a retry waits until a stalled worker whose trial was failed as stale
 lets go of its directory, so two processes never train in one trial directory.
@@ -28,11 +35,14 @@ Every worker, when done, writes `WORKDIR/search.json`, `trials.csv`, `search.png
 import contextlib
 import copy
 import fcntl
+import importlib.util
 import math
 import os
+import re
 import socket
 import time
 import warnings
+import zlib
 
 import ml_collections
 import numpy as np
@@ -47,6 +57,10 @@ from memjax.runtime import workdir_lock
 
 SEARCH_FILE, TRIALS_FILE, BEST_CONFIG_FILE = 'search.json', 'trials.csv', 'best_config.py'
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+WAITING = (optuna.trial.TrialState.WAITING,)
+CONNECT_TIMEOUT_SECS = 30
+# The PostgreSQL advisory lock key (a 64-bit int) that serialises creating tables and the study.
+_PG_LOCK_KEY = zlib.crc32(b'memjax.experiments.search')
 
 
 def storage_url(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -54,9 +68,28 @@ def storage_url(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.search.storage or f'sqlite:///{os.path.abspath(workdir)}/study.db'
 
 
+def driver_url(url: str) -> str:
+  """`url` with a PostgreSQL driver that is installed, where the URL names none.
+
+  SQLAlchemy 2.1 maps a plain `postgresql://` to psycopg 3, 2.0 to psycopg2; either package
+  serves, so the one installed is named (psycopg first). URLs that name a driver
+  (`postgresql+psycopg2://`) and other databases are returned unchanged.
+  """
+  parsed = sqlalchemy.engine.make_url(url)
+  if parsed.drivername != 'postgresql':
+    return url
+  for module in ('psycopg', 'psycopg2'):
+    if importlib.util.find_spec(module) is not None:
+      return parsed.set(drivername=f'postgresql+{module}').render_as_string(hide_password=False)
+  return url
+
+
 def public_url(url: str) -> str:
-  """The URL with any password masked, for logs and results."""
-  return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+  """The URL with any password masked, for logs and results (also for a URL that does not parse)."""
+  try:
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+  except sqlalchemy.exc.ArgumentError:
+    return re.sub(r'(//[^:/@]*:)[^@]*@', r'\1***@', url)
 
 
 def _lock_path(url: str) -> str | None:
@@ -80,6 +113,45 @@ def _file_lock(path: str | None):
       yield
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _database_lock(url: str):
+  """An exclusive lock for the study's set-up: the SQLite file lock, or a PostgreSQL advisory lock.
+
+  Two workers starting at once would otherwise both create optuna's tables and stamp its schema
+  version (PostgreSQL then fails one of them with a duplicate-key error). An advisory lock lives
+  in the server and dies with the session that holds it, so a killed worker never leaves it held.
+  Other databases take no lock.
+  """
+  parsed = sqlalchemy.engine.make_url(url)
+  if parsed.get_backend_name() != 'postgresql':
+    with _file_lock(_lock_path(url)):
+      yield
+    return
+  engine = sqlalchemy.create_engine(
+    url, poolclass=sqlalchemy.pool.NullPool, connect_args={'connect_timeout': CONNECT_TIMEOUT_SECS}
+  )
+  try:
+    with engine.connect() as connection:
+      connection.execute(sqlalchemy.text('SELECT pg_advisory_lock(:k)'), {'k': _PG_LOCK_KEY})
+      connection.commit()
+      try:
+        yield
+      finally:
+        connection.execute(sqlalchemy.text('SELECT pg_advisory_unlock(:k)'), {'k': _PG_LOCK_KEY})
+        connection.commit()
+  finally:
+    engine.dispose()
+
+
+def _engine_kwargs(url: str) -> dict:
+  backend = sqlalchemy.engine.make_url(url).get_backend_name()
+  if backend == 'sqlite':  # wait for the other workers' write locks instead of failing at once
+    return {'connect_args': {'timeout': 300}}
+  if backend == 'postgresql':
+    return {'pool_pre_ping': True, 'connect_args': {'connect_timeout': CONNECT_TIMEOUT_SECS}}
+  return {'pool_pre_ping': True}
 
 
 class _LockedStorage(optuna.storages.RDBStorage):
@@ -107,16 +179,14 @@ def open_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
   """
   cfg = config.search
   url = storage_url(config, workdir)
-  sqlite = sqlalchemy.engine.make_url(url).get_backend_name() == 'sqlite'
-  # SQLite: wait for the other workers' write locks instead of failing at once.
-  engine_kwargs = {'connect_args': {'timeout': 300}} if sqlite else {'pool_pre_ping': True}
   try:
-    with _file_lock(_lock_path(url)), warnings.catch_warnings():  # one creates the tables
+    url = driver_url(url)
+    with _database_lock(url), warnings.catch_warnings():  # one creates the tables
       warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
       storage = _LockedStorage(
         url,
         _lock_path(url),
-        engine_kwargs=engine_kwargs,
+        engine_kwargs=_engine_kwargs(url),
         heartbeat_interval=cfg.heartbeat_secs,
         grace_period=cfg.grace_secs,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
@@ -139,7 +209,7 @@ def open_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
     raise InputError(
       f'config.search.storage={public_url(url)!r} cannot be opened ({e}); expected a '
       'SQLAlchemy URL such as sqlite:///path/study.db or postgresql://user:pass@host/db with '
-      'its driver installed (pip install psycopg2-binary for PostgreSQL).'
+      'its driver installed (pip install psycopg2-binary or psycopg for PostgreSQL).'
     ) from e
 
 
@@ -262,7 +332,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   objective = make_objective(config, workdir)
   failures = 0
-  while _count(study, FINISHED) < config.search.num_trials:
+  while _trials_left(study, config.search.num_trials):
     before = _count(study, (optuna.trial.TrialState.FAIL,))
     try:
       study.optimize(objective, n_trials=1, catch=(FloatingPointError,))
@@ -278,6 +348,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           'config.search.learning_rate.'
         )
   return export(config, study, workdir, url, time.time() - start)
+
+
+def _trials_left(study: optuna.Study, num_trials: int) -> bool:
+  """Whether to run another trial: the budget is not reached, or a retry is waiting.
+
+  Once the budget is reached, trials of dead workers whose heartbeat went stale are failed now
+  (optuna otherwise does it only when a trial starts), and their re-queued retries are run, so
+  that a search that ends leaves no dead worker's trial RUNNING.
+  """
+  if _count(study, FINISHED) < num_trials:
+    return True
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+    optuna.storages.fail_stale_trials(study)
+  return _count(study, WAITING) > 0
 
 
 def trial_rows(study: optuna.Study) -> list[dict]:
