@@ -7,24 +7,21 @@ as KerasHub's checkpoint conversion scripts port them (`tools/checkpoint_convers
 convert_{clip,siglip}_checkpoints.py`: PyTorch [out, in] weights transposed, attention split
 per head). Both run in float32 on the same normalised pixels; features must agree to 1e-4.
 
-KerasHub is a test-only dependency; memjax itself never imports it. Keras 3 runs on the JAX
-backend, or on the one Keras was first imported with in this process (TensorFlow, when
-test_vgg.py came first): both give the same differences.
+KerasHub is a test-only dependency; memjax itself never imports it. Keras 3 runs on the backend
+it was imported with: TensorFlow in this suite (conftest imports TensorFlow, which imports
+Keras); with KERAS_BACKEND=jax the differences are the same (<= 1.8e-6 either way).
 """
 
-import os
+import numpy as np
+import pytest
+import test_vit as tv
 
-os.environ.setdefault('KERAS_BACKEND', 'jax')
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import test_vit as tv  # noqa: E402
-
-from memjax.features import vit  # noqa: E402
+from memjax.features import vit
 
 keras_hub = pytest.importorskip('keras_hub')
+import keras  # noqa: E402  (already imported by TensorFlow, with its backend)
+
 pytest.importorskip('safetensors')
-import keras  # noqa: E402
 
 TOLERANCE = 1e-4
 BACKEND = (
