@@ -4,6 +4,7 @@ worker's trial in its own workdir, resuming, and the exported best config."""
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -154,3 +155,17 @@ def test_storage_urls_name_an_installed_driver_and_never_show_a_password(tmp_pat
   with pytest.raises(search.InputError, match='config.search.storage') as e:
     search.open_study(config, str(tmp_path))
   assert 'secret' not in str(e.value)
+
+
+def test_a_postgresql_server_that_is_not_there_is_one_input_error(tmp_path):
+  if search.driver_url('postgresql://h/d') == 'postgresql://h/d':
+    pytest.skip('no PostgreSQL driver installed (pip install psycopg2-binary)')
+  with socket.socket() as s:  # a loopback port nobody listens on
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  config = _config(1)
+  config.search.storage = f'postgresql://user:secret@127.0.0.1:{port}/db'
+  start = time.monotonic()
+  with pytest.raises(search.InputError, match=r'config.search.storage=.*user:\*\*\*@') as e:
+    search.open_study(config, str(tmp_path))
+  assert 'secret' not in str(e.value) and time.monotonic() - start < search.CONNECT_TIMEOUT_SECS

@@ -130,7 +130,7 @@ def _database_lock(url: str):
       yield
     return
   engine = sqlalchemy.create_engine(
-    url, poolclass=sqlalchemy.pool.NullPool, connect_args={'connect_timeout': CONNECT_TIMEOUT_SECS}
+    url, poolclass=sqlalchemy.pool.NullPool, connect_args=_connect_args(parsed)
   )
   try:
     with engine.connect() as connection:
@@ -145,13 +145,18 @@ def _database_lock(url: str):
     engine.dispose()
 
 
+def _connect_args(parsed: sqlalchemy.engine.URL) -> dict:
+  """libpq's connection timeout, for the psycopg drivers (others keep their defaults)."""
+  if parsed.get_driver_name() in ('psycopg', 'psycopg2'):
+    return {'connect_timeout': CONNECT_TIMEOUT_SECS}
+  return {}
+
+
 def _engine_kwargs(url: str) -> dict:
-  backend = sqlalchemy.engine.make_url(url).get_backend_name()
-  if backend == 'sqlite':  # wait for the other workers' write locks instead of failing at once
+  parsed = sqlalchemy.engine.make_url(url)
+  if parsed.get_backend_name() == 'sqlite':  # wait for other workers' write locks, not fail
     return {'connect_args': {'timeout': 300}}
-  if backend == 'postgresql':
-    return {'pool_pre_ping': True, 'connect_args': {'connect_timeout': CONNECT_TIMEOUT_SECS}}
-  return {'pool_pre_ping': True}
+  return {'pool_pre_ping': True, 'connect_args': _connect_args(parsed)}
 
 
 class _LockedStorage(optuna.storages.RDBStorage):
