@@ -449,3 +449,27 @@ def test_on_the_fly_training_and_predict(tmp_path, test_config):
   with open(out['output']) as f:
     scores = [float(r['score']) for r in csv.DictReader(f)]
   assert len(scores) == 24 and np.all(np.isfinite(scores))
+
+
+def test_share_geometry():
+  """ViTs take the other features' geometry, or the largest ViT's; fixed ones must agree."""
+  from memjax.features import registry
+  from memjax.features.extractor import Extractor
+
+  def fake(family: str, resize_to: int, size: int) -> vit_extractor.ViTExtractor:
+    cfg = dataclasses.replace(TINY[family], image_size=size, resize_to=resize_to)
+    return vit_extractor.ViTExtractor('x', 1, {}, None, size, resize_to, 'p', None, cfg)
+
+  grid = registry.color_grid()
+  out = vit_extractor.share_geometry({'clip': fake('clip', 32, 32), 'grid': grid})
+  assert (out['clip'].resize_to, out['clip'].image_size) == (256, 224)
+  assert 'resized to 32 inside the model' in out['clip'].preprocessing
+  out = vit_extractor.share_geometry({'a': fake('clip', 32, 32), 'b': fake('siglip', 48, 48)})
+  assert {(e.resize_to, e.image_size) for e in out.values()} == {(48, 48)}
+  assert out['b'].preprocessing == 'p' and 'resized to 32' in out['a'].preprocessing
+  out = vit_extractor.share_geometry({'a': fake('clip', 224, 224), 'g': grid})  # CLIP + VGG
+  assert (out['a'].resize_to, out['a'].image_size) == (256, 224)
+  assert 'are used at that size' in out['a'].preprocessing
+  other = Extractor('vgg', 1, {}, None, 200, 230)
+  with pytest.raises(InputError, match='want different inputs'):
+    vit_extractor.share_geometry({'a': fake('clip', 32, 32), 'g': grid, 'v': other})

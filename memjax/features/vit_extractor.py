@@ -72,12 +72,13 @@ def make_extractor(
 
 
 def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
-  """Fused features with one image geometry: ViTs follow the others (or the first feature).
+  """Fused features with one image geometry: ViTs follow the others' (or the largest ViT's).
 
   The image pipeline decodes every image once, at one (resize_to, image_size). When the fused
   extractors want different ones, the ViT extractors take the geometry of the other extractors
-  (which must agree), or of the first feature when all are ViTs, and resize that crop to their
-  model size inside the jit (bicubic, antialiased); their store entry says so.
+  (which must agree), or, when all are ViTs, that of the ViT with the largest input (the first
+  of those), and resize that crop to their model size inside the jit (bicubic, antialiased);
+  their store entry says so.
 
   Raises:
     InputError: the non-ViT extractors disagree among themselves.
@@ -86,15 +87,19 @@ def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
   if len(fixed) > 1:
     sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
     raise InputError(f'extractors of {list(extractors)} want different inputs {sizes}.')
-  first = next(iter(extractors.values()))
-  resize_to, size = fixed.pop() if fixed else (first.resize_to, first.image_size)
+  largest = max(extractors.values(), key=lambda e: e.image_size)
+  resize_to, size = fixed.pop() if fixed else (largest.resize_to, largest.image_size)
   out = {}
   for name, e in extractors.items():
     if _is_vit(e) and (e.resize_to, e.image_size) != (resize_to, size):
+      inside = (
+        f'resized to {e.config.image_size} inside the model (bicubic, antialiased)'
+        if size != e.config.image_size
+        else 'used at that size'
+      )
       note = (
         f'; images arrive as the fused features decode them (shorter side {resize_to}, crop '
-        f"{size}, not this model's {e.resize_to} / {e.image_size}) and are resized to "
-        f'{e.config.image_size} inside the model (bicubic, antialiased)'
+        f"{size}, not this model's {e.resize_to} / {e.image_size}) and are {inside}"
       )
       e = dataclasses.replace(
         e, resize_to=resize_to, image_size=size, preprocessing=e.preprocessing + note
