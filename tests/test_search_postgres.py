@@ -43,7 +43,7 @@ OVERRIDES = {
   'search.startup_trials': 2,
   'search.pruner_startup_trials': 2,
   'search.heartbeat_secs': 1,
-  'search.grace_secs': 3,
+  'search.grace_secs': 4,  # a heartbeat thread starved on a loaded machine is not a dead worker
 }
 
 
@@ -178,7 +178,9 @@ def test_two_workers_on_postgresql_one_killed_mid_trial_every_trial_accounted_fo
     for t in optuna.load_study(study_name='memjax', storage=storage).trials
     if t.user_attrs.get('worker', '').endswith(f':{victim.pid}')
   ]
-  assert [t.state.name for t in dead] == ['RUNNING'] and len(dead[0].intermediate_values) == 1
+  # RUNNING, or already failed as stale by worker B; one fold reported either way.
+  assert len(dead) == 1 and dead[0].state.name in ('RUNNING', 'FAIL'), dead
+  assert len(dead[0].intermediate_values) == 1
   dead_dir = dead[0].user_attrs['workdir']
   finished_fold = os.path.join(dead_dir, 'fold_0', 'eval.json')
   finished_mtime = os.path.getmtime(finished_fold)
@@ -195,16 +197,27 @@ def test_two_workers_on_postgresql_one_killed_mid_trial_every_trial_accounted_fo
     assert code == 0, log[-3000:]
     trials = optuna.load_study(study_name='memjax', storage=storage).trials
 
+  # Every trial accounted for: finished, or failed with exactly one retry (a retry's
+  # `retry_history` ends with the trial it replaces), and the budget of finished trials reached.
   states = [t.state.name for t in trials]
-  assert states.count('FAIL') == 1 and set(states) <= {'COMPLETE', 'PRUNED', 'FAIL'}, states
+  assert set(states) <= {'COMPLETE', 'PRUNED', 'FAIL'}, states
   assert sum(s in ('COMPLETE', 'PRUNED') for s in states) >= OVERRIDES['search.num_trials']
-  assert trials[dead[0].number].state.name == 'FAIL'
-  retry = [t for t in trials if t.system_attrs.get('failed_trial') == dead[0].number]
-  assert len(retry) == 1 and retry[0].state.name in ('COMPLETE', 'PRUNED')
-  assert retry[0].params == dead[0].params
-  assert retry[0].user_attrs['workdir'] == dead_dir  # continued in the dead trial's folder
-  assert os.path.getmtime(finished_fold) == finished_mtime  # its finished fold was not redone
-  assert retry[0].user_attrs['fold_spearman'][0] == dead[0].user_attrs['fold_spearman'][0]
+  retries = [t for t in trials if 'retry_history' in t.system_attrs]
+  retry_of = {t.system_attrs['retry_history'][-1]: t for t in retries}
+  for t in trials:
+    if t.state.name == 'FAIL':
+      assert t.number in retry_of, f'trial {t.number} failed without a retry: {states}'
+  assert len(retry_of) == states.count('FAIL')
+  # The killed trial: failed, retried with its parameters in its own folder, finished there, and
+  # its finished fold was not trained again.
+  last = trials[dead[0].number]
+  assert last.state.name == 'FAIL'
+  while last.state.name == 'FAIL':  # a retry that itself stalled under load is retried too
+    last = retry_of[last.number]
+  assert last.state.name in ('COMPLETE', 'PRUNED') and last.params == dead[0].params
+  assert last.user_attrs['workdir'] == dead_dir
+  assert os.path.getmtime(finished_fold) == finished_mtime
+  assert last.user_attrs['fold_spearman'][0] == dead[0].user_attrs['fold_spearman'][0]
   with open(os.path.join(workdir, search.SEARCH_FILE)) as f:
     summary = json.load(f)
   assert summary['storage'] == postgres_url  # no password in it to mask
