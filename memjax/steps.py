@@ -188,10 +188,9 @@ def scores_and_probs(model: FusionMLP, outputs, values) -> tuple:
   return labels.aggregate(probs, values), probs
 
 
-def _ema(decay: float, step, average, params):
-  """One moving-average update; the decay ramps up ((1+t)/(10+t)) so early steps count less."""
-  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-  return jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
+def _ema(decay: float, average, params):
+  """One moving-average update: decay * average + (1 - decay) * params."""
+  return jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, average, params)
 
 
 def train_step(
@@ -219,7 +218,7 @@ def train_step(
   params = optax.apply_updates(state.params, updates)
   ema = state.ema_params
   if ema is not None:
-    ema = _ema(recipe.ema_decay, state.step, ema, params)
+    ema = _ema(recipe.ema_decay, ema, params)
   state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
   metrics = {
     'loss': loss.sum(),

@@ -118,8 +118,7 @@ def test_train_step_with_smoothing_and_ema_against_hand_computed_update():
   grad_logits = (probs - targets) / 4  # d mean CE / d logits
   kernel = np.eye(K) - 0.5 * LOGITS.T.astype(np.float64) @ grad_logits
   np.testing.assert_allclose(new.params['head']['kernel'], kernel, rtol=1e-5, atol=1e-6)
-  decay = min(0.9, 1.0 / 10.0)  # the ramp at step 0: (1 + 0) / (10 + 0)
-  ema = decay * np.eye(K) + (1 - decay) * kernel
+  ema = 0.9 * np.eye(K) + 0.1 * kernel  # the average starts at the initial parameters
   np.testing.assert_allclose(new.ema_params['head']['kernel'], ema, rtol=1e-5, atol=1e-6)
   assert int(new.step) == 1 and int(sums['count']) == 4
 
