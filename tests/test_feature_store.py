@@ -381,7 +381,7 @@ def test_damaged_values_are_caught_when_first_opened_and_a_clean_check_is_record
   scanned.clear()
   message = (
     rf"feature store {path}: feature 'cnn' \(cnn.npy\) has NaN or inf in 2 row\(s\), first: "
-    r"41 \('00000042.jpg'\), 44 \('00000045.jpg'\)\. .*extract that feature again"
+    r"41 \('00000042.jpg'\), 44 \('00000045.jpg'\)\. .*extract the store again"
   )
   with pytest.raises(InputError, match=message):
     store.read_store(path)

@@ -133,7 +133,8 @@ def check_arrays(
       rows = ', '.join(f'{r} ({ids[r]!r})' for r in first)
       raise InputError(
         f'feature store {directory}: feature {name!r} ({name}.npy) has NaN or inf in {count} '
-        f'row(s), first: {rows}. The stored values are damaged; extract that feature again.'
+        f'row(s), first: {rows}. The stored values are damaged: extract the store again into a '
+        'new folder (or delete this one first).'
       )
     logging.info(
       'feature store %s: %s has no NaN or inf (%d x %d checked in %.1f s)',
