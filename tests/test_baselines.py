@@ -222,3 +222,37 @@ def test_every_planned_fold_of_every_fold_seed_is_run_and_summarised(
   assert summary['spearman_mean'] == pytest.approx(np.mean(rho))
   assert summary['spearman_std'] == pytest.approx(np.std(rho, ddof=1))
   assert summary['mse_std'] == pytest.approx(np.std([f['mse'] for f in summary['folds']], ddof=1))
+
+
+def test_tune_folds_cross_validates_inside_train_and_val_rows(test_config, tmp_path, monkeypatch):
+  config = _config(test_config, 'ridge')
+  config.baseline.tune_rows = 0
+  config.baseline.tune_folds = 3  # set here until configs/default.py has the field
+  config.data.run_folds = (0,)
+  calls = []
+  real = baselines.fit_predict
+
+  def spy(cfg, params, x, y, fit_rows, predict_rows, seed):
+    calls.append((fit_rows.copy(), predict_rows.copy()))
+    return real(cfg, params, x, y, fit_rows, predict_rows, seed)
+
+  monkeypatch.setattr(baselines, 'fit_predict', spy)
+  summary = baselines.run(config, str(tmp_path))
+  split = fold_data.plan_folds(config, datasets.load(config))[0].split
+  trainval = np.union1d(split.train, split.val)
+  tuning, final = calls[:-1], calls[-1]
+  assert len(tuning) == 3 * config.baseline.num_trials
+  for t in range(config.baseline.num_trials):
+    inner = tuning[3 * t : 3 * t + 3]
+    scored = np.concatenate([s for _, s in inner])
+    np.testing.assert_array_equal(np.sort(scored), trainval)  # each row scored once per trial
+    for fitted, scored_rows in inner:
+      np.testing.assert_array_equal(np.union1d(fitted, scored_rows), trainval)
+      assert not set(fitted) & set(scored_rows)
+  np.testing.assert_array_equal(final[0], trainval)
+  np.testing.assert_array_equal(final[1], split.test)
+  fold = summary['folds'][0]
+  assert fold['tune_folds'] == 3 and fold['num_tune'] == trainval.size
+  config.baseline.tune_folds = 1
+  with pytest.raises(InputError, match='config.baseline.tune_folds'):
+    baselines.run(config, str(tmp_path / 'bad'))

@@ -6,7 +6,10 @@ are scored on exactly the same test rows and labels, with the same `metrics.spea
 1. **Tuning, inside the training fold only.** Optuna's TPE sampler proposes hyper-parameters
    (`config.baseline.num_trials` per fold); each proposal is fitted on a seeded subsample of the
    fold's training rows (`tune_rows`) and scored by Spearman on the fold's validation rows (the
-   rows the MLP uses to pick its checkpoint). The test rows are never seen.
+   rows the MLP uses to pick its checkpoint). With `config.baseline.tune_folds=k` (read only when
+   configs/default.py has the field) each proposal is instead scored by the mean Spearman of a
+   seeded k-fold cross-validation inside the training + validation rows: much less noisy when
+   the validation rows are a few hundred. The test rows are never seen.
 2. **Final fit** of the best proposal on the training + validation rows (a seeded subsample of
    `fit_rows` when set), then one prediction of the test rows.
 
@@ -27,9 +30,9 @@ training + validation rows for the final fit).
   primal: fast when rows outnumber components).
 * **Ridge** (`method='ridge'`): `make_pipeline(StandardScaler(), Ridge(alpha=alpha))`, alpha
   tuned like the others. `method='ridge_cv'` has no Optuna search and no validation-row tuning:
-  `make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_CV_ALPHAS))` fitted on the training +
-  validation rows picks alpha by its efficient leave-one-out error on those rows (less noisy than
-  a few hundred validation rows on small data); the chosen alpha is recorded.
+  `make_pipeline(StandardScaler(), RidgeCV(alphas=baseline_models.RIDGE_CV_ALPHAS))` fitted on
+  the training + validation rows picks alpha by its efficient leave-one-out error on those rows
+  (less noisy than a few hundred validation rows on small data); the chosen alpha is recorded.
 * KNN and the decision tree fit the standardised target.
 
 What was used is recorded in `eval.json` and `summary.json` (`approximation`, `num_tune`,
@@ -40,6 +43,7 @@ with repeated cross-validation (`config.data.fold_seeds`) every fold of every fo
 entry of `folds`, and `spearman_mean` / `spearman_std` are over all of them.
 """
 
+import functools
 import math
 import os
 import time
@@ -49,24 +53,13 @@ import ml_collections
 import numpy as np
 import optuna
 from absl import logging
-from sklearn import (
-  compose,
-  exceptions,
-  kernel_approximation,
-  linear_model,
-  neighbors,
-  pipeline,
-  preprocessing,
-  svm,
-  tree,
-)
+from sklearn import exceptions, model_selection
 
 from memjax import datasets, evaluate, fold_data, metrics, results
 from memjax.errors import InputError
-from memjax.experiments import fold_predictions
+from memjax.experiments import baseline_models, fold_predictions
 
 METHODS = ('svr', 'ridge', 'ridge_cv', 'knn', 'tree')
-RIDGE_CV_ALPHAS = np.logspace(-3, 6, 37)  # ridge_cv's grid: 4 per decade
 APPROXIMATIONS = ('nystroem', 'none')
 
 
@@ -88,6 +81,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
   for field in ('tune_rows', 'fit_rows', 'startup_trials'):
     if cfg[field] < 0:
       raise InputError(f'config.baseline.{field} must be >= 0 (0: all), got {cfg[field]}.')
+  tune_folds_of(cfg)
 
 
 def approximation_of(cfg: ml_collections.ConfigDict) -> str | None:
@@ -121,103 +115,9 @@ def subsample(rows: np.ndarray, size: int, seed) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).choice(rows, size, replace=False))
 
 
-def is_exact_svr(cfg: ml_collections.ConfigDict) -> bool:
-  """Whether `cfg` is the exact RBF SVR (scikit-learn's `SVR` on the raw scores)."""
-  return cfg.method == 'svr' and cfg.approximation == 'none'
-
-
-def suggest(
-  trial: optuna.Trial,
-  cfg: ml_collections.ConfigDict,
-  num_rows: int,
-  num_features: int,
-  score_sd: float,
-) -> dict:
-  """The search space of `cfg.method`.
-
-  Args:
-    trial: the Optuna trial that samples.
-    cfg: `config.baseline`.
-    num_rows: rows a trial fits (bounds KNN's neighbours).
-    num_features: feature columns (the exact SVR's gamma is in multiples of 1 / num_features).
-    score_sd: SD of the fold's training scores (the exact SVR's C and epsilon are in multiples
-      of it, so the space is the same as SVR's on standardised scores).
-  """
-  if is_exact_svr(cfg):
-    return {
-      'C': trial.suggest_float('C', 1e-2 * score_sd, 1e2 * score_sd, log=True),
-      'epsilon': trial.suggest_float('epsilon', 1e-3 * score_sd, score_sd, log=True),
-      'gamma': trial.suggest_float('gamma', 0.03 / num_features, 10.0 / num_features, log=True),
-    }
-  if cfg.method == 'svr':
-    return {
-      'C': trial.suggest_float('C', 1e-2, 1e2, log=True),
-      'epsilon': trial.suggest_float('epsilon', 1e-3, 1.0, log=True),
-      'gamma_scale': trial.suggest_float('gamma_scale', 0.03, 10.0, log=True),
-    }
-  if cfg.method == 'ridge':
-    return {'alpha': trial.suggest_float('alpha', 1e-3, 1e6, log=True)}
-  if cfg.method == 'knn':
-    return {
-      'n_neighbors': trial.suggest_int('n_neighbors', 1, max(1, min(256, num_rows)), log=True),
-      'weights': trial.suggest_categorical('weights', ['uniform', 'distance']),
-      'metric': trial.suggest_categorical('metric', ['euclidean', 'cosine']),
-    }
-  return {
-    'max_depth': trial.suggest_int('max_depth', 2, 32),
-    'min_samples_leaf': trial.suggest_int('min_samples_leaf', 1, 256, log=True),
-    'max_features': trial.suggest_float('max_features', 0.05, 1.0),
-  }
-
-
-def make_model(
-  cfg: ml_collections.ConfigDict, params: dict, num_features: int, num_rows: int, seed: int
-):
-  """An unfitted scikit-learn regressor whose first step standardises the features.
-
-  The exact SVR and ridge are plain pipelines on the raw scores (scikit-learn's own estimators
-  with `params`); the Nystroem SVR (RBF width `gamma_scale / num_features`), KNN and the tree
-  fit the standardised target. Nystroem landmarks and KNN's neighbours are capped at the
-  `num_rows` the model will be fitted on.
-  """
-  scaler = preprocessing.StandardScaler()
-  if is_exact_svr(cfg):
-    return pipeline.make_pipeline(scaler, svm.SVR(kernel='rbf', **params))
-  if cfg.method == 'ridge':
-    return pipeline.make_pipeline(scaler, linear_model.Ridge(**params))
-  if cfg.method == 'ridge_cv':
-    return pipeline.make_pipeline(scaler, linear_model.RidgeCV(alphas=RIDGE_CV_ALPHAS))
-  steps = [scaler]
-  if cfg.method == 'svr':
-    steps += [
-      kernel_approximation.Nystroem(
-        kernel='rbf',
-        gamma=params['gamma_scale'] / num_features,
-        n_components=min(cfg.nystroem_components, num_rows),
-        random_state=seed,
-      ),
-      svm.LinearSVR(
-        C=params['C'],
-        epsilon=params['epsilon'],
-        loss='squared_epsilon_insensitive',
-        dual=False,
-        max_iter=1000,  # bounded: large C converges slowly; a warning is logged
-        random_state=seed,
-      ),
-    ]
-  elif cfg.method == 'knn':
-    knn = {**params, 'n_neighbors': min(params['n_neighbors'], num_rows)}
-    steps.append(neighbors.KNeighborsRegressor(**knn, algorithm='brute'))
-  else:
-    steps.append(tree.DecisionTreeRegressor(**params, random_state=seed))
-  return compose.TransformedTargetRegressor(
-    regressor=pipeline.make_pipeline(*steps), transformer=preprocessing.StandardScaler()
-  )
-
-
 def fit(cfg, params, x, y, fit_rows, seed):
   """The model of `make_model` fitted on `fit_rows` (convergence warnings are logged once)."""
-  model = make_model(cfg, params, x.shape[1], fit_rows.size, seed)
+  model = baseline_models.make_model(cfg, params, x.shape[1], fit_rows.size, seed)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always', exceptions.ConvergenceWarning)
     model.fit(x[fit_rows], y[fit_rows])
@@ -239,31 +139,78 @@ def _finite(value: float) -> float:
   return value if math.isfinite(value) else 0.0
 
 
-def tune(cfg, x, plan: fold_data.FoldPlan, seed: int) -> tuple[dict, float, np.ndarray]:
-  """Optuna TPE search of `cfg.method` on the fold's training rows, scored on its val rows.
+def tune_folds_of(cfg: ml_collections.ConfigDict) -> int:
+  """`config.baseline.tune_folds` (0 while configs/default.py lacks the field).
 
-  Only training rows are fitted and only validation rows predicted; the search space reads the
-  training scores alone (their SD).
+  Raises:
+    InputError: 1 or a negative number.
+  """
+  value = int(cfg.get('tune_folds', 0))
+  if value == 1 or value < 0:
+    raise InputError(
+      f'config.baseline.tune_folds must be 0 (tune on the val rows) or >= 2, got {value}.'
+    )
+  return value
 
-  Returns:
-    (best params, best validation Spearman, the training rows each trial fitted).
+
+def tuning_splits(cfg, plan: fold_data.FoldPlan, seed) -> list[tuple[np.ndarray, np.ndarray]]:
+  """The (fitted rows, scored rows) pairs every tuning trial is judged on.
+
+  By default the fold's (training rows, validation rows), as the MLP picks checkpoints; with
+  `tune_folds=k`, a seeded k-fold cross-validation inside the fold's training + validation rows
+  (less noisy on small data: every such row is scored once per trial). Test rows never appear.
+
+  Raises:
+    InputError: too few validation rows, or too few rows for the inner folds.
   """
   split = plan.split
-  if split.val.size < 2:
+  folds_inner = tune_folds_of(cfg)
+  if not folds_inner:
+    if split.val.size < 2:
+      raise InputError(
+        f'{plan.name} has {split.val.size} validation rows; baselines tune on them: raise '
+        'config.data.val_fraction.'
+      )
+    return [(subsample(split.train, cfg.tune_rows, [seed, 1]), split.val)]
+  rows = subsample(np.union1d(split.train, split.val), cfg.tune_rows, [seed, 1])
+  if rows.size < 2 * folds_inner:
     raise InputError(
-      f'{plan.name} has {split.val.size} validation rows; baselines tune on them: raise '
-      'config.data.val_fraction.'
+      f'{plan.name} has {rows.size} rows to tune on, too few for config.baseline.tune_folds='
+      f'{folds_inner}.'
     )
-  tune_rows = subsample(split.train, cfg.tune_rows, [seed, 1])
-  y_val = plan.scores[split.val]
+  inner = model_selection.KFold(folds_inner, shuffle=True, random_state=seed)
+  return [(rows[fit], rows[scored]) for fit, scored in inner.split(rows)]
+
+
+def tune(cfg, x, plan: fold_data.FoldPlan, seed: int) -> tuple[dict, float, np.ndarray]:
+  """Optuna TPE search of `cfg.method`, each trial scored by Spearman on `tuning_splits`
+  (the mean over them with `tune_folds`).
+
+  Only training (and, with `tune_folds`, validation) rows are fitted and scored; the search
+  space reads the training scores alone (their SD).
+
+  Returns:
+    (best params, best tuning Spearman, every row the trials fitted).
+  """
+  split = plan.split
+  splits = tuning_splits(cfg, plan, seed)
+  tune_rows = functools.reduce(np.union1d, [fitted for fitted, _ in splits])
   score_sd = float(np.std(plan.scores[split.train]))
   if not score_sd > 0:
     raise InputError(f'{plan.name}: every training score is the same; nothing to regress.')
+  num_fit = min(fitted.size for fitted, _ in splits)
 
   def objective(trial: optuna.Trial) -> float:
-    params = suggest(trial, cfg, tune_rows.size, x.shape[1], score_sd)
-    pred = fit_predict(cfg, params, x, plan.scores, tune_rows, split.val, seed)
-    return _finite(metrics.spearman(pred, y_val))
+    params = baseline_models.suggest(trial, cfg, num_fit, x.shape[1], score_sd)
+    rho = [
+      _finite(
+        metrics.spearman(
+          fit_predict(cfg, params, x, plan.scores, fitted, scored, seed), plan.scores[scored]
+        )
+      )
+      for fitted, scored in splits
+    ]
+    return float(np.mean(rho))
 
   sampler = optuna.samplers.TPESampler(
     seed=seed, n_startup_trials=min(cfg.startup_trials, cfg.num_trials)
@@ -296,6 +243,7 @@ def run_fold(config, data, x, plan: fold_data.FoldPlan, fold: int, workdir: str)
     'params': params,
     'val_spearman': val_spearman,
     'num_trials': 0 if cfg.method == 'ridge_cv' else cfg.num_trials,
+    'tune_folds': tune_folds_of(cfg),
     'approximation': approximation_of(cfg),
     'num_tune': int(tune_rows.size),
     'num_fit': int(fit_rows.size),
@@ -367,6 +315,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'features': list(config.features),
     'approximation': approximation_of(config.baseline),
     'num_trials': 0 if config.baseline.method == 'ridge_cv' else config.baseline.num_trials,
+    'tune_folds': tune_folds_of(config.baseline),
     'tune_rows': config.baseline.tune_rows,
     'fit_rows': config.baseline.fit_rows,
     'folds': fold_results,
