@@ -1,21 +1,30 @@
-"""tf.data pipelines over in-memory (or memory-mapped) feature arrays.
+"""Batches of in-memory (or memory-mapped) feature arrays, gathered on a background thread.
 
 Training: a seeded permutation per epoch (a pure function of seed and epoch, so a resumed run
 sees exactly the batches an uninterrupted one would), cut into global batches of `batch_size`
 (remainder dropped), this process's share taken, and `steps_per_call` batches stacked into one
-[T, B_local, ...] chunk for a jitted `lax.scan`. Gathering rows happens in a tf.data worker, so
-it overlaps with the device step.
+[T, B_local, ...] chunk for a jitted `lax.scan`.
 
 Evaluation: every example exactly once, in order; the last batch is padded with copies of the
 first example and a `mask` of 0 marks the padding.
+
+Rows are gathered by one background thread, `PREFETCH` chunks ahead, so gathering overlaps the
+device step. Each chunk is gathered once, with `np.take`, straight into a fresh 64-byte-aligned
+buffer: on CPU, `jax.make_array_from_process_local_data` then uses that buffer as the device
+array without copying it (an unaligned buffer is copied). A chunk is never written again after
+it is yielded.
 """
 
-from collections.abc import Iterator, Mapping
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
-import tensorflow as tf
 
-LABEL_KEYS = ('label', 'score')
+PREFETCH = 2  # chunks gathered ahead of the one the device is working on
+_ALIGN = 64  # bytes; what XLA's CPU client needs to use host memory in place
+_POLL_SECS = 0.1
 
 
 def epoch_order(indices: np.ndarray, seed: tuple[int, ...], epoch: int) -> np.ndarray:
@@ -23,25 +32,106 @@ def epoch_order(indices: np.ndarray, seed: tuple[int, ...], epoch: int) -> np.nd
   return indices[np.random.default_rng([*seed, epoch]).permutation(indices.size)]
 
 
-def _gatherer(arrays: Mapping[str, np.ndarray]):
-  names = tuple(arrays)
-
-  def gather(rows: np.ndarray) -> list[np.ndarray]:
-    return [np.asarray(arrays[n][rows]) for n in names]
-
-  dtypes = [tf.as_dtype(arrays[n].dtype) for n in names]
-  return names, gather, dtypes
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+  """An uninitialised array whose data starts on a 64-byte boundary (a view of its `.base`)."""
+  dtype = np.dtype(dtype)
+  raw = np.empty(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize + _ALIGN, np.uint8)
+  return _aligned_view(raw, shape, dtype)
 
 
-def _dataset(arrays, index_tensors: tuple, batch: int, extra_names: tuple) -> tf.data.Dataset:
-  names, gather, dtypes = _gatherer(arrays)
+def _aligned_view(raw: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+  nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  start = -raw.ctypes.data % _ALIGN
+  return raw[start : start + nbytes].view(dtype).reshape(shape)
 
-  def load(rows, *extra):
-    values = tf.numpy_function(gather, [rows], dtypes, stateful=False)
-    return {**dict(zip(names, values, strict=True)), **dict(zip(extra_names, extra, strict=True))}
 
-  ds = tf.data.Dataset.from_tensor_slices(index_tensors).batch(batch)
-  return ds.map(load, num_parallel_calls=1, deterministic=True).prefetch(2)
+class BufferPool:
+  """Aligned buffers handed out again once nothing uses them any more.
+
+  A buffer is free when only the pool refers to it: the arrays handed out (and the device arrays
+  built on them without a copy, which keep them alive until the device is done) are views of it.
+  Reusing buffers spares the page faults of fresh memory, which cost as much as the copy itself.
+  At most `size` buffers per shape are kept; beyond that, buffers are not pooled.
+  """
+
+  def __init__(self, size: int):
+    self._size = size
+    self._buffers: dict[tuple, list[np.ndarray]] = {}
+
+  def get(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    pool = self._buffers.setdefault((tuple(shape), dtype.str), [])
+    for raw in pool:  # every array handed out is a view whose .base is `raw`
+      if sys.getrefcount(raw) <= 3:  # the list, `raw`, getrefcount's argument: nobody else
+        return _aligned_view(raw, shape, dtype)
+    buffer = aligned_empty(shape, dtype)
+    if len(pool) < self._size:
+      pool.append(buffer.base)
+    return buffer
+
+
+def gather(
+  arrays: Mapping[str, np.ndarray], rows: np.ndarray, pool: BufferPool | None = None
+) -> dict[str, np.ndarray]:
+  """`{name: array[rows]}` for every array, each one copy into an aligned buffer.
+
+  Raises:
+    IndexError: a row outside an array.
+  """
+  out = {}
+  for name, array in arrays.items():
+    if rows.size and (rows.min() < 0 or rows.max() >= len(array)):
+      raise IndexError(f'rows {rows.min()}..{rows.max()} of {name!r}, which has {len(array)}')
+    shape = rows.shape + array.shape[1:]
+    buffer = pool.get(shape, array.dtype) if pool else aligned_empty(shape, array.dtype)
+    # mode='clip' (rows are checked above): with the default 'raise', NumPy gathers into a
+    # temporary and copies that into `out`.
+    np.take(array, rows, axis=0, out=buffer, mode='clip')
+    out[name] = buffer
+  return out
+
+
+def _prefetched(items: Iterator, make: Callable) -> Iterator:
+  """`make(item)` for each item, computed on a background thread `PREFETCH` items ahead.
+
+  An error in `make` is raised here, at the item that failed. Leaving the loop early (break,
+  an exception in the consumer) stops the thread.
+  """
+  done = object()
+  ready: queue.Queue = queue.Queue(maxsize=PREFETCH)
+  stop = threading.Event()
+
+  def put(value) -> bool:
+    while not stop.is_set():
+      try:
+        ready.put(value, timeout=_POLL_SECS)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def work():
+    try:
+      for item in items:
+        if not put((make(item), None)):
+          return
+      put((done, None))
+    except BaseException as e:  # noqa: BLE001 (handed to the consumer, raised there)
+      put((None, e))
+
+  thread = threading.Thread(target=work, name='memjax-input', daemon=True)
+  thread.start()
+  try:
+    while True:
+      value, error = ready.get()
+      if error is not None:
+        raise error
+      if value is done:
+        return
+      yield value
+  finally:
+    stop.set()
+    thread.join()
 
 
 def train_chunks(
@@ -70,7 +160,10 @@ def train_chunks(
   steps = indices.size // batch_size
   rows = epoch_order(indices, seed, epoch)[: steps * batch_size].reshape(steps, batch_size)
   rows = rows[first_step:, share]
-  yield from _dataset(arrays, (rows,), steps_per_call, ()).as_numpy_iterator()
+  starts = range(0, rows.shape[0], steps_per_call)
+  pool = BufferPool(PREFETCH + 3)  # ahead, waiting in the queue, in use, on the device
+  take = lambda s: gather(arrays, rows[s : s + steps_per_call], pool)
+  yield from _prefetched(iter(starts), take)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -85,11 +178,11 @@ def eval_batches(
   pad = num_batches * batch_size - indices.size
   rows = np.concatenate([indices, np.repeat(indices[:1], pad)]).reshape(num_batches, batch_size)
   mask = (np.arange(num_batches * batch_size) < indices.size).astype(np.float32)
-  mask = mask.reshape(num_batches, batch_size)
-  ds = _dataset(
-    arrays,
-    (rows[:, share].reshape(-1), mask[:, share].reshape(-1)),
-    share.stop - share.start,
-    ('mask',),
-  )
-  yield from ds.as_numpy_iterator()
+  rows, mask = rows[:, share], mask.reshape(num_batches, batch_size)[:, share]
+
+  def batch(i: int) -> dict[str, np.ndarray]:
+    out = gather(arrays, rows[i])
+    out['mask'] = mask[i].copy()
+    return out
+
+  yield from _prefetched(iter(range(num_batches)), batch)

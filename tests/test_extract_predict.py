@@ -138,7 +138,9 @@ def test_image_chain_trains_and_predicts(test_config, tmp_path):
   rows = _write_folder(tmp_path / 'images', n=96)
   config = _config(test_config, tmp_path)
   config.model.branch_units.color_grid = (16,)
-  config.num_epochs, config.batch_size, config.model.dropout = 30, 8, 0.0
+  # 12 epochs learn it (fold Spearman 0.84 / 0.66, predictions 0.88); each epoch also scores
+  # and checkpoints both folds, so more only cost time.
+  config.num_epochs, config.batch_size, config.model.dropout = 12, 8, 0.0
   config.optimizer.learning_rate = 1e-2
   extract.extract(config, str(tmp_path))
   workdir = str(tmp_path / 'run')

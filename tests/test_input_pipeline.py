@@ -1,4 +1,7 @@
+import threading
+
 import numpy as np
+import pytest
 
 from memjax import input_pipeline
 
@@ -65,3 +68,43 @@ def test_eval_batches_count_every_example_once_with_ragged_last_batch():
   rows = np.concatenate([b['label'] for b in batches])
   np.testing.assert_array_equal(mask, [1] * 11 + [0])
   np.testing.assert_array_equal(rows[mask == 1], indices)
+
+
+def test_chunks_are_aligned_and_used_in_place_on_one_cpu_device():
+  import jax
+  from jax.sharding import Mesh
+
+  from memjax import parallel
+
+  arrays, indices = _arrays(100), np.arange(100)
+  for chunk in _epoch(arrays, indices, 0):
+    assert all(v.ctypes.data % 64 == 0 for v in chunk.values())
+  mesh = Mesh(np.asarray(jax.devices('cpu')[:1]), (parallel.AXIS,))
+  placed = parallel.to_global(chunk, mesh, 1)
+  for name, value in chunk.items():  # XLA's CPU client took the host buffer, no copy
+    assert placed[name].addressable_data(0).unsafe_buffer_pointer() == value.ctypes.data
+    np.testing.assert_array_equal(np.asarray(placed[name]), value)
+
+
+def test_a_gather_error_is_raised_in_the_loop_and_leaving_early_stops_the_thread():
+  arrays = _arrays(50)
+  with pytest.raises(IndexError):  # row 60 of 50: raised where the chunk is consumed
+    _epoch(arrays, np.arange(40, 70), 0)
+
+  def input_threads():
+    return [t for t in threading.enumerate() if t.name == 'memjax-input']
+
+  chunks = input_pipeline.train_chunks(
+    _arrays(1000),
+    np.arange(1000),
+    batch_size=8,
+    steps_per_call=1,
+    seed=(0, 1),
+    epoch=0,
+    first_step=0,
+    share=slice(0, 8),
+  )
+  next(chunks)
+  assert len(input_threads()) == 1  # gathering ahead
+  chunks.close()  # what leaving a for loop early does
+  assert input_threads() == []

@@ -5,7 +5,8 @@ one process stops both.
 
 The two-process command is README's ("Several hosts") with a free port and a fresh workdir. The
 launches here share JAX's persistent compilation cache, so programs they have in common (the
-second fold's, the failure test's) compile once. Every launch has a timeout: a hang fails.
+second fold's, the failure test's) compile once. Every launch has a timeout: a hang fails. The
+one-process evaluation runs in this process: only the training and the failure are multi-process.
 """
 
 import json
@@ -155,20 +156,19 @@ def test_two_processes_train_like_one_process_with_four_devices(two_processes, t
   assert all('4 devices in 2 processes' in out for _, out, _ in results)
 
 
-def test_one_process_evaluates_the_two_process_checkpoints(two_processes, cache_dir, tmp_path):
+def test_one_process_evaluates_the_two_process_checkpoints(two_processes, test_config, tmp_path):
+  """The checkpoints two processes wrote restore in one process (this one, 4 devices: no launch
+  needed; tests/test_train_end_to_end.py evaluates on 1 device)."""
+  from memjax import evaluate
+
   trained_dir, two, _ = two_processes
   workdir = str(tmp_path / 'run')
   shutil.copytree(trained_dir, workdir)
-  argv = [
-    sys.executable,
-    'main.py',
-    '--config=configs/test.py',
-    f'--workdir={workdir}',
-    '--mode=evaluate',
-  ]
-  _check_ok(_launch([argv], _env(cache_dir, 1), tmp_path / 'logs'))
+  os.remove(os.path.join(workdir, 'summary.json'))
+  evaluate.evaluate(test_config, workdir)
   one = _summary(workdir)
-  assert (one['num_processes'], one['num_devices'], one['mode']) == (1, 1, 'evaluate')
+  assert (one['num_processes'], one['num_devices'], one['mode']) == (1, 4, 'evaluate')
+  assert len(one['folds']) == len(two['folds']) == 2
   for a, b in zip(two['folds'], one['folds'], strict=True):
     assert a['spearman'] == pytest.approx(b['spearman'], abs=1e-5)
     assert a['checkpoint_step'] == b['checkpoint_step']
