@@ -25,7 +25,16 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer('batch_size', 16, 'Images per batch.')
 flags.DEFINE_float('seconds', 20.0, 'Measured time (after warm-up).')
-flags.DEFINE_bool('xla_default', False, "memjax with XLA's default CPU library fusions.")
+flags.DEFINE_enum('fusions', 'off', ['on', 'off'], "memjax: XLA's CPU library fusions.")
+
+
+def _options() -> dict:
+  """Explicit XLA options: {} is XLA's default (library fusions on)."""
+  import jax
+
+  if FLAGS.fusions == 'on' or jax.default_backend() != 'cpu':
+    return {}
+  return {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 
 def _images(n: int) -> np.ndarray:
@@ -48,9 +57,7 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
 
   from memjax import parallel
   from memjax.features import vgg, vgg_weights
-  from memjax.runtime import xla_options
 
-  xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   arch = vgg_weights.VGGArch()
   mesh = parallel.make_mesh()
   x = np.zeros((1, 224, 224, 3), np.float32)
@@ -59,7 +66,7 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
   forward = jax.jit(
     functools.partial(vgg.fc7, arch=arch, origin=vgg.KERAS),
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-    compiler_options=xla_options.compiler_options(),
+    compiler_options=_options(),
   )
   images = parallel.to_global({'x': _images(batch_size)}, mesh, 0)['x']
   return _timed(lambda: forward(params, images).block_until_ready(), batch_size, seconds)
@@ -70,15 +77,13 @@ def efficientnet_speed(batch_size: int, seconds: float) -> float:
 
   from memjax import parallel
   from memjax.features import efficientnet_lite
-  from memjax.runtime import xla_options
 
-  xla_options.CPU_LIBRARY_FUSIONS = FLAGS.xla_default
   mesh = parallel.make_mesh()
   params = parallel.replicate(efficientnet_lite.init_params(), mesh)
   forward = jax.jit(
     efficientnet_lite.forward,
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-    compiler_options=xla_options.compiler_options(),
+    compiler_options=_options(),
   )
   images = parallel.to_global({'x': _images(batch_size)}, mesh, 0)['x']
   return _timed(lambda: forward(params, images).block_until_ready(), batch_size, seconds)
@@ -107,7 +112,7 @@ def main(argv):
       {
         'framework': FLAGS.framework,
         'batch_size': FLAGS.batch_size,
-        'xla_default': FLAGS.xla_default,
+        'fusions': FLAGS.fusions,
         'images_per_s': rate,
       }
     )

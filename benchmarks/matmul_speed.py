@@ -3,7 +3,7 @@
 python -m benchmarks.matmul_speed
 
 A 4096^3 matmul measured three ways: XLA with its default CPU library (YNNPACK) fusions, XLA
-with the options memjax compiles with (`memjax/runtime/xla_options.py`), and NumPy's BLAS.
+with them off (`{'xla_cpu_experimental_ynn_fusion_type': ''}`), and NumPy's BLAS.
 The machine's figure, `matmul_flops_per_s`, is the best of the three, so a utilisation ratio
 against it is not flattered by a slow reference.
 """
@@ -19,8 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
-from memjax.runtime import xla_options  # noqa: E402
 
 N, REPEATS = 4096, 10
 
@@ -41,7 +39,8 @@ def main() -> None:
   x = jnp.ones((N, N), jnp.float32)
   flops = 2 * N**3
   result = {}
-  for name, options in (('xla_default', {}), ('xla_memjax', xla_options.compiler_options())):
+  off = {'xla_cpu_experimental_ynn_fusion_type': ''}
+  for name, options in (('xla_default', {}), ('xla_fusions_off', off)):
     matmul = jax.jit(lambda a: a @ a, compiler_options=options)
     result[f'{name}_flops_per_s'] = flops / _best_seconds(functools.partial(matmul, x))
   a = np.ones((N, N), np.float32)
