@@ -1,3 +1,5 @@
+import types
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -96,3 +98,25 @@ def test_spearman_by_fold_seed_groups_repeated_folds():
   )
   one_seed = [{'name': f'fold_{k}', 'spearman': 0.5} for k in range(3)]
   assert 'spearman_by_fold_seed' not in metrics.fold_summary(one_seed)
+
+
+def test_run_summary_carries_the_calibration_over_folds(test_config):
+  from memjax import results
+
+  data = types.SimpleNamespace(
+    name='synthetic', synthetic=True, description='d', label_version=1, ceiling=None
+  )
+  rng = np.random.default_rng(1)
+  folds = []
+  for fold in range(3):
+    true = rng.uniform(size=40)
+    pred = true + rng.normal(scale=0.2, size=40)
+    m = metrics.score_metrics(pred, true, np.zeros(40), np.zeros(40))
+    folds.append({**m, 'fold': fold, 'name': f'fold_{fold}', 'thresholds': [0.5]})
+  summary = results.summarize(test_config, data, folds, mode='train', wall_seconds=1.0)
+  assert summary['spearman_mean'] == pytest.approx(np.mean([f['spearman'] for f in folds]))
+  assert summary['mse_mean'] == pytest.approx(np.mean([f['mse'] for f in folds]))
+  assert summary['pearson_std'] == pytest.approx(np.std([f['pearson'] for f in folds], ddof=1))
+  cal = summary['calibration']
+  assert cal['pred_p05'] == pytest.approx(np.mean([f['pred_p05'] for f in folds]))
+  assert cal['true_min_all'] == min(f['true_min'] for f in folds)
