@@ -134,6 +134,22 @@ def _prefetched(items: Iterator, make: Callable) -> Iterator:
     thread.join()
 
 
+def train_rows(
+  indices: np.ndarray,
+  *,
+  batch_size: int,
+  seed: tuple[int, ...],
+  epoch: int,
+  first_step: int,
+  share: slice,
+) -> np.ndarray:
+  """[steps, B_local] row numbers of the steps `first_step..` of one epoch (what `train_chunks`
+  gathers; for gathering on the device instead). Arguments as in `train_chunks`."""
+  steps = indices.size // batch_size
+  rows = epoch_order(indices, seed, epoch)[: steps * batch_size].reshape(steps, batch_size)
+  return rows[first_step:, share]
+
+
 def train_chunks(
   arrays: Mapping[str, np.ndarray],
   indices: np.ndarray,
@@ -157,9 +173,9 @@ def train_chunks(
     first_step: first step within the epoch (for resuming).
     share: this process's slice of each global batch (`parallel.process_share`).
   """
-  steps = indices.size // batch_size
-  rows = epoch_order(indices, seed, epoch)[: steps * batch_size].reshape(steps, batch_size)
-  rows = rows[first_step:, share]
+  rows = train_rows(
+    indices, batch_size=batch_size, seed=seed, epoch=epoch, first_step=first_step, share=share
+  )
   starts = range(0, rows.shape[0], steps_per_call)
   pool = BufferPool(PREFETCH + 3)  # ahead, waiting in the queue, in use, on the device
   take = lambda s: gather(arrays, rows[s : s + steps_per_call], pool)

@@ -108,3 +108,13 @@ def test_a_gather_error_is_raised_in_the_loop_and_leaving_early_stops_the_thread
   assert len(input_threads()) == 1  # gathering ahead
   chunks.close()  # what leaving a for loop early does
   assert input_threads() == []
+
+
+def test_train_rows_are_the_rows_train_chunks_gather():
+  arrays, indices = _arrays(100), np.arange(5, 95)
+  rows = input_pipeline.train_rows(
+    indices, batch_size=8, seed=(0, 1), epoch=3, first_step=2, share=slice(0, 8)
+  )
+  labels = np.concatenate([c['label'] for c in _epoch(arrays, indices, 3, first_step=2)])
+  assert rows.shape == (9, 8)
+  np.testing.assert_array_equal(rows, labels)  # label i is row i
