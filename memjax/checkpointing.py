@@ -188,7 +188,7 @@ def _read_params(mngr, step: int, abstract_params) -> tuple:
   return restored.params, restored.meta
 
 
-def _reason(error: BaseException) -> str:
+def reason(error: BaseException) -> str:
   text = ' '.join(str(error).split())
   return f'{type(error).__name__}: {text[:300]}'
 
@@ -242,7 +242,7 @@ def _damaged(mngr, fold_dir: str, step: int, error: BaseException, abstract) -> 
   )
   return InputError(
     f'{os.path.basename(fold_dir)}: checkpoint step {step} at '
-    f'{os.path.join(str(mngr.directory), str(step))} cannot be read ({_reason(error)}); {then}.'
+    f'{os.path.join(str(mngr.directory), str(step))} cannot be read ({reason(error)}); {then}.'
   )
 
 

@@ -120,34 +120,53 @@ def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
   return {'train_loss': loss, 'train_accuracy': float(sums['correct'] / sums['count'])}
 
 
-def _resume(config, mngr, fdir: str, fold: int, programs: Programs, abstract, expected: dict):
-  """The newest intact checkpoint's (state, step), or (None, 0); damaged ones are set aside."""
+def _resume(config, mngr, fdir: str, fold: int, abstract, expected: dict):
+  """The newest intact checkpoint's (state, step), or (None, 0); damaged ones are set aside.
+
+  Raises:
+    InputError: the checkpoint was written by a run that differs in a field its parameters
+      depend on (always), or in one resuming depends on (unless `config.resume_changed`), or
+      it cannot be restored across the differences `resume_changed` allowed.
+  """
   while (step := mngr.latest_step()) is not None:
     where = os.path.join(str(mngr.directory), str(step))
     try:
       meta = checkpointing.restore_meta(mngr, step)
-      diffs = checkpointing.check_meta(
-        meta, expected, checkpointing.TRAIN_FIELDS, where, allow=config.resume_changed
-      )
-      if diffs:
-        logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
-      state, _ = checkpointing.restore_train_state(mngr, step, abstract)
-      logging.info('fold %d: resuming from checkpoint step %d', fold, step)
-      return state, step
-    except InputError:
-      raise
     except Exception as e:
-      aside = checkpointing.set_aside(mngr, step, fdir)
-      logging.warning(
-        'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
-        fold,
-        step,
-        where,
-        checkpointing._reason(e),
-        aside,
-      )
-      mngr.reload()
+      _set_aside(mngr, step, fdir, fold, where, e)
+      continue
+    checkpointing.check_meta(meta, expected, checkpointing.PARAMS_FIELDS, where)
+    diffs = checkpointing.check_meta(
+      meta, expected, checkpointing.TRAIN_FIELDS, where, allow=config.resume_changed
+    )
+    if diffs:
+      logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
+    try:
+      state, _ = checkpointing.restore_train_state(mngr, step, abstract)
+    except Exception as e:
+      if diffs:  # not damage: the changed config cannot take this checkpoint's state
+        raise InputError(
+          f'checkpoint {where} cannot be resumed with the changed {"; ".join(diffs)} '
+          f'({checkpointing.reason(e)}). Use a new --workdir.'
+        ) from e
+      _set_aside(mngr, step, fdir, fold, where, e)
+      continue
+    logging.info('fold %d: resuming from checkpoint step %d', fold, step)
+    return state, step
   return None, 0
+
+
+def _set_aside(mngr, step: int, fdir: str, fold: int, where: str, error: Exception) -> None:
+  aside = checkpointing.set_aside(mngr, step, fdir)
+  logging.warning(
+    'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
+    fold,
+    step,
+    where,
+    checkpointing.reason(error),
+    aside,
+  )
+  mngr.reload()
 
 
 def train_fold(
@@ -175,7 +194,7 @@ def train_fold(
   mngr = checkpointing.manager(os.path.join(fdir, 'checkpoints'))
   model = models.create_model(config)
   abstract = steps.abstract_state(model, programs.tx, feature_dims, mesh, ema=programs.ema)
-  state, step = _resume(config, mngr, fdir, fold, programs, abstract, expected)
+  state, step = _resume(config, mngr, fdir, fold, abstract, expected)
   if state is None:
     init_key, dropout_key = jax.random.split(fold_data.fold_key(config.seed, fold))
     state = programs.init(parallel.replicate(init_key, mesh), parallel.replicate(dropout_key, mesh))

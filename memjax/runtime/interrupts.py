@@ -8,8 +8,10 @@ and raises `StoppedError` (exit status 75: re-run to resume). A second signal ex
 
 In a run of several processes every process must stop at the same step, or one would wait in a
 collective for the others: `requested()` then agrees across processes (any process asked ->
-all stop), and JAX's own preemption notice (`multihost_utils.reached_preemption_sync_point`,
-active when the coordination service was started with preemption support) counts too.
+all stop). Schedulers send SIGTERM to every task of a job, so each process's own handler sees it;
+JAX's `multihost_utils.reached_preemption_sync_point` is not used: it needs the coordination
+service's preemption support and step numbers that only grow, and answered True between folds
+when tried.
 """
 
 import contextlib
@@ -57,16 +59,14 @@ def stop_requests():
 
 
 def signal_name() -> str:
-  """The name of the signal that asked to stop (or `preemption notice`)."""
-  return signal.Signals(_received[0]).name if _received else 'preemption notice'
+  """The name of the signal that asked to stop (`another process`: a signal to another one)."""
+  return signal.Signals(_received[0]).name if _received else 'another process'
 
 
 def requested(step: int) -> bool:
   """Whether to stop at `step`; the same answer on every process (a collective when several)."""
   if jax.process_count() == 1:
     return bool(_received)
+  del step
   mine = np.asarray([1 if _received else 0], np.int32)
-  anyone = bool(np.max(multihost_utils.process_allgather(mine)))
-  with contextlib.suppress(Exception):  # no preemption service: only signals count
-    anyone = anyone or multihost_utils.reached_preemption_sync_point(step)
-  return anyone
+  return bool(np.max(multihost_utils.process_allgather(mine)))
