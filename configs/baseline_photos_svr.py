@@ -18,8 +18,9 @@ folds), 2026-11-30: mean Spearman 0.475, SD over the 15 folds 0.036 (per seed 0.
 with other jobs. Lite1 0.473 +- 0.055, Lite2 0.478 +- 0.041 on the same folds.
 Tuning on the ~105 validation rows of a fold is noisy: scoring each trial by an inner 5-fold CV
 of the training + validation rows instead (`config.baseline.tune_folds=5`, once
-configs/default.py has the field) gave 0.512 +- 0.054 on fold seed 0 (same 5 folds; val-tuned
-0.474 +- 0.042), measured by an equivalent stand-alone script.
+configs/default.py has the field; 5x the fits) gave 0.513 +- 0.054 and 0.488 +- 0.047 on fold
+seeds 0 and 1 (0.501 +- 0.049 over those 10 folds, against 0.470 +- 0.040 val-tuned).
+EfficientNet-Lite0 pooled at depths 3,4,5,6 (1704-d): 0.522 +- 0.040 over the 15 folds.
 Other feature stores: /work/notes/baselines-readme.md (README "Real photos").
 """
 
