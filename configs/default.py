@@ -118,12 +118,13 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Regression baselines of Table 1 (--mode=baseline, memjax/baselines.py).
   config.baseline = ml_collections.ConfigDict()
-  config.baseline.method = 'svr'  # Regressor: 'svr', 'knn' or 'tree' (decision tree).
+  config.baseline.method = 'svr'  # 'svr', 'ridge', 'ridge_cv', 'knn' or 'tree' (decision tree).
   config.baseline.num_trials = 20  # Optuna TPE trials per fold, scored on the fold's val rows.
   config.baseline.startup_trials = 5  # Of these, random trials before TPE models the results.
   config.baseline.tune_rows = 3000  # Train rows each tuning trial fits (seeded subsample; 0: all).
   config.baseline.fit_rows = 0  # Train+val rows of the final fit (seeded subsample; 0: all).
   config.baseline.approximation = 'nystroem'  # svr: 'nystroem' (+ linear SVR) or 'none' (exact).
+  config.baseline.tune_folds = 0  # >0: score tuning trials by k-fold CV of train+val; 0: val.
   config.baseline.nystroem_components = 1000  # Kernel features of the Nystroem approximation.
 
   # K sweep (--mode=sweep, memjax/sweep.py): one train_and_evaluate per K in WORKDIR/k{K}/.

@@ -180,6 +180,7 @@ FIELDS: dict[str, Rule] = {
   'baseline.fit_rows': Int('rows of the final fit (0: all)', 0),
   'baseline.approximation': Str('svr kernel approximation', choices=APPROXIMATIONS),
   'baseline.nystroem_components': Int('Nystroem kernel features', 1),
+  'baseline.tune_folds': Int('inner folds scoring each tuning trial (0: the validation rows)', 0),
   'sweep.num_classes': Seq('K values of the sweep', item=_K, min_len=1, distinct=True),
   'search.storage': Str(
     'Optuna storage URL',

@@ -6,8 +6,8 @@ are scored on exactly the same test rows and labels, with the same `metrics.spea
 1. **Tuning, inside the training fold only.** Optuna's TPE sampler proposes hyper-parameters
    (`config.baseline.num_trials` per fold); each proposal is fitted on a seeded subsample of the
    fold's training rows (`tune_rows`) and scored by Spearman on the fold's validation rows (the
-   rows the MLP uses to pick its checkpoint). With `config.baseline.tune_folds=k` (read only when
-   configs/default.py has the field) each proposal is instead scored by the mean Spearman of a
+   rows the MLP uses to pick its checkpoint). With `config.baseline.tune_folds=k` each proposal is
+   instead scored by the mean Spearman of a
    seeded k-fold cross-validation inside the training + validation rows: much less noisy when
    the validation rows are a few hundred. The test rows are never seen.
 2. **Final fit** of the best proposal on the training + validation rows (a seeded subsample of
@@ -140,12 +140,12 @@ def _finite(value: float) -> float:
 
 
 def tune_folds_of(cfg: ml_collections.ConfigDict) -> int:
-  """`config.baseline.tune_folds` (0 while configs/default.py lacks the field).
+  """`config.baseline.tune_folds`, checked.
 
   Raises:
     InputError: 1 or a negative number.
   """
-  value = int(cfg.get('tune_folds', 0))
+  value = int(cfg.tune_folds)
   if value == 1 or value < 0:
     raise InputError(
       f'config.baseline.tune_folds must be 0 (tune on the val rows) or >= 2, got {value}.'
