@@ -155,3 +155,27 @@ def test_an_ensemble_averages_its_members_probabilities_and_losses(test_config):
   nll = np.mean([-np.log(p[np.arange(5), batch['label']]) for p in probs], axis=0)
   assert float(sums['loss']) == pytest.approx(nll.sum(), rel=1e-5)
   assert len({round(float(p[0, 0]), 6) for p in probs}) == 3  # members differ
+
+
+def test_standardisation_uses_the_training_rows_only(test_config):
+  from memjax import datasets, fold_data
+
+  rng = np.random.default_rng(0)
+  table = rng.normal(3.0, 2.0, size=(50, 6)).astype(np.float16)
+  table[:, 5] = 7.0  # constant on the training rows: scale stays 1
+  data = datasets.MemorabilityData(
+    name='x',
+    ids=np.array([f'{i}' for i in range(50)]),
+    features={'cnn': table},
+    scores=rng.uniform(size=50),
+    synthetic=True,
+    ceiling=None,
+    description='x',
+  )
+  test_config.features = ('cnn',)
+  train_rows = np.arange(0, 50, 2)[::-1]  # any order; read in chunks
+  shift, scale = fold_data.standardization(test_config, data, train_rows)
+  x = table[np.sort(train_rows)].astype(np.float64)
+  np.testing.assert_allclose(shift['cnn'], x.mean(0), rtol=1e-9)
+  np.testing.assert_allclose(scale['cnn'][:5], 1.0 / x[:, :5].std(0), rtol=1e-6)
+  assert scale['cnn'][5] == 1.0
