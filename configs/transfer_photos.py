@@ -16,6 +16,7 @@ WORKDIR/transfer/photos.npz (per-image predictions).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import photos
 from configs.transfer import dataset
@@ -26,7 +27,11 @@ def get_config():
   config.transfer.datasets = ml_collections.ConfigDict(
     {
       'photos': dataset(
-        {'name': 'image_folder', 'dir': None, 'features_dir': None},
+        {
+          'name': 'image_folder',
+          'dir': config_dict.placeholder(str),  # set on the command line (above)
+          'features_dir': config_dict.placeholder(str),
+        },
         'a second folder of photos with scores.csv',
       )
     }
