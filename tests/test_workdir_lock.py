@@ -167,3 +167,31 @@ def test_a_second_extraction_into_one_store_is_refused(test_config, tmp_path):
     pytest.raises(InputError, match=f'{tmp_path / "store"} is in use by .*--mode=extract'),
   ):
     extract.extract(config, str(tmp_path / 'run'))
+
+
+def test_a_shared_starter_waits_for_another_one_still_joining(tmp_path):
+  """Two search workers started at the same moment: the first holds the lock exclusively while it
+  writes its record, then shares it; the second must join, not be refused."""
+  import fcntl
+
+  lock_file = tmp_path / workdir_lock.LOCK_FILE
+  first = open(lock_file, 'a+')  # noqa: SIM115
+  fcntl.flock(first, fcntl.LOCK_EX)
+
+  def downgrade():
+    time.sleep(0.5)
+    fcntl.flock(first, fcntl.LOCK_SH)
+
+  thread = threading.Thread(target=downgrade)
+  thread.start()
+  with workdir_lock.hold(str(tmp_path), 'search', workdir_lock.SHARED):
+    pass  # joined
+  thread.join()
+  first.close()
+  # An exclusive holder for good still means a refusal (after the short wait).
+  with (
+    workdir_lock.hold(str(tmp_path), 'train', workdir_lock.EXCLUSIVE),
+    pytest.raises(InputError, match=r'is in use by pid \d+ .*--mode=train'),
+    workdir_lock.hold(str(tmp_path), 'search', workdir_lock.SHARED),
+  ):
+    pass

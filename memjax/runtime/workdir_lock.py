@@ -25,6 +25,7 @@ import re
 import shlex
 import socket
 import sys
+import time
 
 import jax
 from absl import logging
@@ -33,6 +34,7 @@ from memjax.errors import InputError
 
 LOCK_FILE = '.memjax.lock'
 EXCLUSIVE, SHARED = 'exclusive', 'shared'
+_JOIN_SECS = 3.0  # how long a shared starter waits for another one to finish joining
 
 # How each mode of main.py locks WORKDIR: (kind or None, whether the mode creates WORKDIR).
 # Modes that only use an existing trained workdir (create False) lock nothing when it is absent,
@@ -126,7 +128,7 @@ def _acquire(f, directory: str, mode: str, kind: str, wait: bool) -> None:
   try:
     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError:
-    if kind == SHARED and _try(f, fcntl.LOCK_SH):  # joins the other shared holders
+    if kind == SHARED and _join_shared(f):  # joins the other shared holders
       f.write(_record(mode, kind))
       f.flush()
       return
@@ -147,6 +149,19 @@ def _acquire(f, directory: str, mode: str, kind: str, wait: bool) -> None:
   f.flush()
   if kind == SHARED and not _try(f, fcntl.LOCK_SH):  # another run took it between the two calls
     raise InputError(_refusal(directory, _describe(_holders(f, live_only=True))))
+
+
+def _join_shared(f) -> bool:
+  """Takes a shared lock, waiting out a shared holder that is still between its exclusive
+  first grab and its shared lock (a worker started at the same moment); an exclusive holder
+  keeps its lock for its whole run, so the wait then ends in a refusal."""
+  deadline = time.monotonic() + _JOIN_SECS
+  while True:
+    if _try(f, fcntl.LOCK_SH):
+      return True
+    if time.monotonic() > deadline:
+      return False
+    time.sleep(0.05)
 
 
 def _release(f, kind: str) -> None:
