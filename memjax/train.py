@@ -246,7 +246,7 @@ def train_fold(
       step += chunk['label'].shape[0]
       report(step)
       shown.update(chunk['label'].shape[0])
-      if step < (epoch + 1) * steps_per_epoch and interrupts.requested(step):
+      if step < (epoch + 1) * steps_per_epoch and interrupts.requested():
         _stop(mngr, step, state, {**meta, 'epoch': epoch, 'val': None}, fold)
     shown.close()
     scalars = _epoch_metrics(sums, fold, step, mngr.latest_step())
@@ -271,7 +271,7 @@ def train_fold(
       scalars['train_loss'],
       val['spearman'],
     )
-    if epoch + 1 < config.num_epochs and interrupts.requested(step):
+    if epoch + 1 < config.num_epochs and interrupts.requested():
       _stop(mngr, step, None, None, fold)
   writer.flush()
   mngr.close()
@@ -352,7 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         evaluate.evaluate_fold(config, data, plans[fold], fold, mesh, workdir, programs[key].eval)
       )
       fault_points.reached('fold_done')
-      if fold != to_run[-1] and interrupts.requested(-1):
+      if fold != to_run[-1] and interrupts.requested():
         raise StoppedError(
           f'{interrupts.signal_name()}: stopped after fold {fold} finished; re-run the same '
           'command to go on with the next fold.'

@@ -63,10 +63,9 @@ def signal_name() -> str:
   return signal.Signals(_received[0]).name if _received else 'another process'
 
 
-def requested(step: int) -> bool:
-  """Whether to stop at `step`; the same answer on every process (a collective when several)."""
+def requested() -> bool:
+  """Whether to stop now; the same answer on every process (a collective when several)."""
   if jax.process_count() == 1:
     return bool(_received)
-  del step
   mine = np.asarray([1 if _received else 0], np.int32)
   return bool(np.max(multihost_utils.process_allgather(mine)))
