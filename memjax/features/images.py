@@ -10,10 +10,12 @@ the caller decides (skip it, listed, or stop).
 
 import concurrent.futures
 import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image, UnidentifiedImageError
 
 from memjax.errors import InputError
@@ -144,19 +146,73 @@ def image_batches(
   yield from ds.batch(batch_size).prefetch(2).as_numpy_iterator()
 
 
+def available_memory_bytes() -> int:
+  """Memory the system can give without swapping: MemAvailable from /proc/meminfo, else (no
+  /proc) the physical memory size from sysconf."""
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024  # kB
+  except (OSError, ValueError, IndexError):
+    pass
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+CACHE_MEMORY_SHARE = 0.25  # cache=None caches when the decoded images fit in this share
+
+
+def _choose_cache(cache: bool | None, nbytes: int) -> tuple[bool, str]:
+  """(whether to cache, why) for `nbytes` of decoded images."""
+  if cache is not None:
+    return bool(cache), f'cache={cache} given'
+  budget = int(available_memory_bytes() * CACHE_MEMORY_SHARE)
+  fits = nbytes <= budget
+  relation = '<=' if fits else '>'
+  return fits, f'{nbytes} bytes {relation} budget {budget} (a quarter of the available memory)'
+
+
 class ImageRows:
   """Image files that index like a uint8 array [N, S, S, 3], decoded on demand.
 
-  The training pipeline gathers rows from it as from a feature array, which is how features are
-  computed on the fly: decoding happens in the tf.data worker (a thread pool over the rows), the
-  frozen extractors run inside the jitted step. An unreadable file stops training with its path.
+  The training pipeline gathers rows from it as from a feature array (with `np.take`, which
+  calls `take`), which is how features are computed on the fly: decoding happens on the
+  gathering thread (a thread pool over the rows), the extractors run inside the jitted step. An
+  unreadable file stops training with its path.
+
+  With the cache on, each row is decoded at most once, the first time it is gathered, and kept
+  in a uint8 [N, S, S, 3] array (allocated lazily by the OS, page by page, as rows are filled).
+  Gathering is thread-safe: the training pipeline and evaluation may gather at the same time.
   """
 
-  def __init__(self, paths: Sequence[str], resize_to: int, image_size: int, threads: int = 4):
+  def __init__(
+    self,
+    paths: Sequence[str],
+    resize_to: int,
+    image_size: int,
+    threads: int = 4,
+    cache: bool | None = None,
+  ):
+    """Describes the images; decodes nothing yet.
+
+    Args:
+      paths: the image files, one per row.
+      resize_to: shorter side after resizing, before the centre crop.
+      image_size: side S of the square crop.
+      threads: decoding threads.
+      cache: keep decoded rows: True always, False never, None when N * S * S * 3 bytes fit in
+        `CACHE_MEMORY_SHARE` of the available memory.
+    """
     self.paths = list(paths)
     self.resize_to, self.image_size, self.threads = resize_to, image_size, threads
     self.shape = (len(self.paths), image_size, image_size, 3)
     self.dtype = np.dtype(np.uint8)
+    self.cached, why = _choose_cache(cache, int(np.prod(self.shape)))
+    what = 'cached' if self.cached else 'not cached'
+    logging.info('Decoded images of %d files %s: %s', len(self.paths), what, why)
+    self._lock = threading.Lock()
+    self._cache = np.empty(self.shape, self.dtype) if self.cached else None
+    self.decoded = np.zeros(len(self.paths), bool)  # rows held in the cache
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -167,8 +223,42 @@ class ImageRows:
     except Exception as e:
       raise InputError(f'unreadable image {self.paths[row]}: {describe_error(e)}') from e
 
-  def __getitem__(self, rows) -> np.ndarray:
-    rows = np.asarray(rows)
+  def _decode(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """The crops of `rows` (int [K]), in order, decoded in the thread pool."""
     with concurrent.futures.ThreadPoolExecutor(self.threads) as pool:
-      crops = list(pool.map(self._load, rows.reshape(-1).tolist()))
-    return np.stack(crops).reshape(rows.shape + self.shape[1:])
+      yield from pool.map(self._load, rows.tolist())
+
+  def _fill(self, rows: np.ndarray) -> None:
+    """Decodes into the cache those of `rows` not decoded yet, each once."""
+    with self._lock:
+      missing = np.unique(rows[~self.decoded[rows]])
+      if missing.size:
+        for row, crop in zip(missing, self._decode(missing), strict=True):
+          self._cache[row] = crop
+          self.decoded[row] = True
+
+  def __getitem__(self, rows) -> np.ndarray:
+    """Rows as a new uint8 array, like `array[rows]` for an int, a slice or an int array."""
+    return self.take(np.arange(len(self.paths))[rows])  # NumPy's indexing rules and IndexError
+
+  def take(self, indices, axis: int = 0, out: np.ndarray | None = None, mode: str = 'raise'):
+    """`np.take(self, indices, axis=0, out=..., mode=...)`, which NumPy forwards here: the rows
+    gathered, into `out` when given. (Without this method NumPy would turn the whole object
+    into an array, decoding every file.)"""
+    if axis != 0:
+      raise ValueError(f'ImageRows.take: only axis=0 is supported, got axis={axis}')
+    rows = np.asarray(indices)
+    if mode == 'clip':
+      rows = np.clip(rows, 0, len(self.paths) - 1)
+    elif mode == 'wrap':
+      rows = np.mod(rows, len(self.paths))
+    else:
+      rows = np.arange(len(self.paths))[rows]  # negative rows count from the end; IndexError
+    rows = np.asarray(rows)
+    if self.cached:
+      self._fill(rows.reshape(-1))
+      return np.take(self._cache, rows, axis=0, out=out)
+    crops = np.empty(rows.shape + self.shape[1:], self.dtype) if out is None else out
+    for i, crop in enumerate(self._decode(rows.reshape(-1))):
+      crops[np.unravel_index(i, rows.shape)] = crop
+    return crops
