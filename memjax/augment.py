@@ -43,19 +43,22 @@ class Augment:
   flip: bool = False
 
   def __post_init__(self):
-    scale, ratio = tuple(self.crop_scale), tuple(self.crop_ratio)
-    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-      raise InputError(
-        f'Augment.crop_scale: expected (low, high) with 0 < low <= high <= 1, got {scale}'
-      )
-    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1] or not math.isfinite(ratio[1]):
-      raise InputError(
-        f'Augment.crop_ratio: expected (low, high) with 0 < low <= high, finite, got {ratio}'
-      )
     # Stored as tuples of floats, so equal specs hash equally (a static jit argument).
-    object.__setattr__(self, 'crop_scale', tuple(float(s) for s in scale))
-    object.__setattr__(self, 'crop_ratio', tuple(float(r) for r in ratio))
+    object.__setattr__(self, 'crop_scale', _range(self.crop_scale, 'crop_scale', upper=1.0))
+    object.__setattr__(self, 'crop_ratio', _range(self.crop_ratio, 'crop_ratio', upper=math.inf))
     object.__setattr__(self, 'flip', bool(self.flip))
+
+  @classmethod
+  def from_config(cls, node, field: str) -> 'Augment':
+    """The spec in a config node with `crop_scale`, `crop_ratio` and `flip`.
+
+    Raises:
+      InputError: a bad range, naming `field` (the node's path, e.g. 'config.finetune.augment').
+    """
+    try:
+      return cls(crop_scale=node.crop_scale, crop_ratio=node.crop_ratio, flip=node.flip)
+    except InputError as e:
+      raise InputError(f'{field}.{str(e).removeprefix("Augment.")}') from None
 
   @classmethod
   def off(cls) -> 'Augment':
@@ -71,6 +74,18 @@ class Augment:
   def active(self) -> bool:
     """Whether `augment` does anything beyond the conversion to float32."""
     return self.crops or self.flip
+
+
+def _range(value, name: str, upper: float) -> tuple[float, float]:
+  """`value` as (low, high) floats with 0 < low <= high <= upper (high finite)."""
+  try:
+    low, high = (float(v) for v in value)
+  except (TypeError, ValueError):
+    low = high = math.nan
+  if not (0 < low <= high <= upper and math.isfinite(high)):
+    bound = f'high <= {upper}' if math.isfinite(upper) else 'high finite'
+    raise InputError(f'Augment.{name}: expected (low, high) with 0 < low <= {bound}, got {value!r}')
+  return low, high
 
 
 def crop_boxes(key: jax.Array, count: int, spec: Augment) -> jax.Array:

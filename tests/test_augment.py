@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import Mesh
@@ -136,8 +137,22 @@ def test_four_devices_match_one_device():
     {'crop_scale': (0.5, 1.5)},
     {'crop_scale': (0.5, 1.0), 'crop_ratio': (0.0, 1.0)},
     {'crop_scale': (0.5, 1.0), 'crop_ratio': (2.0, 1.0)},
+    {'crop_scale': (0.5, 1.0), 'crop_ratio': (1.0, float('inf'))},
+    {'crop_scale': 0.5},
+    {'crop_scale': (0.1, 0.2, 0.3)},
+    {'crop_scale': ('a', 1.0)},
   ],
 )
 def test_bad_ranges_are_input_errors(kwargs):
   with pytest.raises(InputError, match='Augment.crop_'):
     augment.Augment(**kwargs)
+
+
+def test_from_config_and_its_errors_name_the_field():
+  node = ml_collections.ConfigDict({'crop_scale': [0.5, 1], 'crop_ratio': (0.75, 4 / 3), 'flip': 1})
+  spec = augment.Augment.from_config(node, 'config.augment')
+  assert spec == augment.Augment(crop_scale=(0.5, 1.0), crop_ratio=(0.75, 4 / 3), flip=True)
+  assert hash(spec) == hash(augment.Augment((0.5, 1.0), (0.75, 4 / 3), True))
+  node.crop_ratio = (0.0, 1.0)
+  with pytest.raises(InputError, match=r'^config\.augment\.crop_ratio: expected'):
+    augment.Augment.from_config(node, 'config.augment')
