@@ -102,6 +102,24 @@ def get_config() -> ml_collections.ConfigDict:
     spec.flip = False  # Average the features of the image and its horizontal flip.
     spec.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (GPU/TPU).
 
+  # Fine-tuning the extractors (config.data.on_the_fly only; memjax/finetune.py).
+  config.finetune = ml_collections.ConfigDict()
+  config.finetune.mode = 'none'  # 'none' (frozen), 'last' (last N blocks), 'all' or 'lora'.
+  config.finetune.last_blocks = 2  # 'last': blocks trained; 'lora': blocks adapted (0: all).
+  config.finetune.lora_rank = 8  # 'lora': rank r of the adapters W + alpha / r * A B.
+  config.finetune.lora_alpha = config_dict.placeholder(float)  # 'lora': alpha; None: r.
+  config.finetune.learning_rate = 1e-4  # Peak learning rate of the backbone.
+  config.finetune.weight_decay = 0.0  # Weight decay of the backbone (as config.optimizer's).
+  config.finetune.unfreeze_epoch = 0.0  # Epochs the head trains alone before the backbone.
+  config.finetune.warmup_epochs = 0.0  # Linear warm-up of the backbone after it unfreezes.
+  config.finetune.remat = False  # Recompute each backbone block in the backward pass (memory).
+
+  # On-device augmentation of training images (config.data.on_the_fly only; memjax/augment.py).
+  config.augment = ml_collections.ConfigDict()
+  config.augment.crop_scale = (1.0, 1.0)  # Random resized crop: area share range; (1, 1): off.
+  config.augment.crop_ratio = (1.0, 1.0)  # Aspect-ratio range of the crop, e.g. (0.75, 1.333).
+  config.augment.flip = False  # Random horizontal flip.
+
   config.extract = ml_collections.ConfigDict()
   config.extract.batch_size = 32  # Images per extraction batch (global, split over devices).
   config.extract.dtype = 'float16'  # Stored feature dtype: 'float16' or 'float32'.

@@ -25,16 +25,23 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax import steps
+from memjax import finetune, steps
 from memjax.errors import InputError, out_of_space
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
 DAMAGED_DIR = 'damaged_checkpoints'
 # Meta fields a checkpoint's parameters must agree with (their tree and meaning).
-PARAMS_FIELDS = ('features', 'feature_dims', 'num_classes', 'model', 'standardize')
+PARAMS_FIELDS = ('features', 'feature_dims', 'num_classes', 'model', 'standardize', 'finetune')
 # ... and what resuming training must agree with besides (optimiser state, data order, keys).
-TRAIN_FIELDS = PARAMS_FIELDS + ('optimizer', 'batch_size', 'seed', 'recipe')
+TRAIN_FIELDS = PARAMS_FIELDS + (
+  'optimizer',
+  'batch_size',
+  'seed',
+  'recipe',
+  'finetune_training',
+  'augment',
+)
 
 
 def _best_value(metrics: dict) -> float:
@@ -73,9 +80,18 @@ def run_meta(config, feature_dims: dict) -> dict:
         'batch_size': config.batch_size,
         'seed': config.seed,
         'recipe': {'label_smoothing': config.label_smoothing, 'ema_decay': config.ema_decay},
+        'finetune': finetune.describe(config),
+        'finetune_training': finetune.describe_training(config),
+        'augment': config.augment.to_dict() if augment_active(config) else None,
       }
     )
   )  # tuples -> lists, as stored
+
+
+def augment_active(config) -> bool:
+  """Whether `config.augment` changes the training images."""
+  a = config.augment
+  return tuple(a.crop_scale) != (1.0, 1.0) or tuple(a.crop_ratio) != (1.0, 1.0) or a.flip
 
 
 def check_meta(meta: dict, expected: dict, fields, where: str, *, allow: bool = False) -> list:

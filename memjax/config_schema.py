@@ -163,6 +163,23 @@ FIELDS: dict[str, Rule] = {
   'optimizer.rmsprop_decay': Float('rmsprop decay', 0.0, 1.0, open_high=True),
   'optimizer.eps': Float('rmsprop epsilon', 0.0, open_low=True),
   'extractors': Entries('feature name -> extractor', fields=EXTRACTOR_FIELDS),
+  'finetune.mode': Str('what of the extractors trains', choices=('none', 'last', 'all', 'lora')),
+  'finetune.last_blocks': Int('blocks trained (last) or adapted (lora; 0: all)', 0),
+  'finetune.lora_rank': Int('LoRA rank', 1),
+  'finetune.lora_alpha': Float('LoRA alpha (None: the rank)', 0.0, open_low=True, optional=True),
+  'finetune.learning_rate': Float('peak learning rate of the backbone', 0.0, open_low=True),
+  'finetune.weight_decay': Float('weight decay of the backbone', 0.0),
+  'finetune.unfreeze_epoch': Float('epochs the head trains alone', 0.0),
+  'finetune.warmup_epochs': Float('backbone warm-up epochs after unfreezing', 0.0),
+  'finetune.remat': Bool('recompute backbone blocks in the backward pass'),
+  'augment.crop_scale': Interval(
+    'area share range of the random resized crop',
+    item=Float('an area share', 0.0, 1.0, open_low=True),
+  ),
+  'augment.crop_ratio': Interval(
+    'aspect-ratio range of the random crop', item=Float('a ratio', 0.0, open_low=True)
+  ),
+  'augment.flip': Bool('random horizontal flip of training images'),
   'extract.batch_size': Int('images per extraction batch', 1),
   'extract.dtype': Str('stored feature dtype', choices=STORE_DTYPES),
   'extract.on_error': Str('unreadable image while extracting', choices=ON_ERROR),

@@ -16,6 +16,7 @@ from jax.sharding import Mesh
 from memjax import (
   checkpointing,
   datasets,
+  finetune,
   fold_data,
   input_pipeline,
   metrics,
@@ -29,12 +30,17 @@ from memjax.errors import InputError
 from memjax.runtime import xla_options
 
 
-def eval_program(config: ml_collections.ConfigDict, data: datasets.MemorabilityData, mesh: Mesh):
+def eval_program(
+  config: ml_collections.ConfigDict,
+  data: datasets.MemorabilityData,
+  mesh: Mesh,
+  backbone: finetune.Backbone | None = None,
+):
   """The jitted eval step of `config` on `data` (built once per run, shared by its folds)."""
   return steps.jit_eval_step(
     models.create_model(config),
     mesh,
-    extractors=data.extractors,
+    backbone=backbone or finetune.backbone(config, data.extractors),
     compiler_options=xla_options.compiler_options('eval', config.cpu_library_fusions),
   )
 
@@ -77,19 +83,26 @@ def restore_fold(
     InputError: no checkpoints, a mismatch with the config, or an unreadable checkpoint.
   """
   dims = data.feature_dims(config.features)
+  backbone = finetune.backbone(config, data.extractors)
   return checkpointing.restore_params(
     results.fold_dir(workdir, fold),
     config.eval.checkpoint,
-    steps.abstract_params(models.create_model(config), dims, mesh),
+    steps.abstract_params(models.create_model(config), dims, mesh, backbone=backbone),
     checkpointing.run_meta(config, dims),
   )
 
 
-def frozen_weights(config: ml_collections.ConfigDict, data: datasets.MemorabilityData) -> dict:
-  """The frozen extractors' weights by feature name (empty when features come from a store)."""
+def frozen_weights(
+  config: ml_collections.ConfigDict,
+  data: datasets.MemorabilityData,
+  backbone: finetune.Backbone | None = None,
+) -> dict:
+  """The extractors' fixed weights by feature name (the steps' `frozen`; empty with a store):
+  all of them, or what fine-tuning leaves untrained."""
   if data.extractors is None:
     return {}
-  return {n: data.extractors[n].params for n in config.features}
+  backbone = backbone or finetune.backbone(config, data.extractors)
+  return backbone.frozen_weights(config.features)
 
 
 def evaluate_fold(

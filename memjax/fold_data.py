@@ -18,6 +18,7 @@ from memjax.errors import InputError
 
 PROTOCOLS = ('cv5', 'official')
 _CHUNK = 4096  # rows read at once when computing standardisation statistics
+_IMAGE_CHUNK = 32  # images per extractor call when the statistics need features on the fly
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,31 +145,45 @@ def standardization(
 ) -> tuple[dict, dict]:
   """Per feature, (mean, 1 / SD) over `rows` (a fold's training rows), read in chunks.
 
-  Dimensions that are constant on the training rows get scale 1 (they stay constant).
+  Features computed on the fly are computed here by the pretrained extractors (centre crops, no
+  augmentation): a fine-tuned backbone starts from them, and the head sees its features in the
+  scale they had at the start.
 
-  Raises:
-    InputError: features computed on the fly (standardisation needs stored features).
+  Dimensions that are constant on the training rows get scale 1 (they stay constant).
   """
-  if data.extractors is not None:
-    raise InputError(
-      'config.standardize needs stored features (run --mode=extract); it is not available with '
-      'config.data.on_the_fly.'
-    )
   rows = np.sort(np.asarray(rows))
   shift, scale = {}, {}
-  for name in config.features:
-    table = data.features[name]
-    total = np.zeros(table.shape[1], np.float64)
-    squares = np.zeros(table.shape[1], np.float64)
-    for start in range(0, rows.size, _CHUNK):
-      x = np.asarray(table[rows[start : start + _CHUNK]], np.float64)
-      total += x.sum(0)
-      squares += np.square(x).sum(0)
+  for name, chunks in _feature_chunks(config, data, rows):
+    total = squares = 0.0
+    for x in chunks:
+      x = np.asarray(x, np.float64)
+      total = total + x.sum(0)
+      squares = squares + np.square(x).sum(0)
     mean = total / max(rows.size, 1)
     sd = np.sqrt(np.maximum(squares / max(rows.size, 1) - np.square(mean), 0.0))
     shift[name] = mean
     scale[name] = np.where(sd > 1e-6, 1.0 / np.maximum(sd, 1e-6), 1.0)
   return shift, scale
+
+
+def _feature_chunks(config, data: MemorabilityData, rows: np.ndarray):
+  """(feature name, iterator of [n, D] chunks of its values on `rows`) per feature."""
+  if data.extractors is None:
+    for name in config.features:
+      table = data.features[name]
+      yield name, (table[rows[s : s + _CHUNK]] for s in range(0, rows.size, _CHUNK))
+    return
+  images = data.features['image']
+  for name in config.features:
+    extractor = data.extractors[name]
+    forward = jax.jit(extractor.forward)
+    yield (
+      name,
+      (
+        jax.device_get(forward(extractor.params, images[rows[s : s + _IMAGE_CHUNK]]))
+        for s in range(0, rows.size, _IMAGE_CHUNK)
+      ),
+    )
 
 
 def fold_key(seed: int, fold: int) -> jax.Array:

@@ -38,7 +38,18 @@ def create_optimizer(
     InputError: unknown optimiser or schedule name.
   """
   lr = learning_rate_schedule(cfg, total_steps, steps_per_epoch)
-  wd = cfg.weight_decay
+  return from_schedule(cfg, lr, cfg.weight_decay)
+
+
+def from_schedule(
+  cfg: ml_collections.ConfigDict, lr: optax.Schedule, wd: float
+) -> optax.GradientTransformation:
+  """The optimiser `cfg.name` (with `cfg`'s momentum, decay, eps) on schedule `lr`, with weight
+  decay `wd` (the fine-tuned backbone has its own schedule and decay).
+
+  Raises:
+    InputError: unknown optimiser name.
+  """
   if cfg.name == 'adam':
     return optax.adamw(lr, weight_decay=wd) if wd else optax.adam(lr)
   if cfg.name == 'rmsprop':

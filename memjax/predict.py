@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import checkpointing, models, parallel, steps
+from memjax import checkpointing, finetune, models, parallel, steps
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
 from memjax.runtime import atomic_files, progress, xla_options
@@ -52,7 +52,8 @@ class Predictor:
     self.mesh = parallel.make_mesh()
     dims = {n: e.feature_dim for n, e in self.extractors.items()}
     model = models.create_model(config)
-    abstract = steps.abstract_params(model, dims, self.mesh)
+    backbone = finetune.backbone(config, self.extractors)
+    abstract = steps.abstract_params(model, dims, self.mesh, backbone=backbone)
     expected = checkpointing.run_meta(config, dims)
     params, consts = [], []
     for fold_dir in _fold_dirs(workdir):
@@ -67,10 +68,10 @@ class Predictor:
     self._folds = parallel.replicate(
       {'params': jax.tree.map(stack, *params), 'consts': jax.tree.map(stack, *consts)}, self.mesh
     )
-    self._frozen = parallel.replicate({n: e.params for n, e in self.extractors.items()}, self.mesh)
+    self._frozen = parallel.replicate(backbone.frozen_weights(config.features), self.mesh)
     rep = parallel.replicated(self.mesh)
     self._fn = jax.jit(
-      functools.partial(_predict, model=model, extractors=self.extractors),
+      functools.partial(_predict, model=model, backbone=backbone),
       in_shardings=(rep, rep, parallel.batch_sharding(self.mesh)),
       out_shardings=parallel.batch_sharding(self.mesh),
       compiler_options=xla_options.compiler_options('predict', config.cpu_library_fusions),
@@ -120,13 +121,23 @@ def _consts(meta: dict, dims: dict) -> steps.FoldConsts:
   return steps.host_consts(meta['thresholds'], meta['values'], shift, scale)
 
 
-def _predict(folds, frozen, batch, *, model, extractors):
-  """Mean over the stacked folds of each fold's score (and class probabilities)."""
-  raw = {n: extractors[n].forward(frozen[n], batch).astype(jnp.float32) for n in model.features}
+def _predict(folds, frozen, batch, *, model, backbone):
+  """Mean over the stacked folds of each fold's score (and class probabilities).
+
+  Frozen extractors run once for all folds; fine-tuned ones once per fold, with its parameters.
+  """
+  shared = None
+  if not backbone.trained:
+    shared = steps.raw_features(model, {'image': batch}, frozen, backbone)
 
   def one_fold(params, consts):
+    head, trained = steps.split_params(params, backbone)
+    if shared is None:
+      raw = steps.raw_features(model, {'image': batch}, frozen, backbone, trained)
+    else:
+      raw = shared
     features = {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
-    out = model.apply({'params': params}, features, train=False)
+    out = model.apply({'params': head}, features, train=False)
     score, probs = steps.scores_and_probs(model, out, consts.values)
     return score, jnp.zeros(score.shape + (0,)) if probs is None else probs
 

@@ -6,11 +6,17 @@ Every step takes four arguments: the state (or the parameters), a batch, the fol
 state; each step folds in `state.step`. Nothing fold-specific is closed over, so one compiled
 program serves every fold of a run. Metrics are sums, so padding and device splits never skew a
 mean.
+
+With features computed on the fly, `backbone` (`finetune.Backbone`) holds the extractors. When
+it trains some of them, the parameters are `{'head': MLP, 'backbone': {feature: trained part}}`
+and the gradient reaches the backbone from `Recipe.unfreeze_step` on (before it, only the head's
+backward pass runs). Training images may be augmented on the device (`Recipe.augment`), with a
+key folded from the step's dropout key: still a pure function of (seed, fold, step).
 """
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -20,7 +26,8 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from memjax import labels, models, parallel
+from memjax import augment as image_augment
+from memjax import finetune, labels, models, parallel
 from memjax.models import FusionMLP
 
 
@@ -72,10 +79,14 @@ class Recipe:
   Attributes:
     label_smoothing: share of each target moved to the neighbouring classes (ordinal smoothing).
     ema_decay: decay of the parameter moving average; 0 keeps none.
+    augment: on-device augmentation of training images (None: none; on-the-fly features only).
+    unfreeze_step: fine-tuning: the first step whose gradient reaches the backbone.
   """
 
   label_smoothing: float = 0.0
   ema_decay: float = 0.0
+  augment: image_augment.Augment | None = None
+  unfreeze_step: int = 0
 
 
 def init_state(
@@ -84,11 +95,14 @@ def init_state(
   feature_dims: Mapping[str, int],
   init_key: jax.Array,
   dropout_key: jax.Array,
+  weights=None,
   *,
   ema: bool = False,
+  backbone: finetune.Backbone | None = None,
 ) -> TrainState:
-  """Fresh parameters and optimiser state."""
-  params = init_params(model, feature_dims, init_key)
+  """Fresh parameters and optimiser state (`weights`: the extractors' pretrained parameters,
+  which the trained backbone parts start from)."""
+  params = init_params(model, feature_dims, init_key, weights, backbone=backbone)
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
@@ -98,15 +112,42 @@ def init_state(
   )
 
 
-def init_params(model: FusionMLP, feature_dims: Mapping[str, int], key: jax.Array):
+def init_params(
+  model: FusionMLP,
+  feature_dims: Mapping[str, int],
+  key: jax.Array,
+  weights=None,
+  *,
+  backbone: finetune.Backbone | None = None,
+):
+  """The MLP's fresh parameters; with a trained backbone `{'head': ..., 'backbone': ...}`."""
   dummy = {n: jnp.zeros((1, d), jnp.float32) for n, d in feature_dims.items()}
-  return model.init({'params': key}, dummy, train=False)['params']
+  head = model.init({'params': key}, dummy, train=False)['params']
+  if backbone is None or not backbone.trained:
+    return head
+  return {'head': head, 'backbone': backbone.init(jax.random.fold_in(key, 1), weights)}
 
 
-def jit_create_state(model, tx, feature_dims, mesh: Mesh, *, ema: bool = False):
-  """`init_state` jitted straight into replicated device arrays: `fn(init_key, dropout_key)`."""
-  init = functools.partial(init_state, model, tx, feature_dims, ema=ema)
+def split_params(params, backbone: finetune.Backbone | None) -> tuple:
+  """(the MLP's parameters, the trained backbone parts or None)."""
+  if backbone is None or not backbone.trained:
+    return params, None
+  return params['head'], params['backbone']
+
+
+def jit_create_state(
+  model, tx, feature_dims, mesh: Mesh, *, ema: bool = False, backbone=None
+) -> Callable:
+  """`init_state` jitted straight into replicated device arrays:
+  `fn(init_key, dropout_key, weights)` (`weights`: `backbone.weights`, or None)."""
+  init = functools.partial(init_state, model, tx, feature_dims, ema=ema, backbone=backbone)
   return jax.jit(init, out_shardings=parallel.replicated(mesh))
+
+
+def _weights(backbone, names):
+  if backbone is None or not backbone.trained:
+    return None
+  return backbone.weights(names)
 
 
 def _abstract(fn, mesh: Mesh, *args):
@@ -115,30 +156,49 @@ def _abstract(fn, mesh: Mesh, *args):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def abstract_state(model, tx, feature_dims, mesh: Mesh, *, ema: bool = False) -> TrainState:
+def abstract_state(
+  model, tx, feature_dims, mesh: Mesh, *, ema: bool = False, backbone=None
+) -> TrainState:
   """Shapes, dtypes and (replicated) shardings of the state, with nothing allocated."""
   key = jax.random.PRNGKey(0)
-  init = functools.partial(init_state, model, tx, feature_dims, ema=ema)
-  return _abstract(init, mesh, key, key)
+  init = functools.partial(init_state, model, tx, feature_dims, ema=ema, backbone=backbone)
+  return _abstract(init, mesh, key, key, _weights(backbone, feature_dims))
 
 
-def abstract_params(model, feature_dims, mesh: Mesh):
+def abstract_params(model, feature_dims, mesh: Mesh, *, backbone=None):
   """Shapes, dtypes and (replicated) shardings of the parameters alone."""
-  init = functools.partial(init_params, model, feature_dims)
-  return _abstract(init, mesh, jax.random.PRNGKey(0))
+  init = functools.partial(init_params, model, feature_dims, backbone=backbone)
+  return _abstract(init, mesh, jax.random.PRNGKey(0), _weights(backbone, feature_dims))
 
 
-def model_inputs(model: FusionMLP, batch, consts: FoldConsts, frozen, extractors=None) -> dict:
-  """The model's input features, standardised by the fold's constants: from the batch, or
-  computed from `batch['image']` by the frozen extractors (no gradient flows into them)."""
-  if extractors is None:
+def model_inputs(
+  model: FusionMLP,
+  batch,
+  consts: FoldConsts,
+  frozen,
+  backbone: finetune.Backbone | None = None,
+  trained=None,
+  images=None,
+) -> dict:
+  """The model's input features (`raw_features`), standardised by the fold's constants."""
+  raw = raw_features(model, batch, frozen, backbone, trained, images)
+  return {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
+
+
+def raw_features(model: FusionMLP, batch, frozen, backbone=None, trained=None, images=None):
+  """Float32 features by name: from the batch, or computed from `images` (default
+  `batch['image']`) by the extractors. Gradients flow into the extractors only through `trained`
+  (their trained parts; None: all frozen)."""
+  if backbone is None:
     raw = {n: batch[n].astype(jnp.float32) for n in model.features}  # a store may hold f16
   else:
-    raw = {
-      n: jax.lax.stop_gradient(extractors[n].forward(frozen[n], batch['image']))
-      for n in model.features
-    }
-  return {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
+    images = batch['image'] if images is None else images
+    raw = {}
+    for n in model.features:
+      x = backbone.extractors[n].forward(backbone.params_of(n, trained, frozen), images)
+      x = x.astype(jnp.float32)
+      raw[n] = x if trained is not None and n in backbone.plans else jax.lax.stop_gradient(x)
+  return raw
 
 
 def soft_targets(label: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
@@ -202,18 +262,35 @@ def train_step(
   model: FusionMLP,
   tx: optax.GradientTransformation,
   recipe: Recipe = Recipe(),
-  extractors=None,
+  backbone: finetune.Backbone | None = None,
 ):
   """One optimiser step on a global batch; returns (state, metric sums)."""
   rng = jax.random.fold_in(state.dropout_key, state.step)
-  inputs = model_inputs(model, batch, consts, frozen, extractors)
+  images = None
+  if backbone is not None and recipe.augment is not None:
+    images = image_augment.augment(jax.random.fold_in(rng, 1), batch['image'], recipe.augment)
+  inputs = None  # features of a frozen backbone (or a store) are computed once, outside the grad
+  if backbone is None or not backbone.trained:
+    inputs = model_inputs(model, batch, consts, frozen, backbone, images=images)
+  split = functools.partial(split_params, backbone=backbone)
 
   def loss_fn(params):
-    outputs = model.apply({'params': params}, inputs, train=True, rngs={'dropout': rng})
+    head, trained = split(params)
+    x = (
+      inputs
+      if trained is None
+      else model_inputs(model, batch, consts, frozen, backbone, trained, images)
+    )
+    outputs = model.apply({'params': head}, x, train=True, rngs={'dropout': rng})
     loss, pred_class = _loss_and_class(model, outputs, batch, consts, recipe.label_smoothing)
     return loss.mean(), (loss, pred_class)
 
-  grads, (loss, pred_class) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.grad(loss_fn, has_aux=True)
+  if backbone is not None and backbone.trained and recipe.unfreeze_step > 0:
+    grad_fn = functools.partial(
+      _head_until_unfrozen, grad_fn, loss_fn, recipe.unfreeze_step, state.step
+    )
+  grads, (loss, pred_class) = grad_fn(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   ema = state.ema_params
@@ -228,6 +305,20 @@ def train_step(
   return state, metrics
 
 
+def _head_until_unfrozen(grad_fn, loss_fn, unfreeze_step: int, step, params):
+  """`grad_fn(params)` from `unfreeze_step` on; before it, the head's gradient alone (zeros for
+  the backbone) and the backbone's backward pass is not run (`lax.cond` runs one branch)."""
+
+  def head_only(params):
+    def head_loss(head):
+      return loss_fn({'head': head, 'backbone': params['backbone']})
+
+    head_grads, aux = jax.grad(head_loss, has_aux=True)(params['head'])
+    return {'head': head_grads, 'backbone': jax.tree.map(jnp.zeros_like, params['backbone'])}, aux
+
+  return jax.lax.cond(step >= unfreeze_step, grad_fn, head_only, params)
+
+
 def train_steps(state: TrainState, batches, consts, frozen, **kwargs):
   """`train_step` over the leading axis of `batches` ([T, B, ...]) in one `lax.scan`."""
   step = functools.partial(train_step, **kwargs)
@@ -235,13 +326,14 @@ def train_steps(state: TrainState, batches, consts, frozen, **kwargs):
   return state, jax.tree.map(lambda m: m.sum(0), metrics)
 
 
-def eval_step(params, batch, consts: FoldConsts, frozen, *, model: FusionMLP, extractors=None):
+def eval_step(params, batch, consts: FoldConsts, frozen, *, model: FusionMLP, backbone=None):
   """Per-example predictions plus masked loss and count sums of one (padded) evaluation batch.
 
   Accuracy is left to the host, which has the predicted classes and the labels.
   """
-  inputs = model_inputs(model, batch, consts, frozen, extractors)
-  outputs = model.apply({'params': params}, inputs, train=False)
+  head, trained = split_params(params, backbone)
+  inputs = model_inputs(model, batch, consts, frozen, backbone, trained)
+  outputs = model.apply({'params': head}, inputs, train=False)
   loss, pred_class = _loss_and_class(model, outputs, batch, consts)
   score, probs = scores_and_probs(model, outputs, consts.values)
   predictions = {'class': pred_class, 'score': score}
@@ -258,7 +350,7 @@ def jit_train_steps(
   *,
   scan: bool = True,
   recipe: Recipe = Recipe(),
-  extractors=None,
+  backbone: finetune.Backbone | None = None,
   compiler_options: dict | None = None,
 ):
   """Jitted (scanned or single) train step: state replicated and donated, batch sharded.
@@ -266,7 +358,7 @@ def jit_train_steps(
   Called as `fn(state, batches, consts, frozen)`.
   """
   fn = functools.partial(
-    train_steps if scan else train_step, model=model, tx=tx, recipe=recipe, extractors=extractors
+    train_steps if scan else train_step, model=model, tx=tx, recipe=recipe, backbone=backbone
   )
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh, batch_axis=1 if scan else 0)
@@ -280,13 +372,13 @@ def jit_train_steps(
 
 
 def jit_eval_step(
-  model: FusionMLP, mesh: Mesh, *, extractors=None, compiler_options: dict | None = None
+  model: FusionMLP, mesh: Mesh, *, backbone=None, compiler_options: dict | None = None
 ):
   """Jitted eval step, called as `fn(params, batch, consts, frozen)`."""
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh)
   return jax.jit(
-    functools.partial(eval_step, model=model, extractors=extractors),
+    functools.partial(eval_step, model=model, backbone=backbone),
     in_shardings=(rep, batch, rep, rep),
     out_shardings=(batch, rep),
     compiler_options=compiler_options,

@@ -31,14 +31,15 @@ from clu import metric_writers, periodic_actions
 from jax.sharding import Mesh
 
 from memjax import (
+  augment,
   checkpointing,
   datasets,
   evaluate,
+  finetune,
   fold_data,
   input_pipeline,
   labels,
   models,
-  optimizers,
   parallel,
   results,
   run_record,
@@ -60,6 +61,7 @@ class Programs:
     eval: `(params, batch, consts, frozen) -> (predictions, metric sums)`.
     tx: the optimiser.
     ema: whether the state carries a parameter moving average.
+    backbone: the on-the-fly extractors and what fine-tuning trains of them (None: a store).
   """
 
   init: Callable
@@ -67,6 +69,7 @@ class Programs:
   eval: Callable
   tx: object
   ema: bool
+  backbone: finetune.Backbone | None = None
 
 
 def build_programs(
@@ -77,26 +80,39 @@ def build_programs(
 ) -> Programs:
   """The jitted init, train and eval functions of `config`."""
   model = models.create_model(config)
-  tx = optimizers.create_optimizer(
-    config.optimizer, steps_per_epoch * config.num_epochs, steps_per_epoch
-  )
+  tx = finetune.create_optimizer(config, steps_per_epoch * config.num_epochs, steps_per_epoch)
   dims = data.feature_dims(config.features)
   ema = config.ema_decay > 0
-  recipe = steps.Recipe(label_smoothing=config.label_smoothing, ema_decay=config.ema_decay)
+  backbone = finetune.backbone(config, data.extractors)
+  recipe = steps.Recipe(
+    label_smoothing=config.label_smoothing,
+    ema_decay=config.ema_decay,
+    augment=augment_spec(config),
+    unfreeze_step=finetune.unfreeze_step(config, steps_per_epoch),
+  )
   return Programs(
-    init=steps.jit_create_state(model, tx, dims, mesh, ema=ema),
+    init=steps.jit_create_state(model, tx, dims, mesh, ema=ema, backbone=backbone),
     train=steps.jit_train_steps(
       model,
       tx,
       mesh,
       recipe=recipe,
-      extractors=data.extractors,
+      backbone=backbone,
       compiler_options=xla_options.compiler_options('train', config.cpu_library_fusions),
     ),
-    eval=evaluate.eval_program(config, data, mesh),
+    eval=evaluate.eval_program(config, data, mesh, backbone),
     tx=tx,
     ema=ema,
+    backbone=backbone,
   )
+
+
+def augment_spec(config: ml_collections.ConfigDict) -> augment.Augment | None:
+  """`config.augment` as the steps' spec (None when it changes nothing)."""
+  if not checkpointing.augment_active(config):
+    return None
+  a = config.augment
+  return augment.Augment(crop_scale=a.crop_scale, crop_ratio=a.crop_ratio, flip=a.flip)
 
 
 def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
@@ -190,14 +206,21 @@ def train_fold(
   feature_dims = data.feature_dims(config.features)
   expected = checkpointing.run_meta(config, feature_dims)
   consts = parallel.replicate(fd.consts(), mesh)
-  frozen = parallel.replicate(evaluate.frozen_weights(config, data), mesh)
+  backbone = programs.backbone
+  frozen = parallel.replicate(evaluate.frozen_weights(config, data, backbone), mesh)
   mngr = checkpointing.manager(os.path.join(fdir, 'checkpoints'))
   model = models.create_model(config)
-  abstract = steps.abstract_state(model, programs.tx, feature_dims, mesh, ema=programs.ema)
+  abstract = steps.abstract_state(
+    model, programs.tx, feature_dims, mesh, ema=programs.ema, backbone=backbone
+  )
   state, step = _resume(config, mngr, fdir, fold, abstract, expected)
   if state is None:
     init_key, dropout_key = jax.random.split(fold_data.fold_key(config.seed, fold))
-    state = programs.init(parallel.replicate(init_key, mesh), parallel.replicate(dropout_key, mesh))
+    weights = None
+    if backbone is not None and backbone.trained:
+      weights = parallel.replicate(backbone.weights(config.features), mesh)
+    rep = lambda x: parallel.replicate(x, mesh)
+    state = programs.init(rep(init_key), rep(dropout_key), weights)
   first_step = step
   meta = {
     **expected,
@@ -297,6 +320,15 @@ def _stop(mngr, step: int, state, meta: dict | None, fold: int) -> None:
 def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   """What training needs of the config beyond its schema, checked before anything is written."""
   parallel.check_divisible(config.batch_size, mesh, 'config.batch_size')
+  for field, active in (
+    ('config.finetune.mode', config.finetune.mode != 'none'),
+    ('config.augment', checkpointing.augment_active(config)),
+  ):
+    if active and not config.data.on_the_fly:
+      raise InputError(
+        f'{field} acts on images, but features come from a store: set '
+        'config.data.on_the_fly=True (or leave it off: finetune.mode="none", no augment).'
+      )
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   if not 0.0 < config.data.val_fraction < 1.0:
     raise InputError(
@@ -343,7 +375,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info('fold %d already finished (%s); skipping', fold, eval_path)
         fold_results.append(results.read_json(eval_path))
         continue
-      key = spe[fold] if config.optimizer.schedule != 'constant' else 0
+      by_epoch = config.optimizer.schedule != 'constant' or config.finetune.mode != 'none'
+      key = spe[fold] if by_epoch else 0  # schedules and the unfreeze step depend on it
       if key not in programs:
         programs[key] = build_programs(config, data, mesh, spe[fold])
       fd = fold_data.prepare(config, data, plans[fold], fold)
