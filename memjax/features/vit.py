@@ -25,8 +25,11 @@ difference. When fused with a feature of another geometry (`share_geometry`), th
 that geometry and is resized to the model size inside the jit (bicubic, antialiased).
 
 `dtype='bfloat16'` computes in bfloat16 (weights stay float32; LayerNorm statistics and the
-softmax in float32), for GPU/TPU. `pool_depths` appends the token mean of those blocks' outputs
-(1-based) to the feature. Weights: `vit_weights.py`; extractors: `vit_extractor.py`.
+softmax in float32), for GPU/TPU. `remat=True` (a `VisionTransformer` field) wraps each block in
+`jax.checkpoint` (`nn.remat`) for fine-tuning: same outputs and parameters, and the backward
+pass recomputes each block's activations instead of storing them. `pool_depths` appends the
+token mean of those blocks' outputs (1-based) to the feature. Weights: `vit_weights.py`;
+extractors: `vit_extractor.py`.
 """
 
 import dataclasses
@@ -246,11 +249,19 @@ class MAPHead(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-  """The encoder on normalised images [B, S, S, 3] -> the `output` feature [B, D] (+ pools)."""
+  """The encoder on normalised images [B, S, S, 3] -> the `output` feature [B, D] (+ pools).
+
+  Attributes:
+    cfg: the architecture and compute dtype.
+    output: one of `OUTPUTS[cfg.family]`.
+    pool_depths: blocks (1-based) whose token means follow the feature.
+    remat: wrap each `Block` in `nn.remat` (gradient checkpointing; same outputs and params).
+  """
 
   cfg: ViTConfig
   output: str
   pool_depths: tuple[int, ...] = ()
+  remat: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
@@ -269,9 +280,9 @@ class VisionTransformer(nn.Module):
       x = jnp.concatenate([x[:, :1], jnp.broadcast_to(reg, (b,) + reg.shape), x[:, 1:]], axis=1)
     if c.pre_norm:
       x = nn.LayerNorm(c.eps, dtype=dt, name='pre_norm')(x)
-    pools = []
+    pools, block = [], nn.remat(Block) if self.remat else Block  # same name, same parameters
     for i in range(c.depth):
-      x = Block(c, name=f'block_{i}')(x)
+      x = block(c, name=f'block_{i}')(x)
       if i + 1 in self.pool_depths:
         pools.append(jnp.mean(x.astype(jnp.float32), axis=1))
     x = nn.LayerNorm(c.eps, dtype=dt, name='norm')(x)

@@ -34,6 +34,7 @@ def make_extractor(
   output: str | None = None,
   dtype: str = 'float32',
   pool_depths: Sequence[int] = (),
+  remat: bool = False,
 ) -> ViTExtractor:
   """A frozen CLIP / SigLIP / DINOv2 extractor from a local weight file.
 
@@ -44,6 +45,7 @@ def make_extractor(
     output: which output is the feature (`vit.OUTPUTS[family]`); None: the family's default.
     dtype: compute dtype, 'float32' or 'bfloat16'.
     pool_depths: blocks (1-based) whose token means are appended to the feature.
+    remat: gradient checkpointing of each transformer block (fine-tuning; same outputs).
 
   Returns:
     A `ViTExtractor` whose `weights_sha256` is the file's.
@@ -61,7 +63,7 @@ def make_extractor(
     name=name,
     feature_dim=vit.feature_dim(cfg, output, depths),
     params=jax.device_put(params),
-    forward=functools.partial(vit.forward, model=vit.VisionTransformer(cfg, output, depths)),
+    forward=functools.partial(vit.forward, model=vit.VisionTransformer(cfg, output, depths, remat)),
     image_size=cfg.image_size,
     resize_to=cfg.resize_to,
     preprocessing=f'RGB / 255, mean {cfg.mean}, std {cfg.std}; {dtype} compute; feature: '
