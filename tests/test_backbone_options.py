@@ -66,6 +66,11 @@ def _outputs_and_grads(model):
   return jax.jit(lambda params, batch: jax.grad(loss, has_aux=True)(params, batch)[::-1])
 
 
+def _barriers(jitted, *args) -> int:
+  """Optimisation barriers in the StableHLO that `jitted` hands XLA."""
+  return jitted.lower(*args).as_text().count('optimization_barrier')
+
+
 def _assert_trees_close(got, want, rtol):
   assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
   for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
@@ -92,6 +97,10 @@ def test_lite_remat_keeps_the_parameter_tree_outputs_and_gradients(tiny_lite):
   jaxpr = {m: str(jax.make_jaxpr(f)(params, batch)) for m, f in step.items()}
   assert jaxpr[remat].count('remat') == 3
   assert 'remat' not in jaxpr[plain] and 'checkpoint' not in jaxpr[plain]
+  # ... and reaches XLA as the recomputation behind an optimisation barrier per block (XLA:CPU
+  # strips the barriers and merges the recomputation away; GPU/TPU keep them).
+  barriers = {m: _barriers(f, params, batch) for m, f in step.items()}
+  assert barriers == {plain: 0, remat: 3}
 
 
 def test_vit_remat_keeps_the_parameter_tree_outputs_and_gradients():
@@ -111,6 +120,8 @@ def test_vit_remat_keeps_the_parameter_tree_outputs_and_gradients():
   jaxpr = {m: str(jax.make_jaxpr(f)(params, batch)) for m, f in step.items()}
   assert jaxpr[remat].count('remat') == TINY_DINO.depth
   assert 'remat' not in jaxpr[plain]
+  barriers = {m: _barriers(f, params, batch) for m, f in step.items()}
+  assert barriers == {plain: 0, remat: TINY_DINO.depth}
 
 
 def _compute_dtypes(jaxpr: str, primitive: str) -> set[str]:
