@@ -199,7 +199,8 @@ def plan(extractor: Extractor, cfg: ml_collections.ConfigDict, name: str) -> Pla
   )
   if not paths:
     raise InputError(f'{where}: the chosen blocks have no 2-D kernels to adapt.')
-  return Plan('lora', lora_paths=paths, rank=cfg.lora_rank, alpha=float(cfg.lora_alpha or 0.0))
+  alpha = float(cfg.lora_alpha or cfg.lora_rank)  # None: alpha = r, a scale of 1
+  return Plan('lora', lora_paths=paths, rank=cfg.lora_rank, alpha=alpha)
 
 
 def plans(config: ml_collections.ConfigDict, extractors: Mapping | None) -> dict[str, Plan]:
@@ -215,10 +216,7 @@ def plans(config: ml_collections.ConfigDict, extractors: Mapping | None) -> dict
       f'config.finetune.mode={config.finetune.mode!r} trains the extractors, which needs '
       'features computed from the images: set config.data.on_the_fly=True.'
     )
-  out = {n: plan(extractors[n], config.finetune, n) for n in config.features}
-  if any(p.mode == 'lora' and not p.alpha for p in out.values()):
-    out = {n: dataclasses.replace(p, alpha=float(p.rank)) for n, p in out.items()}
-  return out
+  return {n: plan(extractors[n], config.finetune, n) for n in config.features}
 
 
 def describe(config: ml_collections.ConfigDict) -> dict | None:

@@ -1,0 +1,304 @@
+"""Fine-tuning the extractors (memjax/finetune.py): what trains, LoRA, the optimiser's state,
+freeze-then-unfreeze, 4 devices = 1 (EfficientNet-Lite0 with random weights on 32 px crops), and
+a LoRA-tuned ViT end to end (train, stop and resume, evaluate, predict) on a folder of small
+images (a 3-block CLIP of width 32, so it compiles and runs in seconds)."""
+
+import csv
+import dataclasses
+import functools
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+from PIL import Image
+
+from configs import photos_finetune
+from memjax import finetune, models, parallel, predict, results, steps, train
+from memjax.errors import InputError, StoppedError
+from memjax.features import efficientnet_lite, vit
+from memjax.features.extractor import Extractor
+from memjax.runtime import fault_points
+
+SIZE = 32
+
+
+@functools.cache
+def tiny_lite0() -> Extractor:
+  """EfficientNet-Lite0 with random weights on 32 px crops (the real one's tree and blocks)."""
+  return Extractor(
+    name='tiny_lite0',
+    feature_dim=efficientnet_lite.FEATURE_DIM,
+    params=efficientnet_lite.init_params('efficientnet_lite0', seed=0),
+    forward=functools.partial(
+      efficientnet_lite.forward, model=efficientnet_lite.EfficientNetLite()
+    ),
+    image_size=SIZE,
+    resize_to=SIZE + 4,
+  )
+
+
+@functools.cache
+def tiny_vit(output: str = 'embedding') -> Extractor:
+  cfg = dataclasses.replace(
+    vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=3, heads=4, mlp=64, image_size=SIZE,
+    resize_to=SIZE, proj_dim=16,
+  )  # fmt: skip
+  return Extractor(
+    name='tiny_clip',
+    feature_dim=vit.feature_dim(cfg, output),
+    params=vit.init_params(cfg),
+    forward=functools.partial(vit.forward, model=vit.VisionTransformer(cfg, output)),
+    image_size=SIZE,
+    resize_to=SIZE,
+  )
+
+
+def _finetune_cfg(mode, last_blocks=2, rank=4, alpha=None):
+  config = photos_finetune.get_config()
+  config.finetune.mode, config.finetune.last_blocks = mode, last_blocks
+  config.finetune.lora_rank, config.finetune.lora_alpha = rank, alpha
+  return config.finetune
+
+
+def _images(n=16, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def test_last_blocks_train_the_last_blocks_and_what_reads_after_them():
+  e = tiny_lite0()
+  assert finetune.plan(e, _finetune_cfg('last', 2), 'f').keys == ('block_14', 'block_15', 'head')
+  everything = finetune.plan(e, _finetune_cfg('all'), 'f').keys
+  # the ImageNet classifier is never read by the features: it does not train
+  assert everything == ('stem', *[f'block_{i}' for i in range(16)], 'head')
+  assert finetune.plan(e, _finetune_cfg('none'), 'f') is None
+  with pytest.raises(InputError, match=r'last_blocks must be in 1\.\.16'):
+    finetune.plan(e, _finetune_cfg('last', 17), 'f')
+  # a ViT: the last block, then the final norm and the projection the embedding reads
+  assert finetune.plan(tiny_vit(), _finetune_cfg('last', 1), 'f').keys == (
+    'block_2',
+    'norm',
+    'proj',
+  )
+  assert 'proj' not in finetune.plan(tiny_vit('cls'), _finetune_cfg('all'), 'f').keys
+
+
+@pytest.mark.parametrize('extractor', [tiny_lite0, tiny_vit], ids=['lite0', 'vit'])
+def test_lora_adds_r_times_in_plus_out_per_kernel_and_starts_as_the_frozen_network(extractor):
+  e = extractor()
+  rank = 3
+  p = finetune.plan(e, _finetune_cfg('lora', last_blocks=0, rank=rank), 'f')
+  kernels = [
+    leaf.shape
+    for path, leaf in jax.tree_util.tree_flatten_with_path(e.params)[0]
+    if path[0].key.startswith('block_') and path[-1].key == 'kernel' and leaf.ndim == 2
+  ]
+  assert len(p.lora_paths) == len(kernels) > 0
+  assert p.num_params(e.params) == sum(rank * (i + o) for i, o in kernels)
+  assert p.alpha == rank  # alpha None: a scale of 1
+  trained = p.init(jax.random.PRNGKey(1), e.params)
+  merged = p.merge(trained, p.frozen(e.params))
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), merged, e.params)
+  x = _images(4)
+  forward = jax.jit(e.forward)
+  np.testing.assert_array_equal(forward(merged, x), forward(e.params, x))
+  # the adapters change the network once B moves
+  moved = jax.tree.map(lambda t: t + 0.01, trained)
+  assert not np.allclose(forward(p.merge(moved, e.params), x), forward(e.params, x))
+  last = finetune.plan(e, _finetune_cfg('lora', last_blocks=1, rank=rank), 'f')
+  assert {path[0] for path in last.lora_paths} == {finetune.blocks(e.params)[-1]}
+
+
+def _step_setup(mode, mesh, *, unfreeze_step=0, last_blocks=1, optimizer='adam'):
+  config = photos_finetune.get_config()
+  config.optimizer.name = optimizer
+  config.features = ('efficientnet',)
+  config.model.ensemble_size = 1
+  config.finetune.mode, config.finetune.last_blocks = mode, last_blocks
+  config.finetune.lora_rank = 2
+  config.finetune.unfreeze_epoch = unfreeze_step / 10  # 10 steps per epoch below
+  config.finetune.warmup_epochs = 0.0
+  e = tiny_lite0()
+  backbone = finetune.Backbone({'efficientnet': e}, finetune.plans(config, {'efficientnet': e}))
+  model = models.create_model(config)
+  tx = finetune.create_optimizer(config, 100, 10)
+  dims = {'efficientnet': e.feature_dim}
+  rep = lambda x: parallel.replicate(x, mesh)
+  weights = rep(backbone.weights(config.features))
+  init = steps.jit_create_state(model, tx, dims, mesh, backbone=backbone)
+  state = init(rep(jax.random.PRNGKey(0)), rep(jax.random.PRNGKey(1)), weights)
+  consts = rep(
+    steps.host_consts(
+      [0.4, 0.5, 0.6], [0.4, 0.5, 0.6, 1.0], {'efficientnet': np.zeros(1280)},
+      {'efficientnet': np.full(1280, 0.1)},
+    )
+  )  # fmt: skip
+  recipe = steps.Recipe(
+    augment=train.augment_spec(config),
+    unfreeze_step=finetune.unfreeze_step(config, 10),
+    ema_decay=0.0,
+  )
+  step = steps.jit_train_steps(model, tx, mesh, scan=False, recipe=recipe, backbone=backbone)
+  frozen = rep(backbone.frozen_weights(config.features))
+  return backbone, state, consts, step, frozen
+
+
+def _batch(t, n=16):
+  score = np.random.default_rng(t).uniform(size=n).astype(np.float32)
+  return {'image': _images(n, seed=t), 'score': score, 'label': np.zeros(n, np.int32)}
+
+
+def _host(tree):
+  return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def test_a_fine_tuned_step_on_four_devices_equals_one_device():
+  assert jax.device_count() == 4
+  out = []
+  for mesh in (Mesh(np.asarray(jax.devices()[:1]), (parallel.AXIS,)), parallel.make_mesh()):
+    # sgd: Adam's first steps are about +-lr whatever the gradient's size, so they would turn
+    # last-bit differences of near-zero gradients into visible ones
+    _, state, consts, step, frozen = _step_setup('last', mesh, optimizer='sgd')
+    for t in range(2):
+      state, _ = step(state, parallel.to_global(_batch(t), mesh, 0), consts, frozen)
+    out.append(_host(state.params))
+  start = tiny_lite0().params['head']['kernel']
+  assert not np.array_equal(out[0]['backbone']['efficientnet']['head']['kernel'], start)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5), *out)
+
+
+def test_frozen_parts_are_untouched_and_carry_no_optimiser_state():
+  mesh = parallel.make_mesh()
+  backbone, state, consts, step, frozen = _step_setup('last', mesh)
+  start = _host(state.params)
+  trained_size = sum(x.size for x in jax.tree.leaves(start))
+  opt_size = sum(x.size for x in jax.tree.leaves(state.opt_state))
+  # adam: two moments per trained value, plus a few step counts; nothing for the frozen blocks
+  assert 2 * trained_size <= opt_size <= 2 * trained_size + 8
+  assert sorted(start['backbone']['efficientnet']) == ['block_15', 'head']
+  frozen_before = _host(frozen)
+  for t in range(2):
+    state, _ = step(state, parallel.to_global(_batch(t), mesh, 0), consts, frozen)
+  after = _host(state.params)
+  jax.tree.map(np.testing.assert_array_equal, _host(frozen), frozen_before)
+  full = backbone.params_of('efficientnet', after['backbone'], _host(frozen))
+  for key, value in tiny_lite0().params.items():  # untrained blocks bit-identical
+    same = key not in ('block_15', 'head')
+    equal = all(jax.tree.leaves(jax.tree.map(np.array_equal, full[key], _host(value))))
+    assert equal == same, key
+
+
+def test_the_backbone_waits_for_the_unfreeze_step_while_the_head_trains():
+  mesh = parallel.make_mesh()
+  _, state, consts, step, frozen = _step_setup('lora', mesh, unfreeze_step=2, last_blocks=2)
+  start = _host(state.params)
+  history = []
+  for t in range(3):
+    state, metrics = step(state, parallel.to_global(_batch(t), mesh, 0), consts, frozen)
+    assert math.isfinite(float(metrics['loss']))
+    history.append(_host(state.params))
+  same = lambda a, b: all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+  assert same(history[1]['backbone'], start['backbone'])  # steps 0, 1: frozen
+  assert not same(history[1]['head'], start['head'])
+  assert not same(history[2]['backbone'], start['backbone'])  # step 2 trains it
+
+
+def test_fine_tuning_needs_features_computed_on_the_fly(tmp_path):
+  config = photos_finetune.get_config()
+  config.data.on_the_fly = False
+  with pytest.raises(InputError, match='on_the_fly'):
+    train.check_config(config, parallel.make_mesh())
+  config.finetune.mode = 'none'  # augmentation alone also needs images
+  with pytest.raises(InputError, match=r'config\.augment'):
+    train.check_config(config, parallel.make_mesh())
+
+
+# --- end to end: a folder of images, the config of configs/photos_finetune.py made small -------
+
+
+def _folder(root, n=48):
+  rng = np.random.default_rng(2)
+  os.makedirs(root)
+  with open(root / 'scores.csv', 'w', newline='') as f:
+    out = csv.writer(f)
+    out.writerow(['image', 'score'])
+    for i in range(n):
+      level = rng.uniform(0.1, 0.9)
+      pixels = np.clip(rng.normal(level * 255, 40, size=(36, 40, 3)), 0, 255).astype(np.uint8)
+      Image.fromarray(pixels).save(root / f'{i:03d}.png')
+      out.writerow([f'{i:03d}.png', f'{np.clip(level + rng.normal(0, 0.05), 0, 1):.4f}'])
+
+
+def _small(images: str):
+  config = photos_finetune.get_config()
+  config.data.dir = images
+  config.data.num_folds, config.data.run_folds = 3, (0,)
+  config.model.ensemble_size = 2
+  config.model.hidden_units = (16,)
+  config.num_epochs, config.batch_size, config.eval_batch_size = 3, 8, 16
+  config.steps_per_call = 2
+  config.finetune.mode, config.finetune.last_blocks, config.finetune.lora_rank = 'lora', 0, 2
+  config.finetune.learning_rate = 1e-2
+  config.finetune.unfreeze_epoch, config.finetune.warmup_epochs = 1.0, 0.5
+  config.ema_decay = 0.5
+  config.log_every_secs = 100.0
+  return config
+
+
+@pytest.fixture(scope='module')
+def tiny_backbone():
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(efficientnet_lite, 'make_extractor', lambda *a, **k: tiny_vit())
+    yield
+
+
+@pytest.fixture(scope='module')
+def finetuned(tmp_path_factory, tiny_backbone):
+  root = tmp_path_factory.mktemp('finetune')
+  _folder(root / 'images')
+  config = _small(str(root / 'images'))
+  workdir = str(root / 'run')
+  return config, workdir, train.train_and_evaluate(config, workdir)
+
+
+def test_a_fine_tuned_run_stopped_and_resumed_ends_as_the_uninterrupted_one(
+  finetuned, tmp_path, monkeypatch
+):
+  config, _, summary = finetuned
+  workdir = str(tmp_path / 'resumed')
+  monkeypatch.setenv(fault_points.ENV, 'train_chunk:3:TERM')
+  monkeypatch.setattr(fault_points, '_seen', {})
+  with pytest.raises(StoppedError):
+    train.train_and_evaluate(config, workdir)
+  monkeypatch.delenv(fault_points.ENV)
+  resumed = train.train_and_evaluate(config, workdir)
+  assert resumed['folds'][0]['spearman'] == pytest.approx(summary['folds'][0]['spearman'], abs=1e-6)
+  assert resumed['folds'][0]['mse'] == pytest.approx(summary['folds'][0]['mse'], rel=1e-5)
+
+
+def test_evaluate_and_predict_restore_the_fine_tuned_backbone(finetuned, tmp_path):
+  from memjax import evaluate
+
+  config, workdir, summary = finetuned
+  again = evaluate.evaluate(config, workdir)
+  assert again['folds'][0]['spearman'] == pytest.approx(summary['folds'][0]['spearman'], abs=1e-6)
+  predictor = predict.Predictor(config, workdir)
+  trained = jax.device_get(predictor._folds['params']['backbone']['efficientnet'])
+  assert sorted(trained) == ['block_0', 'block_1', 'block_2']
+  assert sorted(trained['block_1']) == ['fc1', 'fc2', 'out', 'qkv']
+  lora_b = trained['block_2']['fc2']['kernel']['lora_b'][0]  # fold 0 of the stacked folds
+  assert np.abs(lora_b).max() > 0  # B started at zero: the adapters trained and predict has them
+  # predict scores the test images as evaluation did (one fold: its own predictions)
+  fold_dir = results.fold_dir(workdir, 0)
+  ids = np.array(sorted(os.listdir(config.data.dir)))
+  paths = [os.path.join(config.data.dir, i) for i in ids if i.endswith('.png')]
+  scores, _, errors = predictor.predict_paths(paths, batch_size=16)
+  assert not any(errors) and np.isfinite(scores).all() and np.std(scores) > 0
+  assert os.path.isdir(fold_dir)
+  # a checkpoint of another fine-tune mode is refused, naming the field
+  other = _small(config.data.dir)
+  other.finetune.mode, other.finetune.last_blocks = 'last', 1
+  with pytest.raises(InputError, match='finetune: checkpoint'):
+    predict.Predictor(other, workdir)
