@@ -86,6 +86,22 @@ def result_fields(config: ml_collections.ConfigDict) -> dict:
   return fields
 
 
+# Field groups added after runs were recorded, with the values that leave them off: a record
+# without the group matches a config that leaves it off (fine-tuning, augmentation).
+_ADDED_OFF = {
+  'finetune.': {'finetune.mode': 'none'},
+  'augment.': {'augment.crop_scale': [1.0, 1.0], 'augment.crop_ratio': [1.0, 1.0]},
+}
+
+
+def _added_later_and_off(name: str, old: dict, now: dict) -> bool:
+  for prefix, off in _ADDED_OFF.items():
+    if name.startswith(prefix) and not any(n.startswith(prefix) for n in old):
+      flips = now.get('augment.flip', False) if prefix == 'augment.' else False
+      return not flips and all(now.get(k) == v for k, v in off.items())
+  return False
+
+
 def data_fingerprint(data: MemorabilityData, features) -> str:
   """sha256 over the ids, scores, given splits, and a sample of every used feature's values (of
   the extractors' weights when features are computed on the fly)."""
@@ -140,6 +156,7 @@ def check(config: ml_collections.ConfigDict, data: MemorabilityData, workdir: st
       'delete the file to adopt the current config.'
     ) from e
   names = sorted(set(old_fields) | set(now['fields']))
+  names = [n for n in names if not _added_later_and_off(n, old_fields, now['fields'])]
   diffs = [
     f'{n}: {old_fields.get(n, "<unset>")!r} -> {now["fields"].get(n, "<unset>")!r}'
     for n in names

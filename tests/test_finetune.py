@@ -302,3 +302,23 @@ def test_evaluate_and_predict_restore_the_fine_tuned_backbone(finetuned, tmp_pat
   other.finetune.mode, other.finetune.last_blocks = 'last', 1
   with pytest.raises(InputError, match='finetune: checkpoint'):
     predict.Predictor(other, workdir)
+
+
+def test_a_workdir_recorded_before_fine_tuning_existed_matches_a_config_that_leaves_it_off(
+  test_config, tmp_path
+):
+  import json
+
+  from memjax import datasets, run_record
+
+  data = datasets.load(test_config)
+  record = run_record.record_of(test_config, data)
+  record['fields'] = {
+    k: v for k, v in record['fields'].items() if not k.startswith(('finetune.', 'augment.'))
+  }
+  with open(tmp_path / run_record.RUN_FILE, 'w') as f:
+    json.dump(record, f)
+  assert run_record.check(test_config, data, str(tmp_path)) == []
+  test_config.augment.flip = True
+  with pytest.raises(InputError, match=r"augment\.flip: '<unset>' -> True"):
+    run_record.check(test_config, data, str(tmp_path))
