@@ -1,13 +1,33 @@
 """Test set-up: four simulated CPU devices (before JAX initialises), TF kept off accelerators,
-and the shared `trained` run of configs/test.py."""
+one persistent XLA compilation cache for the whole session, and the shared `trained` run of
+configs/test.py.
+
+The cache: every `train.train_and_evaluate` call builds new jitted functions, so without it each
+call compiles its programs again (~5 s of CPU, most of a tiny test run). With it, a program is
+compiled once per session and loaded from disk afterwards, by this process and by every
+subprocess the tests start (they inherit `JAX_COMPILATION_CACHE_DIR`). The cache is a fresh
+temporary folder, removed at the end, unless `MEMJAX_TEST_JAX_CACHE` names a folder to keep.
+"""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import jax
 
+CACHE_DIR = os.environ.get('MEMJAX_TEST_JAX_CACHE') or tempfile.mkdtemp(prefix='memjax-jax-cache-')
+_KEEP_CACHE = bool(os.environ.get('MEMJAX_TEST_JAX_CACHE'))
+os.environ.update(
+  JAX_COMPILATION_CACHE_DIR=CACHE_DIR,
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1',
+)
 jax.config.update('jax_num_cpu_devices', 4)
 jax.config.update('jax_platforms', 'cpu')
+jax.config.update('jax_compilation_cache_dir', CACHE_DIR)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -15,6 +35,17 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 tf.config.set_visible_devices([], 'GPU')
+
+
+def pytest_unconfigure(config):
+  if not _KEEP_CACHE:
+    shutil.rmtree(CACHE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope='session')
+def jax_cache_dir() -> str:
+  """The session's persistent compilation cache (also in `JAX_COMPILATION_CACHE_DIR`)."""
+  return CACHE_DIR
 
 
 @pytest.fixture

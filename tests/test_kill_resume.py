@@ -73,8 +73,8 @@ SEARCH_FLAGS = {
 
 
 @pytest.fixture(scope='module')
-def cache_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('jax_cache'))
+def cache_dir(jax_cache_dir):
+  return jax_cache_dir  # the session's (tests/conftest.py): programs compile once per session
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,8 @@
 """--mode=search: the search space, two workers sharing one SQLite study, the retry of a dead
 worker's trial in its own workdir, resuming, and the exported best config."""
 
+import collections
+import csv
 import importlib.util
 import json
 import os
@@ -9,8 +11,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
 import pytest
+from figure_checks import assert_figure
 
 from memjax.experiments import search
 
@@ -108,14 +112,24 @@ def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_pa
   with open(os.path.join(workdir, search.SEARCH_FILE)) as f:
     summary = json.load(f)
   rows = summary['trials']
+  assert [r['number'] for r in rows] == list(range(len(rows)))
   finished = [r for r in rows if r['state'] in ('COMPLETE', 'PRUNED')]
-  assert len(finished) >= 3
-  assert len({r['worker'] for r in finished}) == 2  # both processes took trials
-  assert {r['number']: r['state'] for r in rows}[dead.number] == 'FAIL'
+  # The budget is reached; each of the two workers may start one trial past it at the end.
+  assert 3 <= len(finished) <= 4, rows
+  assert [r['number'] for r in rows if r not in finished] == [dead.number]  # nothing RUNNING
+  assert {r['state'] for r in rows} <= {'COMPLETE', 'PRUNED', 'FAIL'}
+  assert summary['states'] == dict(collections.Counter(r['state'] for r in rows))
+  assert {r['worker'].rsplit(':', 1)[1] for r in finished} == {str(w.pid) for w in workers}
+  assert rows[dead.number]['state'] == 'FAIL' and rows[dead.number]['retry_of'] is None
   retry = [r for r in rows if r['retry_of'] == dead.number]
   assert len(retry) == 1 and retry[0]['state'] in ('COMPLETE', 'PRUNED')
   assert retry[0]['workdir'] == dead_dir  # the retry continued in the dead trial's workdir
   assert os.path.exists(os.path.join(dead_dir, 'fold_0', 'eval.json'))
+  for r in finished:  # the objective: the mean of the folds' test Spearmans (so far, if pruned)
+    folds = r['fold_spearman']
+    assert (len(folds) == 2) if r['state'] == 'COMPLETE' else (1 <= len(folds) <= 2), r
+    assert all(-1 <= v <= 1 for v in folds) and r['value'] == pytest.approx(np.mean(folds)), r
+    assert r['params']['units_fusion_0'] == 8 and r['params']['activation'] == 'relu'
 
   # Resume: the same command loads the study; with its budget reached it only re-exports.
   config = _config(len(finished))
@@ -130,8 +144,20 @@ def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_pa
   best = resumed.best_trial
   expected = search.apply_params(config, best.params)
   assert module.get_config().to_dict() == expected.to_dict()
-  for name in ('trials.csv', 'search.png', 'study.db'):
-    assert os.path.getsize(os.path.join(workdir, name)) > 0
+  assert module.get_config().model.hidden_units == (best.params['units_fusion_0'],)
+  assert again['best_trial'] == best.number and again['best_value'] == pytest.approx(best.value)
+  with open(os.path.join(workdir, 'trials.csv')) as f:
+    table = list(csv.DictReader(f))
+  assert [(int(t['number']), t['state']) for t in table] == [
+    (r['number'], r['state']) for r in rows
+  ]
+  assert [t['retry_of'] for t in table] == [
+    '' if r['retry_of'] is None else str(r['retry_of']) for r in rows
+  ]
+  assert_figure(os.path.join(workdir, 'search.png'))
+  assert search.storage_url(config, workdir) == f'sqlite:///{workdir}/study.db'
+  with open(os.path.join(workdir, 'study.db'), 'rb') as f:
+    assert f.read(16) == b'SQLite format 3\x00'
 
 
 def test_bad_storage_url_is_an_input_error(tmp_path):
