@@ -2,11 +2,13 @@
 worker's trial in its own workdir, resuming, and the exported best config."""
 
 import collections
+import contextlib
 import csv
 import importlib.util
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -69,6 +71,17 @@ def _worker(workdir: str, num_trials: int) -> subprocess.Popen:
   )
 
 
+def age_heartbeat(db_path: str, trial_id: int, seconds: float) -> None:
+  """Moves a trial's last heartbeat `seconds` into the past in the SQLite study (in place of
+  sleeping that long: the trial looks as stale as a dead worker's after that wait)."""
+  with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+    changed = db.execute(
+      'UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, ?) WHERE trial_id = ?',
+      (f'-{seconds} seconds', trial_id),
+    ).rowcount
+  assert changed == 1, (db_path, trial_id)
+
+
 def _wait(proc: subprocess.Popen) -> None:
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
@@ -97,14 +110,14 @@ def test_search_space_maps_onto_the_config(test_config):
 def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_path):
   workdir = str(tmp_path)
   config = _config(3)
-  # A trial whose worker died: RUNNING, with a heartbeat that is about to go stale.
+  # A trial whose worker died: RUNNING, with a heartbeat already older than grace_secs.
   study = search.open_study(config, workdir)
   with pytest.warns(UserWarning, match='Heartbeat'):
     dead = study.ask()
   dead_dir = os.path.join(workdir, 'trials', 'dead_trial')
   dead.set_user_attr('workdir', dead_dir)
   study._storage.record_heartbeat(dead._trial_id)
-  time.sleep(config.search.grace_secs + 1)
+  age_heartbeat(os.path.join(workdir, 'study.db'), dead._trial_id, config.search.grace_secs + 1)
 
   workers = [_worker(workdir, 3), _worker(workdir, 3)]
   for w in workers:
