@@ -2,13 +2,11 @@
 worker's trial in its own workdir, resuming, and the exported best config."""
 
 import collections
-import contextlib
 import csv
 import importlib.util
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import numpy as np
 import optuna
 import pytest
 from figure_checks import assert_figure
+from study_heartbeats import age_heartbeat
 
 from memjax.experiments import search
 
@@ -69,17 +68,6 @@ def _worker(workdir: str, num_trials: int) -> subprocess.Popen:
     text=True,
     env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
   )
-
-
-def age_heartbeat(db_path: str, trial_id: int, seconds: float) -> None:
-  """Moves a trial's last heartbeat `seconds` into the past in the SQLite study (in place of
-  sleeping that long: the trial looks as stale as a dead worker's after that wait)."""
-  with contextlib.closing(sqlite3.connect(db_path)) as db, db:
-    changed = db.execute(
-      'UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, ?) WHERE trial_id = ?',
-      (f'-{seconds} seconds', trial_id),
-    ).rowcount
-  assert changed == 1, (db_path, trial_id)
 
 
 def _wait(proc: subprocess.Popen) -> None:
