@@ -8,8 +8,9 @@ an uninterrupted run (per-fold Spearman to 1e-6, identical stored features), and
 file times show that no finished fold, trial or extracted batch was done again. Also here: a
 non-finite loss stops the fold and keeps its last good checkpoint.
 
-Subprocesses use one CPU device (four for extraction, like its in-process reference) and share
-one persistent compilation cache.
+Subprocesses use four CPU devices like this process, so the uninterrupted references run here,
+in-process, on the same compiled programs (the session's persistent compilation cache, which the
+subprocesses share).
 """
 
 import csv
@@ -78,12 +79,14 @@ def cache_dir(jax_cache_dir):
 
 
 @pytest.fixture(scope='module')
-def reference(cache_dir, tmp_path_factory):
-  """The summary of an uninterrupted `TRAIN_FLAGS` run."""
-  workdir = str(tmp_path_factory.mktemp('reference'))
-  code, log = _run([*TRAIN_FLAGS, f'--workdir={workdir}'], cache_dir)
-  assert code == 0, log[-4000:]
-  return results.read_json(os.path.join(workdir, 'summary.json'))
+def reference(tmp_path_factory):
+  """The summary of an uninterrupted `TRAIN_FLAGS` run: in this process, on its 4 devices like
+  the subprocesses (the same compiled programs, so the same numbers)."""
+  from configs import test as test_cfg
+
+  config = test_cfg.get_config()
+  config.model.hidden_units = (16,)  # TRAIN_FLAGS
+  return train.train_and_evaluate(config, str(tmp_path_factory.mktemp('reference')))
 
 
 def _same_results(workdir: str, reference: dict) -> None:
@@ -94,7 +97,7 @@ def _same_results(workdir: str, reference: dict) -> None:
   assert resumed['spearman_mean'] == pytest.approx(reference['spearman_mean'], abs=1e-6)
 
 
-def _run(args: list[str], cache_dir: str, kill_at=None, code=None, devices: int = 1):
+def _run(args: list[str], cache_dir: str, kill_at=None, code=None, devices: int = 4):
   """Runs main.py (or `python -c code`) with `args`; returns (exit code, log)."""
   env = {
     **os.environ,
@@ -263,10 +266,10 @@ def test_extraction_killed_mid_batch_resumes_to_identical_features(
     '--config.extract.dtype=float32',
   ]
   # The third batch is computed, not yet written: two batches (16 rows) are in the store.
-  code, log = _run(args, cache_dir, 'extract_batch:3', devices=4)
+  code, log = _run(args, cache_dir, 'extract_batch:3')
   _killed(code, log, 'extract_batch:3')
   assert not store.is_complete(directory)
-  code, log = _run(args, cache_dir, devices=4)
+  code, log = _run(args, cache_dir)
   assert code == 0, log[-4000:]
   assert 'taking over the lock of' in log
   assert re.search(r'extracting .* for 40 images into .*, from row 16\n', log)  # no batch redone
