@@ -269,6 +269,9 @@ def train_step(
   images = None
   if backbone is not None and recipe.augment is not None:
     images = image_augment.augment(jax.random.fold_in(rng, 1), batch['image'], recipe.augment)
+    # Materialise the augmented batch: fused into the backbone's first convolution, the crop is
+    # recomputed per use (Lite0 'last 2' on CPU: 39 ms/img with, 24 without; 22.5 unaugmented).
+    images = jax.lax.optimization_barrier(images)
   inputs = None  # features of a frozen backbone (or a store) are computed once, outside the grad
   if backbone is None or not backbone.trained:
     inputs = model_inputs(model, batch, consts, frozen, backbone, images=images)
