@@ -111,7 +111,7 @@ def test_lora_adds_r_times_in_plus_out_per_kernel_and_starts_as_the_frozen_netwo
   assert {path[0] for path in last.lora_paths} == {finetune.blocks(e.params)[-1]}
 
 
-def _step_setup(mode, mesh, *, unfreeze_step=0, last_blocks=1, optimizer='adam'):
+def _step_setup(mode, mesh, *, unfreeze_step=0, last_blocks=1, optimizer='adam', extractor=None):
   config = photos_finetune.get_config()
   config.optimizer.name = optimizer
   config.features = ('efficientnet',)
@@ -120,7 +120,7 @@ def _step_setup(mode, mesh, *, unfreeze_step=0, last_blocks=1, optimizer='adam')
   config.finetune.lora_rank = 2
   config.finetune.unfreeze_epoch = unfreeze_step / 10  # 10 steps per epoch below
   config.finetune.warmup_epochs = 0.0
-  e = tiny_lite0()
+  e = (extractor or tiny_lite0)()
   backbone = finetune.Backbone({'efficientnet': e}, finetune.plans(config, {'efficientnet': e}))
   model = models.create_model(config)
   tx = finetune.create_optimizer(config, 100, 10)
@@ -131,8 +131,8 @@ def _step_setup(mode, mesh, *, unfreeze_step=0, last_blocks=1, optimizer='adam')
   state = init(rep(jax.random.PRNGKey(0)), rep(jax.random.PRNGKey(1)), weights)
   consts = rep(
     steps.host_consts(
-      [0.4, 0.5, 0.6], [0.4, 0.5, 0.6, 1.0], {'efficientnet': np.zeros(1280)},
-      {'efficientnet': np.full(1280, 0.1)},
+      [0.4, 0.5, 0.6], [0.4, 0.5, 0.6, 1.0], {'efficientnet': np.zeros(e.feature_dim)},
+      {'efficientnet': np.full(e.feature_dim, 0.1)},
     )
   )  # fmt: skip
   recipe = steps.Recipe(
@@ -154,36 +154,38 @@ def _host(tree):
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
-def test_a_fine_tuned_step_on_four_devices_equals_one_device():
-  assert jax.device_count() == 4
-  out = []
+@pytest.fixture(scope='module')
+def two_meshes():
+  """Two 'last 1 block' steps of the same batches on 1 and on 4 devices: (backbone, frozen,
+  initial state, final states). sgd: Adam's first steps are about +-lr whatever the gradient's
+  size, so they would turn last-bit differences of near-zero gradients into visible ones."""
+  states = []
   for mesh in (Mesh(np.asarray(jax.devices()[:1]), (parallel.AXIS,)), parallel.make_mesh()):
-    # sgd: Adam's first steps are about +-lr whatever the gradient's size, so they would turn
-    # last-bit differences of near-zero gradients into visible ones
-    _, state, consts, step, frozen = _step_setup('last', mesh, optimizer='sgd')
+    backbone, state, consts, step, frozen = _step_setup('last', mesh, optimizer='sgd')
+    start = _host(state)
     for t in range(2):
       state, _ = step(state, parallel.to_global(_batch(t), mesh, 0), consts, frozen)
-    out.append(_host(state.params))
-  start = tiny_lite0().params['head']['kernel']
-  assert not np.array_equal(out[0]['backbone']['efficientnet']['head']['kernel'], start)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5), *out)
+    states.append(_host(state))
+  return backbone, _host(frozen), start, states
 
 
-def test_frozen_parts_are_untouched_and_carry_no_optimiser_state():
-  mesh = parallel.make_mesh()
-  backbone, state, consts, step, frozen = _step_setup('last', mesh)
-  start = _host(state.params)
-  trained_size = sum(x.size for x in jax.tree.leaves(start))
-  opt_size = sum(x.size for x in jax.tree.leaves(state.opt_state))
-  # adam: two moments per trained value, plus a few step counts; nothing for the frozen blocks
-  assert 2 * trained_size <= opt_size <= 2 * trained_size + 8
-  assert sorted(start['backbone']['efficientnet']) == ['block_15', 'head']
-  frozen_before = _host(frozen)
-  for t in range(2):
-    state, _ = step(state, parallel.to_global(_batch(t), mesh, 0), consts, frozen)
-  after = _host(state.params)
-  jax.tree.map(np.testing.assert_array_equal, _host(frozen), frozen_before)
-  full = backbone.params_of('efficientnet', after['backbone'], _host(frozen))
+def test_a_fine_tuned_step_on_four_devices_equals_one_device(two_meshes):
+  assert jax.device_count() == 4
+  _, _, start, (one, four) = two_meshes
+  moved = one.params['backbone']['efficientnet']['head']['kernel']
+  assert not np.array_equal(moved, start.params['backbone']['efficientnet']['head']['kernel'])
+  close = lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+  jax.tree.map(close, one.params, four.params)
+
+
+def test_frozen_parts_are_untouched_and_carry_no_optimiser_state(two_meshes):
+  backbone, frozen, start, (_, after) = two_meshes
+  assert sorted(start.params['backbone']['efficientnet']) == ['block_15', 'head']
+  trained_size = sum(x.size for x in jax.tree.leaves(start.params))
+  # sgd with momentum: one trace per trained value (+ the schedules' step counts); nothing for
+  # the frozen blocks
+  assert trained_size <= sum(x.size for x in jax.tree.leaves(start.opt_state)) <= trained_size + 4
+  full = backbone.params_of('efficientnet', after.params['backbone'], frozen)
   for key, value in tiny_lite0().params.items():  # untrained blocks bit-identical
     same = key not in ('block_15', 'head')
     equal = all(jax.tree.leaves(jax.tree.map(np.array_equal, full[key], _host(value))))
@@ -192,7 +194,9 @@ def test_frozen_parts_are_untouched_and_carry_no_optimiser_state():
 
 def test_the_backbone_waits_for_the_unfreeze_step_while_the_head_trains():
   mesh = parallel.make_mesh()
-  _, state, consts, step, frozen = _step_setup('lora', mesh, unfreeze_step=2, last_blocks=2)
+  _, state, consts, step, frozen = _step_setup(
+    'lora', mesh, unfreeze_step=2, last_blocks=2, extractor=tiny_vit
+  )
   start = _host(state.params)
   history = []
   for t in range(3):
