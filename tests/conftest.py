@@ -18,6 +18,7 @@ import jax
 
 CACHE_DIR = os.environ.get('MEMJAX_TEST_JAX_CACHE') or tempfile.mkdtemp(prefix='memjax-jax-cache-')
 _KEEP_CACHE = bool(os.environ.get('MEMJAX_TEST_JAX_CACHE'))
+os.makedirs(CACHE_DIR, exist_ok=True)
 os.environ.update(
   JAX_COMPILATION_CACHE_DIR=CACHE_DIR,
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
