@@ -3,7 +3,6 @@ freeze-then-unfreeze, 4 devices = 1 (EfficientNet-Lite0 with random weights on 3
 a LoRA-tuned ViT end to end (train, stop and resume, evaluate, predict) on a folder of small
 images (a 3-block CLIP of width 32, so it compiles and runs in seconds)."""
 
-import csv
 import dataclasses
 import functools
 import math
@@ -12,8 +11,8 @@ import os
 import jax
 import numpy as np
 import pytest
+import scored_folders
 from jax.sharding import Mesh
-from PIL import Image
 
 from configs import photos_finetune
 from memjax import finetune, models, parallel, predict, results, steps, train
@@ -222,19 +221,6 @@ def test_fine_tuning_needs_features_computed_on_the_fly(tmp_path):
 # --- end to end: a folder of images, the config of configs/photos_finetune.py made small -------
 
 
-def _folder(root, n=48):
-  rng = np.random.default_rng(2)
-  os.makedirs(root)
-  with open(root / 'scores.csv', 'w', newline='') as f:
-    out = csv.writer(f)
-    out.writerow(['image', 'score'])
-    for i in range(n):
-      level = rng.uniform(0.1, 0.9)
-      pixels = np.clip(rng.normal(level * 255, 40, size=(36, 40, 3)), 0, 255).astype(np.uint8)
-      Image.fromarray(pixels).save(root / f'{i:03d}.png')
-      out.writerow([f'{i:03d}.png', f'{np.clip(level + rng.normal(0, 0.05), 0, 1):.4f}'])
-
-
 def _small(images: str):
   config = photos_finetune.get_config()
   config.data.dir = images
@@ -261,7 +247,7 @@ def tiny_backbone():
 @pytest.fixture(scope='module')
 def finetuned(tmp_path_factory, tiny_backbone):
   root = tmp_path_factory.mktemp('finetune')
-  _folder(root / 'images')
+  scored_folders.write_brightness_folder(root / 'images', 48, seed=2, size=(36, 40))
   config = _small(str(root / 'images'))
   workdir = str(root / 'run')
   return config, workdir, train.train_and_evaluate(config, workdir)

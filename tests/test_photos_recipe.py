@@ -7,24 +7,11 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
+import scored_folders
 
 from configs import photos, transfer_photos
 from memjax import predict, train
 from memjax.experiments import fold_predictions, transfer
-
-
-def _folder(root, n=96):
-  rng = np.random.default_rng(1)
-  os.makedirs(root)
-  with open(root / 'scores.csv', 'w', newline='') as f:
-    out = csv.writer(f)
-    out.writerow(['image', 'score'])
-    for i in range(n):
-      level = rng.uniform(0.1, 0.9)
-      pixels = np.clip(rng.normal(level * 255, 40, size=(20, 24, 3)), 0, 255).astype(np.uint8)
-      Image.fromarray(pixels).save(root / f'{i:03d}.png')
-      out.writerow([f'{i:03d}.png', f'{np.clip(level + rng.normal(0, 0.05), 0, 1):.4f}'])
 
 
 def _small(config, images: str):
@@ -47,7 +34,7 @@ def _small(config, images: str):
 @pytest.fixture(scope='module')
 def recipe_run(tmp_path_factory):
   root = tmp_path_factory.mktemp('photos')
-  _folder(root / 'images')
+  scored_folders.write_brightness_folder(root / 'images', 96, seed=1)
   config = _small(photos.get_config(), str(root / 'images'))
   workdir = str(root / 'run')
   return config, workdir, train.train_and_evaluate(config, workdir)

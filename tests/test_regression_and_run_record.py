@@ -8,25 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
+import scored_folders
 
 from memjax import datasets, evaluate, fold_data, parallel, predict, train
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions
-
-
-def _folder(root, n=60):
-  """PNGs whose score is their mean brightness (learnable from colour features)."""
-  rng = np.random.default_rng(0)
-  os.makedirs(root)
-  with open(root / 'scores.csv', 'w', newline='') as f:
-    out = csv.writer(f)
-    out.writerow(['image', 'score'])
-    for i in range(n):
-      level = rng.uniform(0.1, 0.9)
-      pixels = np.clip(rng.normal(level * 255, 30, size=(20, 24, 3)), 0, 255).astype(np.uint8)
-      Image.fromarray(pixels).save(root / f'{i:03d}.png')
-      out.writerow([f'{i:03d}.png', f'{pixels.mean() / 255:.4f}'])
 
 
 @pytest.fixture(scope='module')
@@ -34,7 +20,7 @@ def regression_run(tmp_path_factory):
   from configs import test as test_cfg
 
   root = tmp_path_factory.mktemp('regression')
-  _folder(root / 'images')
+  scored_folders.write_brightness_folder(root / 'images', 60, seed=0, noise=30, score_noise=None)
   config = test_cfg.get_config()
   config.data.name, config.data.dir = 'image_folder', str(root / 'images')
   config.data.on_the_fly = True
