@@ -13,7 +13,8 @@ Evaluation and prediction use the centre crop and the fine-tuned backbone.
 
 Measured on lnsim-dev (5 folds of seed 0; README "Fine-tuning the backbone"): 0.5406 +- 0.0570
 against 0.5309 +- 0.0550 for the same protocol with the backbone frozen (`finetune.mode=none`),
-higher on every fold; LoRA on every block and full fine-tuning were lower on the folds measured.
+higher on every fold; LoRA on every block and full fine-tuning did not beat it on the folds
+measured (3 and 2).
 
 FLAGS="--config=configs/photos_finetune.py --config.data.dir=../shared/data/lnsim-dev"
 python main.py $FLAGS --workdir=/tmp/memjax/photos_finetune                  # train + test
