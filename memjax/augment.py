@@ -88,6 +88,16 @@ def _range(value, name: str, upper: float) -> tuple[float, float]:
   return low, high
 
 
+def spec_of(config) -> Augment | None:
+  """`config.augment` as the train step's spec; None when it changes nothing.
+
+  Raises:
+    InputError: a bad range, naming the `config.augment` field.
+  """
+  spec = Augment.from_config(config.augment, 'config.augment')
+  return spec if spec.active else None
+
+
 def crop_boxes(key: jax.Array, count: int, spec: Augment) -> jax.Array:
   """Random crop boxes as shares of the image: float32 [count, 4] of (top, left, height, width).
 

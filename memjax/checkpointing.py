@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax import finetune, steps
+from memjax import augment, finetune, steps
 from memjax.errors import InputError, out_of_space
 
 BEST_METRIC = 'val_spearman'
@@ -82,16 +82,10 @@ def run_meta(config, feature_dims: dict) -> dict:
         'recipe': {'label_smoothing': config.label_smoothing, 'ema_decay': config.ema_decay},
         'finetune': finetune.describe(config),
         'finetune_training': finetune.describe_training(config),
-        'augment': config.augment.to_dict() if augment_active(config) else None,
+        'augment': config.augment.to_dict() if augment.spec_of(config) else None,
       }
     )
   )  # tuples -> lists, as stored
-
-
-def augment_active(config) -> bool:
-  """Whether `config.augment` changes the training images."""
-  a = config.augment
-  return tuple(a.crop_scale) != (1.0, 1.0) or tuple(a.crop_ratio) != (1.0, 1.0) or a.flip
 
 
 def check_meta(meta: dict, expected: dict, fields, where: str, *, allow: bool = False) -> list:

@@ -87,7 +87,7 @@ def build_programs(
   recipe = steps.Recipe(
     label_smoothing=config.label_smoothing,
     ema_decay=config.ema_decay,
-    augment=augment_spec(config),
+    augment=augment.spec_of(config),
     unfreeze_step=finetune.unfreeze_step(config, steps_per_epoch),
   )
   return Programs(
@@ -105,14 +105,6 @@ def build_programs(
     ema=ema,
     backbone=backbone,
   )
-
-
-def augment_spec(config: ml_collections.ConfigDict) -> augment.Augment | None:
-  """`config.augment` as the steps' spec (None when it changes nothing)."""
-  if not checkpointing.augment_active(config):
-    return None
-  a = config.augment
-  return augment.Augment(crop_scale=a.crop_scale, crop_ratio=a.crop_ratio, flip=a.flip)
 
 
 def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
@@ -322,7 +314,7 @@ def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   parallel.check_divisible(config.batch_size, mesh, 'config.batch_size')
   for field, active in (
     ('config.finetune.mode', config.finetune.mode != 'none'),
-    ('config.augment', checkpointing.augment_active(config)),
+    ('config.augment', augment.spec_of(config) is not None),
   ):
     if active and not config.data.on_the_fly:
       raise InputError(
@@ -382,7 +374,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       fd = fold_data.prepare(config, data, plans[fold], fold)
       train_fold(config, data, fd, mesh, workdir, programs[key])
       fold_results.append(
-        evaluate.evaluate_fold(config, data, plans[fold], fold, mesh, workdir, programs[key].eval)
+        evaluate.evaluate_fold(
+          config, data, plans[fold], fold, mesh, workdir, programs[key].eval, programs[key].backbone
+        )
       )
       fault_points.reached('fold_done')
       if fold != to_run[-1] and interrupts.requested():

@@ -15,7 +15,7 @@ import scored_folders
 from jax.sharding import Mesh
 
 from configs import photos_finetune
-from memjax import finetune, models, parallel, predict, results, steps, train
+from memjax import augment, finetune, models, parallel, predict, results, steps, train
 from memjax.errors import InputError, StoppedError
 from memjax.features import efficientnet_lite, vit
 from memjax.features.extractor import Extractor
@@ -135,7 +135,7 @@ def _step_setup(mode, mesh, *, unfreeze_step=0, last_blocks=1, optimizer='adam',
     )
   )  # fmt: skip
   recipe = steps.Recipe(
-    augment=train.augment_spec(config),
+    augment=augment.spec_of(config),
     unfreeze_step=finetune.unfreeze_step(config, 10),
     ema_decay=0.0,
   )
