@@ -75,15 +75,21 @@ def score(
 
 
 def restore_fold(
-  config: ml_collections.ConfigDict, data: datasets.MemorabilityData, fold: int, workdir: str, mesh
+  config: ml_collections.ConfigDict,
+  data: datasets.MemorabilityData,
+  fold: int,
+  workdir: str,
+  mesh,
+  backbone: finetune.Backbone | None = None,
 ) -> tuple:
-  """(params, meta, step) of fold `fold`'s checkpoint `config.eval.checkpoint`.
+  """(params, meta, step) of fold `fold`'s checkpoint `config.eval.checkpoint` (`backbone`:
+  the run's, when the caller has it).
 
   Raises:
     InputError: no checkpoints, a mismatch with the config, or an unreadable checkpoint.
   """
   dims = data.feature_dims(config.features)
-  backbone = finetune.backbone(config, data.extractors)
+  backbone = backbone or finetune.backbone(config, data.extractors)
   return checkpointing.restore_params(
     results.fold_dir(workdir, fold),
     config.eval.checkpoint,
@@ -113,13 +119,18 @@ def evaluate_fold(
   mesh: Mesh,
   workdir: str,
   eval_fn=None,
+  backbone: finetune.Backbone | None = None,
 ) -> dict:
-  """Restores fold `fold`'s chosen checkpoint, scores its test rows, writes `eval.json`."""
-  params, meta, step = restore_fold(config, data, fold, workdir, mesh)
+  """Restores fold `fold`'s chosen checkpoint, scores its test rows, writes `eval.json`.
+
+  `eval_fn` and `backbone`: the run's, built once for all folds (built here when None).
+  """
+  backbone = backbone or finetune.backbone(config, data.extractors)
+  params, meta, step = restore_fold(config, data, fold, workdir, mesh, backbone)
   fd = fold_data.prepare(config, data, plan, fold, stored=meta)
   consts = parallel.replicate(fd.consts(), mesh)
-  frozen = parallel.replicate(frozen_weights(config, data), mesh)
-  eval_fn = eval_fn or eval_program(config, data, mesh)
+  frozen = parallel.replicate(frozen_weights(config, data, backbone), mesh)
+  eval_fn = eval_fn or eval_program(config, data, mesh, backbone)
   result = score(eval_fn, params, fd, fd.split.test, consts, frozen, config, mesh)
   val = meta.get('val') or {}
   result.update(
@@ -162,9 +173,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   plans = fold_data.plan_folds(config, data)
   changes = run_record.check(config, data, workdir)
-  eval_fn = eval_program(config, data, mesh)
+  backbone = finetune.backbone(config, data.extractors)
+  eval_fn = eval_program(config, data, mesh, backbone)
   fold_results = [
-    evaluate_fold(config, data, plans[fold], fold, mesh, workdir, eval_fn)
+    evaluate_fold(config, data, plans[fold], fold, mesh, workdir, eval_fn, backbone)
     for fold in folds_to_run(config, len(plans))
   ]
   summary = results.summarize(
