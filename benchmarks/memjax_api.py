@@ -31,7 +31,9 @@ def _consts(mesh):
   return (parallel.replicate(consts, mesh),)
 
 
-def _jit_train(model, tx, mesh, options, scan=True):
+def _jit_train(model, tx, mesh, options, scan=True, on_table=False):
+  if on_table:  # the device-resident path (memjax/device_table.py): typed API only
+    return steps.jit_train_steps(model, tx, mesh, on_table=True, compiler_options=options)
   if TYPED:
     return steps.jit_train_steps(model, tx, mesh, scan=scan, compiler_options=options)
   rep = parallel.replicated(mesh)
@@ -44,14 +46,15 @@ def _jit_train(model, tx, mesh, options, scan=True):
   )
 
 
-def train_setup(model, tx, mesh, options: dict):
-  """(fresh state, scanned train fn, its trailing arguments): `fn(state, chunk, *args)`."""
+def train_setup(model, tx, mesh, options: dict, on_table: bool = False):
+  """(fresh state, scanned train fn, its trailing arguments): `fn(state, chunk, *args)`; with
+  `on_table`, `fn(state, rows, *args, table)`."""
   init_key, dropout_key = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
   if TYPED:
     state = steps.jit_create_state(model, tx, DIMS, mesh)(init_key, dropout_key)
   else:
     state = steps.create_state(model, tx, DIMS, parallel.replicate(init_key, mesh), mesh)
-  return state, _jit_train(model, tx, mesh, options), _consts(mesh)
+  return state, _jit_train(model, tx, mesh, options, on_table=on_table), _consts(mesh)
 
 
 def step_flops(model, tx, mesh, options: dict, state, batch, args) -> float:

@@ -6,8 +6,11 @@
 Every framework trains the paper's fusion MLP as configs/k4.py defines it (branches 512/512,
 fusion 256, dropout 0.5, ReLU, K=4 softmax, Adam 1e-3, float32) on 58,741 rows of 4096 + 1024
 features:
-* `memjax`: memjax's real training path (shuffled tf.data chunks of `steps_per_call` batches ->
-  sharded global arrays -> the jitted, scanned train step of memjax/steps.py);
+* `memjax`: memjax's training path as `train_fold` runs it on feature arrays that fit the
+  devices (memjax/device_table.py): the training rows copied once to the device, each jitted,
+  scanned call of memjax/steps.py given only the row numbers of its `steps_per_call` batches;
+* `memjax_host`: memjax's host path (`config.data.device_resident='off'`, and images decoded on
+  the fly): each chunk's rows gathered on a background thread -> sharded global arrays;
 * `minimal`: the smallest honest JAX loop (`minimal_loop`, ~25 lines): the same Flax model and
   Optax optimiser, the data resident on the device, each `lax.scan` call gathering its batches
   by index on the device;
@@ -33,7 +36,9 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('frameworks', ['memjax', 'minimal'], 'memjax, memjax_step, minimal and/or keras.')
+flags.DEFINE_list(
+  'frameworks', ['memjax', 'minimal'], 'memjax, memjax_host, memjax_step, minimal and/or keras.'
+)
 flags.DEFINE_integer('batch_size', 16, 'Global batch size.')
 flags.DEFINE_float('seconds', 5.0, 'Measured seconds per framework per round.')
 flags.DEFINE_integer('rounds', 3, 'Rounds of taking turns.')
@@ -113,39 +118,42 @@ def minimal_loop(model, tx, arrays, batch_size, num_steps, options):
   return run
 
 
-def memjax_loop(model, tx, arrays, batch_size, num_steps, options, step_only=False):
-  """memjax's training path: `run()` trains the next chunk of `num_steps` steps. With
-  `step_only`, the compiled step alone: one chunk, already on the device, over and over."""
+def memjax_loop(model, tx, arrays, batch_size, num_steps, options, path='table'):
+  """memjax's training path: `run()` trains the next chunk of `num_steps` steps. `path`:
+  'table' (rows on the device, memjax's default for feature arrays), 'host' (chunks gathered on
+  the host) or 'step' (the compiled step alone: one chunk, already on the device, over and
+  over)."""
   import jax
 
   from benchmarks import memjax_api
-  from memjax import input_pipeline, parallel
+  from memjax import device_table, input_pipeline, parallel
 
   mesh = parallel.make_mesh()
-  state, train_fn, args = memjax_api.train_setup(model, tx, mesh, options)
+  on_table = path == 'table'
+  state, train_fn, args = memjax_api.train_setup(model, tx, mesh, options, on_table=on_table)
   share = parallel.process_share(batch_size)
   indices = np.arange(arrays['label'].shape[0])
+  order = dict(batch_size=batch_size, steps_per_call=num_steps, seed=(0, 0), first_step=0)
   box = [state]
 
   def chunks():
     for epoch in range(10**6):
-      yield from input_pipeline.train_chunks(
-        arrays,
-        indices,
-        batch_size=batch_size,
-        steps_per_call=num_steps,
-        seed=(0, 0),
-        epoch=epoch,
-        first_step=0,
-        share=share,
-      )
+      if on_table:
+        for rows in device_table.row_chunks(indices.size, epoch=epoch, share=share, **order):
+          yield parallel.to_global({'rows': rows}, mesh, 1)['rows']
+      else:
+        for chunk in input_pipeline.train_chunks(
+          arrays, indices, epoch=epoch, share=share, **order
+        ):
+          yield parallel.to_global(chunk, mesh, 1)
 
   chunk_iter = chunks()
-  resident = parallel.to_global(next(chunks()), mesh, 1) if step_only else None
+  resident = next(chunks()) if path == 'step' else None
+  table = device_table.put(arrays, indices, mesh) if on_table else None
 
   def run():
-    chunk = resident if step_only else parallel.to_global(next(chunk_iter), mesh, 1)
-    box[0], sums = train_fn(box[0], chunk, *args)
+    chunk = resident if path == 'step' else next(chunk_iter)
+    box[0], sums = train_fn(box[0], chunk, *args, *([table] if on_table else []))
     return sums
 
   one_batch = parallel.to_global({k: v[:batch_size] for k, v in arrays.items()}, mesh, 0)
@@ -231,7 +239,8 @@ def main(argv):
     options = compiler_options(FLAGS.fusions)
     build = {
       'memjax': memjax_loop,
-      'memjax_step': functools.partial(memjax_loop, step_only=True),
+      'memjax_host': functools.partial(memjax_loop, path='host'),
+      'memjax_step': functools.partial(memjax_loop, path='step'),
       'minimal': minimal_loop,
     }
     runs = {n: build[n](model, tx, arrays, b, t, options) for n in jax_names}

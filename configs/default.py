@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.score_column = 'score'  # image_folder: CSV column of scores in [0, 1].
   config.data.features_dir = config_dict.placeholder(str)  # Feature store folder.
   config.data.on_the_fly = False  # Compute features from images inside the jitted steps.
+  config.data.device_resident = 'auto'  # Training rows on the devices: 'auto' (fit), 'on', 'off'.
   config.data.protocol = 'cv5'  # 'cv5': k-fold CV, one label version; 'official': given splits.
   config.data.label_version = 1  # LaMem labels used by 'cv5' (those of split files _1 .. _5).
   config.data.num_folds = 5  # Folds of 'cv5' ('official' has one fold per given split).

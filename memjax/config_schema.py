@@ -129,6 +129,7 @@ FIELDS: dict[str, Rule] = {
   'data.score_column': Str('CSV column of scores'),
   'data.features_dir': _path('feature store folder'),
   'data.on_the_fly': Bool('compute features from images inside the steps'),
+  'data.device_resident': Str('training rows kept on the devices', choices=('auto', 'on', 'off')),
   'data.protocol': Str('evaluation protocol', choices=('cv5', 'official')),
   'data.label_version': Int('LaMem label version of cv5', 1, 5),
   'data.num_folds': Int('folds of cv5', 2),

@@ -34,6 +34,7 @@ IGNORED = (
   'resume_changed',
   'cpu_library_fusions',  # XLA's library vs own dot kernels: last-bit differences at most
   'steps_per_call',  # the same steps, dispatched in other chunk sizes
+  'data.device_resident',  # the same rows, gathered on the devices instead of the host
   'finetune.remat',  # recomputes the same backbone activations in the backward pass
   'eval_batch_size',
   'eval',

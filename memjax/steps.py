@@ -329,6 +329,18 @@ def train_steps(state: TrainState, batches, consts, frozen, **kwargs):
   return state, jax.tree.map(lambda m: m.sum(0), metrics)
 
 
+def train_steps_on_table(state: TrainState, rows, consts, frozen, table, **kwargs):
+  """`train_steps` on the batches `table[rows]`, gathered inside the step: `table` holds a fold's
+  training rows on the device (name -> [N, ...]), `rows` [T, B] numbers them."""
+  step = functools.partial(train_step, **kwargs)
+
+  def body(state, r):
+    return step(state, jax.tree.map(lambda a: a[r], table), consts, frozen)
+
+  state, metrics = jax.lax.scan(body, state, rows)
+  return state, jax.tree.map(lambda m: m.sum(0), metrics)
+
+
 def eval_step(params, batch, consts: FoldConsts, frozen, *, model: FusionMLP, backbone=None):
   """Per-example predictions plus masked loss and count sums of one (padded) evaluation batch.
 
@@ -352,22 +364,23 @@ def jit_train_steps(
   mesh: Mesh,
   *,
   scan: bool = True,
+  on_table: bool = False,
   recipe: Recipe = Recipe(),
   backbone: finetune.Backbone | None = None,
   compiler_options: dict | None = None,
 ):
   """Jitted (scanned or single) train step: state replicated and donated, batch sharded.
 
-  Called as `fn(state, batches, consts, frozen)`.
+  Called as `fn(state, batches, consts, frozen)`; with `on_table` (scanned), as
+  `fn(state, rows, consts, frozen, table)`: rows [T, B] sharded, the table replicated.
   """
-  fn = functools.partial(
-    train_steps if scan else train_step, model=model, tx=tx, recipe=recipe, backbone=backbone
-  )
+  body = train_steps_on_table if on_table else train_steps if scan else train_step
+  fn = functools.partial(body, model=model, tx=tx, recipe=recipe, backbone=backbone)
   rep = parallel.replicated(mesh)
-  batch = parallel.batch_sharding(mesh, batch_axis=1 if scan else 0)
+  batch = parallel.batch_sharding(mesh, batch_axis=1 if scan or on_table else 0)
   return jax.jit(
     fn,
-    in_shardings=(rep, batch, rep, rep),
+    in_shardings=(rep, batch, rep, rep) + ((rep,) if on_table else ()),
     out_shardings=(rep, rep),
     donate_argnums=0,
     compiler_options=compiler_options,

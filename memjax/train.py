@@ -18,6 +18,7 @@ SIGINT stops at the next chunk of steps with a checkpoint at that step (`runtime
 """
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -34,6 +35,7 @@ from memjax import (
   augment,
   checkpointing,
   datasets,
+  device_table,
   evaluate,
   finetune,
   fold_data,
@@ -58,6 +60,8 @@ class Programs:
   Attributes:
     init: `(init_key, dropout_key) -> TrainState`, replicated.
     train: `(state, batches [T, B, ...], consts, frozen) -> (state, metric sums)`.
+    train_on_table: `(state, rows [T, B], consts, frozen, table) -> (state, metric sums)`, the
+      batches gathered from a device-resident table (`device_table`).
     eval: `(params, batch, consts, frozen) -> (predictions, metric sums)`.
     tx: the optimiser.
     ema: whether the state carries a parameter moving average.
@@ -66,6 +70,7 @@ class Programs:
 
   init: Callable
   train: Callable
+  train_on_table: Callable
   eval: Callable
   tx: object
   ema: bool
@@ -90,16 +95,19 @@ def build_programs(
     augment=augment.spec_of(config),
     unfreeze_step=finetune.unfreeze_step(config, steps_per_epoch),
   )
-  return Programs(
+  train = functools.partial(
+    steps.jit_train_steps,
+    model,
+    tx,
+    mesh,
+    recipe=recipe,
+    backbone=backbone,
+    compiler_options=xla_options.compiler_options('train', config.cpu_library_fusions),
+  )
+  return Programs(  # jax.jit compiles on first call: the path a fold does not take costs nothing
     init=steps.jit_create_state(model, tx, dims, mesh, ema=ema, backbone=backbone),
-    train=steps.jit_train_steps(
-      model,
-      tx,
-      mesh,
-      recipe=recipe,
-      backbone=backbone,
-      compiler_options=xla_options.compiler_options('train', config.cpu_library_fusions),
-    ),
+    train=train(),
+    train_on_table=train(on_table=True),
     eval=evaluate.eval_program(config, data, mesh, backbone),
     tx=tx,
     ema=ema,
@@ -231,22 +239,28 @@ def train_fold(
     num_train_steps=total_steps, writer=writer, every_steps=None, every_secs=config.log_every_secs
   )
   share = parallel.process_share(config.batch_size)
+  resident, why = device_table.choose(config.data.device_resident, fd.arrays, fd.split.train.size)
+  table = device_table.put(fd.arrays, fd.split.train, mesh) if resident else None
   logging.info(
-    'fold %d: %d train / %d val / %d test rows; thresholds %s; %d steps per epoch',
+    'fold %d: %d train / %d val / %d test rows; thresholds %s; %d steps per epoch; '
+    'training rows %s (%s)',
     fold,
     fd.split.train.size,
     fd.split.val.size,
     fd.split.test.size,
     np.round(fd.thresholds, 4).tolist(),
     steps_per_epoch,
+    'on the devices' if resident else 'gathered on the host',
+    why,
   )
   for epoch in range(step // steps_per_epoch, config.num_epochs):
     shown = progress.bar(steps_per_epoch, f'fold {fold} epoch {epoch + 1}', 'step')
     shown.update(step - epoch * steps_per_epoch)
     sums = None
-    chunks = input_pipeline.train_chunks(
-      fd.arrays,
-      fd.split.train,
+    calls = _train_calls(
+      fd,
+      table,
+      mesh,
       batch_size=config.batch_size,
       steps_per_call=config.steps_per_call,
       seed=(config.seed, fold),
@@ -254,13 +268,16 @@ def train_fold(
       first_step=step - epoch * steps_per_epoch,
       share=share,
     )
-    for chunk in chunks:
-      state, chunk_sums = programs.train(state, parallel.to_global(chunk, mesh, 1), consts, frozen)
+    for batches, num_steps in calls:
+      if table is None:
+        state, chunk_sums = programs.train(state, batches, consts, frozen)
+      else:
+        state, chunk_sums = programs.train_on_table(state, batches, consts, frozen, table)
       fault_points.reached('train_chunk')
       sums = chunk_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, chunk_sums)
-      step += chunk['label'].shape[0]
+      step += num_steps
       report(step)
-      shown.update(chunk['label'].shape[0])
+      shown.update(num_steps)
       if step < (epoch + 1) * steps_per_epoch and interrupts.requested():
         _stop(mngr, step, state, {**meta, 'epoch': epoch, 'val': None}, fold)
     shown.close()
@@ -296,6 +313,17 @@ def train_fold(
     )
   else:
     logging.info('fold %d: all %d steps were trained before; nothing to train', fold, step)
+
+
+def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
+  """(batches argument, number of steps) of each train call of an epoch: gathered chunks
+  [T, B, ...] from the host, or [T, B] row numbers into the device-resident `table`."""
+  if table is None:
+    for chunk in input_pipeline.train_chunks(fd.arrays, fd.split.train, **order):
+      yield parallel.to_global(chunk, mesh, 1), chunk['label'].shape[0]
+  else:
+    for rows in device_table.row_chunks(fd.split.train.size, **order):
+      yield parallel.to_global({'rows': rows}, mesh, 1)['rows'], rows.shape[0]
 
 
 def _stop(mngr, step: int, state, meta: dict | None, fold: int) -> None:

@@ -19,6 +19,7 @@ from absl import logging
 from PIL import Image, UnidentifiedImageError
 
 from memjax.errors import InputError
+from memjax.runtime.host_memory import available_memory_bytes
 
 _WHITE = (255, 255, 255)
 
@@ -144,19 +145,6 @@ def image_batches(
   ds = tf.data.Dataset.from_tensor_slices((index, padded))
   ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   yield from ds.batch(batch_size).prefetch(2).as_numpy_iterator()
-
-
-def available_memory_bytes() -> int:
-  """Memory the system can give without swapping: MemAvailable from /proc/meminfo, else (no
-  /proc) the physical memory size from sysconf."""
-  try:
-    with open('/proc/meminfo') as f:
-      for line in f:
-        if line.startswith('MemAvailable:'):
-          return int(line.split()[1]) * 1024  # kB
-  except (OSError, ValueError, IndexError):
-    pass
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
 
 
 CACHE_MEMORY_SHARE = 0.25  # cache=None caches when the decoded images fit in this share

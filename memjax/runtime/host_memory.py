@@ -1,4 +1,5 @@
-"""Keeps the training process's heap from hoarding freed batch buffers (glibc only).
+"""Host memory: how much the system can give (`available_memory_bytes`), and keeping the
+training process's heap from hoarding freed batch buffers (glibc only).
 
 Every training chunk is a few tens of MB of gathered rows, allocated and freed in tf.data and
 JAX threads. glibc serves large blocks with mmap and returns them on free, but after the first
@@ -10,6 +11,7 @@ threshold fixed at 1 MiB, for identical results. Fixing it is what `fix_mmap_thr
 
 import ctypes
 import ctypes.util
+import os
 
 from absl import logging
 
@@ -32,3 +34,16 @@ def fix_mmap_threshold(threshold: int = THRESHOLD_BYTES) -> bool:
   if not done:
     logging.info('mallopt(M_MMAP_THRESHOLD) unavailable (C library %s); heap left as it is', name)
   return done
+
+
+def available_memory_bytes() -> int:
+  """Memory the system can give without swapping: MemAvailable from /proc/meminfo, else (no
+  /proc) the physical memory size from sysconf."""
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024  # kB
+  except (OSError, ValueError, IndexError):
+    pass
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')

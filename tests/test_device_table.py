@@ -1,0 +1,82 @@
+"""Training rows kept on the devices (memjax/device_table.py) against the host path."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from memjax import checkpointing, device_table, input_pipeline, train
+from memjax.errors import InputError
+from memjax.features import images
+
+
+def _arrays(n):
+  rng = np.random.default_rng(0)
+  return {
+    'x': rng.standard_normal((n, 3)).astype(np.float16),
+    'label': np.arange(n, dtype=np.int32),
+    'score': np.linspace(0, 1, n, dtype=np.float32),
+  }
+
+
+@pytest.mark.parametrize('first_step', [0, 4])
+def test_table_positions_give_the_chunks_the_host_path_gathers(first_step):
+  arrays, indices = _arrays(120), np.random.default_rng(1).permutation(120)[:90]
+  order = dict(batch_size=8, steps_per_call=3, seed=(0, 1), epoch=2, first_step=first_step)
+  share = slice(4, 8)  # the second of two processes
+  host = list(input_pipeline.train_chunks(arrays, indices, share=share, **order))
+  table = input_pipeline.gather(arrays, indices)
+  positions = list(device_table.row_chunks(indices.size, share=share, **order))
+  assert [p.shape for p in positions] == [c['label'].shape for c in host]
+  assert len(host) == -(-(11 - first_step) // 3)  # 90 // 8 = 11 steps per epoch
+  for rows, chunk in zip(positions, host, strict=True):
+    assert rows.dtype == np.int32 and rows.flags.c_contiguous
+    for name in arrays:
+      np.testing.assert_array_equal(table[name][rows], chunk[name])
+
+
+def test_choice_follows_the_setting_the_budget_and_the_kind_of_rows(monkeypatch):
+  arrays = _arrays(100)  # 100 x (3 x 2 + 4 + 4) bytes
+  assert device_table.table_bytes(arrays, 50) == 700
+  assert device_table.choose('off', arrays, 50)[0] is False
+  assert device_table.choose('on', arrays, 50)[0] is True
+  monkeypatch.setattr(device_table, 'memory_budget', lambda: 700)
+  assert device_table.choose('auto', arrays, 50) == (True, '700 bytes <= budget 700 per device')
+  monkeypatch.setattr(device_table, 'memory_budget', lambda: 699)
+  assert device_table.choose('auto', arrays, 50) == (False, '700 bytes > budget 699 per device')
+  rows = images.ImageRows(['a.jpg', 'b.jpg'], 8, 8, cache=False)
+  on_the_fly = {'image': rows, 'label': arrays['label'][:2]}
+  assert device_table.choose('auto', on_the_fly, 2) == (False, 'images are decoded on the fly')
+  with pytest.raises(InputError, match="device_resident='on' needs feature arrays"):
+    device_table.choose('on', on_the_fly, 2)
+
+
+def test_cpu_budget_is_a_share_of_available_memory_split_over_devices(monkeypatch):
+  monkeypatch.setattr(device_table.host_memory, 'available_memory_bytes', lambda: 16 * 2**30)
+  assert jax.local_device_count() == 4 and jax.local_devices()[0].memory_stats() is None
+  assert device_table.memory_budget() == 16 * 2**30 * device_table.MEMORY_SHARE / 4
+
+
+def _fold0_state(workdir):
+  mngr = checkpointing.manager(os.path.join(workdir, 'fold_0', 'checkpoints'), read_only=True)
+  step = mngr.latest_step()
+  ocp = checkpointing.ocp
+  items = ocp.args.Composite(params=ocp.args.StandardRestore(), train=ocp.args.StandardRestore())
+  restored = mngr.restore(step, args=items)
+  return step, jax.tree.map(np.asarray, {'params': restored.params, 'train': restored.train})
+
+
+def test_device_table_trains_exactly_like_the_host_path(test_config, tmp_path):
+  config = test_config
+  config.num_epochs, config.data.run_folds = 2, (0,)
+  result = {}
+  for setting in ('on', 'off'):
+    config.data.device_resident = setting
+    workdir = str(tmp_path / setting)
+    result[setting] = (train.train_and_evaluate(config, workdir), _fold0_state(workdir))
+  (on, (step_on, state_on)), (off, (step_off, state_off)) = result['on'], result['off']
+  assert step_on == step_off == 2 * (360 // 16)
+  np.testing.assert_equal(state_on, state_off)  # bitwise: parameters, Adam moments, step
+  assert on['folds'][0]['spearman'] == off['folds'][0]['spearman']
+  assert on['folds'][0]['mse'] == off['folds'][0]['mse']
