@@ -15,7 +15,8 @@ measured in turns inside one process, `--rounds` times, and reported per round):
   memjax's EfficientNet-Lite0;
 * with `--compare_xla`, XLA's CPU library (YNNPACK) fusions on against off for each jitted
   function (benchmarks/fusion_speed.py): the table behind `config.cpu_library_fusions='auto'`;
-* wall time and peak resident memory of the default main job (configs/k4.py), and of a 5-fold
+* wall time, peak resident memory and per-fold test Spearman of the default main job
+  (configs/k4.py), and wall time and peak resident memory of a 5-fold
   K=4 run on LaMem-sized synthetic data read from a float32 feature store (1 epoch per fold,
   as the full 10 would take ~30 min here), with peak memory / store size.
 `--quick` skips the two whole-job rows. The table goes to stdout and, as JSON, to
@@ -107,7 +108,9 @@ def measure(seconds: float, rounds: int, quick: bool, compare_xla: bool) -> dict
     with tempfile.TemporaryDirectory() as tmp:
       main = [PYTHON, 'main.py', '--config=configs/k4.py']
       wall, rss = _job(main + [f'--workdir={tmp}/k4'])
-      r['main_job'] = {'wall_s': wall, 'peak_rss_bytes': rss}
+      with open(os.path.join(tmp, 'k4', 'summary.json')) as f:
+        spearman = [fold['spearman'] for fold in json.load(f)['folds']]
+      r['main_job'] = {'wall_s': wall, 'peak_rss_bytes': rss, 'spearman': spearman}
       lamem = [
         '--config.data.synthetic.num_examples=58741',
         f'--config.data.features_dir={tmp}/store',
@@ -207,6 +210,15 @@ def table(r: dict) -> str:
         '< 10 min',
       )
     )
+    if 'spearman' in j:
+      rows.append(
+        (
+          'default main job: test Spearman per fold',
+          ' / '.join(f'{x:.6f}' for x in j['spearman']),
+          '',
+          '',
+        )
+      )
     j = r['lamem_run']
     rows.append(
       (

@@ -7,8 +7,8 @@ Every framework trains the paper's fusion MLP as configs/k4.py defines it (branc
 fusion 256, dropout 0.5, ReLU, K=4 softmax, Adam 1e-3, float32) on 58,741 rows of 4096 + 1024
 features:
 * `memjax`: memjax's training path as `train_fold` runs it on feature arrays that fit the
-  devices (memjax/device_table.py): the training rows copied once to the device, each jitted,
-  scanned call of memjax/steps.py given only the row numbers of its `steps_per_call` batches;
+  devices (memjax/device_table.py): the arrays put on the device once, each jitted, scanned call
+  of memjax/steps.py given only the row numbers of its `steps_per_call` batches;
 * `memjax_host`: memjax's host path (`config.data.device_resident='off'`, and images decoded on
   the fly): each chunk's rows gathered on a background thread -> sharded global arrays;
 * `minimal`: the smallest honest JAX loop (`minimal_loop`, ~25 lines): the same Flax model and
@@ -139,7 +139,7 @@ def memjax_loop(model, tx, arrays, batch_size, num_steps, options, path='table')
   def chunks():
     for epoch in range(10**6):
       if on_table:
-        for rows in device_table.row_chunks(indices.size, epoch=epoch, share=share, **order):
+        for rows in device_table.row_chunks(indices, epoch=epoch, share=share, **order):
           yield parallel.to_global({'rows': rows}, mesh, 1)['rows']
       else:
         for chunk in input_pipeline.train_chunks(
@@ -149,7 +149,7 @@ def memjax_loop(model, tx, arrays, batch_size, num_steps, options, path='table')
 
   chunk_iter = chunks()
   resident = next(chunks()) if path == 'step' else None
-  table = device_table.put(arrays, indices, mesh) if on_table else None
+  table = device_table.put(arrays, mesh) if on_table else None
 
   def run():
     chunk = resident if path == 'step' else next(chunk_iter)

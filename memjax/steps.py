@@ -331,7 +331,7 @@ def train_steps(state: TrainState, batches, consts, frozen, **kwargs):
 
 def train_steps_on_table(state: TrainState, rows, consts, frozen, table, **kwargs):
   """`train_steps` on the batches `table[rows]`, gathered inside the step: `table` holds a fold's
-  training rows on the device (name -> [N, ...]), `rows` [T, B] numbers them."""
+  row arrays on the device (name -> [N, ...]), `rows` [T, B] numbers each step's batch."""
   step = functools.partial(train_step, **kwargs)
 
   def body(state, r):

@@ -239,18 +239,18 @@ def train_fold(
     num_train_steps=total_steps, writer=writer, every_steps=None, every_secs=config.log_every_secs
   )
   share = parallel.process_share(config.batch_size)
-  resident, why = device_table.choose(config.data.device_resident, fd.arrays, fd.split.train.size)
-  table = device_table.put(fd.arrays, fd.split.train, mesh) if resident else None
+  resident, why = device_table.choose(config.data.device_resident, fd.arrays)
+  table = device_table.put(fd.arrays, mesh) if resident else None
   logging.info(
     'fold %d: %d train / %d val / %d test rows; thresholds %s; %d steps per epoch; '
-    'training rows %s (%s)',
+    'row arrays %s (%s)',
     fold,
     fd.split.train.size,
     fd.split.val.size,
     fd.split.test.size,
     np.round(fd.thresholds, 4).tolist(),
     steps_per_epoch,
-    'on the devices' if resident else 'gathered on the host',
+    'on the devices' if resident else 'on the host',
     why,
   )
   for epoch in range(step // steps_per_epoch, config.num_epochs):
@@ -317,12 +317,12 @@ def train_fold(
 
 def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
   """(batches argument, number of steps) of each train call of an epoch: gathered chunks
-  [T, B, ...] from the host, or [T, B] row numbers into the device-resident `table`."""
+  [T, B, ...] from the host, or [T, B] row numbers of the device-resident `table`."""
   if table is None:
     for chunk in input_pipeline.train_chunks(fd.arrays, fd.split.train, **order):
       yield parallel.to_global(chunk, mesh, 1), chunk['label'].shape[0]
   else:
-    for rows in device_table.row_chunks(fd.split.train.size, **order):
+    for rows in device_table.row_chunks(fd.split.train, **order):
       yield parallel.to_global({'rows': rows}, mesh, 1)['rows'], rows.shape[0]
 
 

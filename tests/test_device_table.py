@@ -21,35 +21,45 @@ def _arrays(n):
 
 
 @pytest.mark.parametrize('first_step', [0, 4])
-def test_table_positions_give_the_chunks_the_host_path_gathers(first_step):
+def test_row_numbers_give_the_chunks_the_host_path_gathers(first_step):
   arrays, indices = _arrays(120), np.random.default_rng(1).permutation(120)[:90]
   order = dict(batch_size=8, steps_per_call=3, seed=(0, 1), epoch=2, first_step=first_step)
   share = slice(4, 8)  # the second of two processes
   host = list(input_pipeline.train_chunks(arrays, indices, share=share, **order))
-  table = input_pipeline.gather(arrays, indices)
-  positions = list(device_table.row_chunks(indices.size, share=share, **order))
-  assert [p.shape for p in positions] == [c['label'].shape for c in host]
+  rows = list(device_table.row_chunks(indices, share=share, **order))
+  assert [r.shape for r in rows] == [c['label'].shape for c in host]
   assert len(host) == -(-(11 - first_step) // 3)  # 90 // 8 = 11 steps per epoch
-  for rows, chunk in zip(positions, host, strict=True):
-    assert rows.dtype == np.int32 and rows.flags.c_contiguous
+  for r, chunk in zip(rows, host, strict=True):
+    assert r.dtype == np.int32 and r.flags.c_contiguous
     for name in arrays:
-      np.testing.assert_array_equal(table[name][rows], chunk[name])
+      np.testing.assert_array_equal(arrays[name][r], chunk[name])
 
 
 def test_choice_follows_the_setting_the_budget_and_the_kind_of_rows(monkeypatch):
   arrays = _arrays(100)  # 100 x (3 x 2 + 4 + 4) bytes
-  assert device_table.table_bytes(arrays, 50) == 700
-  assert device_table.choose('off', arrays, 50)[0] is False
-  assert device_table.choose('on', arrays, 50)[0] is True
-  monkeypatch.setattr(device_table, 'memory_budget', lambda: 700)
-  assert device_table.choose('auto', arrays, 50) == (True, '700 bytes <= budget 700 per device')
-  monkeypatch.setattr(device_table, 'memory_budget', lambda: 699)
-  assert device_table.choose('auto', arrays, 50) == (False, '700 bytes > budget 699 per device')
+  assert device_table.table_bytes(arrays) == 1400
+  assert device_table.choose('off', arrays)[0] is False
+  assert device_table.choose('on', arrays)[0] is True
+  monkeypatch.setattr(device_table, 'memory_budget', lambda: 1400)
+  assert device_table.choose('auto', arrays) == (True, '1400 bytes <= budget 1400 per device')
+  monkeypatch.setattr(device_table, 'memory_budget', lambda: 1399)
+  assert device_table.choose('auto', arrays) == (False, '1400 bytes > budget 1399 per device')
   rows = images.ImageRows(['a.jpg', 'b.jpg'], 8, 8, cache=False)
   on_the_fly = {'image': rows, 'label': arrays['label'][:2]}
-  assert device_table.choose('auto', on_the_fly, 2) == (False, 'images are decoded on the fly')
+  assert device_table.choose('auto', on_the_fly) == (False, 'images are decoded on the fly')
   with pytest.raises(InputError, match="device_resident='on' needs feature arrays"):
-    device_table.choose('on', on_the_fly, 2)
+    device_table.choose('on', on_the_fly)
+
+
+def test_an_aligned_store_is_used_in_place_on_one_cpu_device(tmp_path):
+  path = str(tmp_path / 'x.npy')
+  np.save(path, np.arange(4096 * 8, dtype=np.float32).reshape(4096, 8))
+  store = np.load(path, mmap_mode='r')
+  assert store.ctypes.data % 64 == 0
+  one = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ('data',))
+  table = device_table.put({'x': store}, one)
+  assert table['x'].addressable_data(0).unsafe_buffer_pointer() == store.ctypes.data
+  np.testing.assert_array_equal(np.asarray(table['x']), store)
 
 
 def test_cpu_budget_is_a_share_of_available_memory_split_over_devices(monkeypatch):
