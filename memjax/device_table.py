@@ -75,7 +75,16 @@ def choose(setting: str, arrays: Mapping[str, np.ndarray]) -> tuple[bool, str]:
 
 def put(arrays: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
   """`arrays` replicated on every device (on CPU, aligned arrays are used in place)."""
-  return parallel.replicate(dict(arrays), mesh)
+  return parallel.replicate({n: _aligned(a) for n, a in arrays.items()}, mesh)
+
+
+def _aligned(array: np.ndarray) -> np.ndarray:
+  """`array` itself when it is C-contiguous and 64-byte aligned, else an aligned copy."""
+  if array.flags.c_contiguous and array.ctypes.data % input_pipeline.ALIGN == 0:
+    return array
+  out = input_pipeline.aligned_empty(array.shape, array.dtype)
+  np.copyto(out, array)
+  return out
 
 
 def row_chunks(

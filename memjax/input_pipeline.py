@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 
 PREFETCH = 2  # chunks gathered ahead of the one the device is working on
-_ALIGN = 64  # bytes; what XLA's CPU client needs to use host memory in place
+ALIGN = 64  # bytes; what XLA's CPU client needs to use host memory in place
 _POLL_SECS = 0.1
 
 
@@ -35,13 +35,13 @@ def epoch_order(indices: np.ndarray, seed: tuple[int, ...], epoch: int) -> np.nd
 def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
   """An uninitialised array whose data starts on a 64-byte boundary (a view of its `.base`)."""
   dtype = np.dtype(dtype)
-  raw = np.empty(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize + _ALIGN, np.uint8)
+  raw = np.empty(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize + ALIGN, np.uint8)
   return _aligned_view(raw, shape, dtype)
 
 
 def _aligned_view(raw: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
   nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-  start = -raw.ctypes.data % _ALIGN
+  start = -raw.ctypes.data % ALIGN
   return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 

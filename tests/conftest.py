@@ -2,6 +2,9 @@
 one persistent XLA compilation cache for the whole session, and the shared `trained` run of
 configs/test.py.
 
+README's command runs the tests in two pytest-xdist workers (`-n 2 --dist loadfile`: a file's
+tests, and its module fixtures, stay on one worker); the workers share the controller's cache.
+
 The cache: every `train.train_and_evaluate` call builds new jitted functions, so without it each
 call compiles its programs again (~5 s of CPU, most of a tiny test run). With it, a program is
 compiled once per session and loaded from disk afterwards, by this process and by every
@@ -16,10 +19,17 @@ import tempfile
 
 import jax
 
-CACHE_DIR = os.environ.get('MEMJAX_TEST_JAX_CACHE') or tempfile.mkdtemp(prefix='memjax-jax-cache-')
-_KEEP_CACHE = bool(os.environ.get('MEMJAX_TEST_JAX_CACHE'))
+_SESSION_CACHE = 'MEMJAX_TEST_SESSION_JAX_CACHE'  # the controller's cache, for xdist workers
+_WORKER = bool(os.environ.get('PYTEST_XDIST_WORKER'))
+CACHE_DIR = (
+  os.environ.get('MEMJAX_TEST_JAX_CACHE')
+  or (os.environ.get(_SESSION_CACHE) if _WORKER else None)
+  or tempfile.mkdtemp(prefix='memjax-jax-cache-')
+)
+_REMOVE_CACHE = not os.environ.get('MEMJAX_TEST_JAX_CACHE') and not _WORKER
 os.makedirs(CACHE_DIR, exist_ok=True)
 os.environ.update(
+  {_SESSION_CACHE: CACHE_DIR},  # inherited by the workers, started after this runs
   JAX_COMPILATION_CACHE_DIR=CACHE_DIR,
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1',
@@ -39,7 +49,7 @@ tf.config.set_visible_devices([], 'GPU')
 
 
 def pytest_unconfigure(config):
-  if not _KEEP_CACHE:
+  if _REMOVE_CACHE:  # by the process that made it (the controller, under pytest-xdist)
     shutil.rmtree(CACHE_DIR, ignore_errors=True)
 
 

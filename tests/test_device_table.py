@@ -51,7 +51,7 @@ def test_choice_follows_the_setting_the_budget_and_the_kind_of_rows(monkeypatch)
     device_table.choose('on', on_the_fly)
 
 
-def test_an_aligned_store_is_used_in_place_on_one_cpu_device(tmp_path):
+def test_an_aligned_store_is_used_in_place_and_other_arrays_copied_aligned(tmp_path):
   path = str(tmp_path / 'x.npy')
   np.save(path, np.arange(4096 * 8, dtype=np.float32).reshape(4096, 8))
   store = np.load(path, mmap_mode='r')
@@ -60,6 +60,11 @@ def test_an_aligned_store_is_used_in_place_on_one_cpu_device(tmp_path):
   table = device_table.put({'x': store}, one)
   assert table['x'].addressable_data(0).unsafe_buffer_pointer() == store.ctypes.data
   np.testing.assert_array_equal(np.asarray(table['x']), store)
+  raw = input_pipeline.aligned_empty((4097 * 4,), np.uint8)
+  unaligned = raw[4 : 4 + 4096 * 4].view(np.float32)
+  assert unaligned.ctypes.data % 64 == 4
+  copy = device_table.put({'x': unaligned}, one)['x'].addressable_data(0).unsafe_buffer_pointer()
+  assert copy % 64 == 0 and copy != unaligned.ctypes.data  # copied once, into an aligned buffer
 
 
 def test_cpu_budget_is_a_share_of_available_memory_split_over_devices(monkeypatch):
