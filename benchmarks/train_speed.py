@@ -139,7 +139,7 @@ def memjax_loop(model, tx, arrays, batch_size, num_steps, options, path='table')
   def chunks():
     for epoch in range(10**6):
       if on_table:
-        for rows in device_table.row_chunks(indices, epoch=epoch, share=share, **order):
+        for rows in input_pipeline.train_row_chunks(indices, epoch=epoch, share=share, **order):
           yield parallel.to_global({'rows': rows}, mesh, 1)['rows']
       else:
         for chunk in input_pipeline.train_chunks(

@@ -20,7 +20,7 @@ available memory); 'on' and 'off' force it. Every process takes the same choice 
 program depends on it).
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -87,22 +87,3 @@ def _aligned(array: np.ndarray) -> np.ndarray:
   out = input_pipeline.aligned_empty(array.shape, array.dtype)
   np.copyto(out, array)
   return out
-
-
-def row_chunks(
-  indices: np.ndarray,
-  *,
-  batch_size: int,
-  steps_per_call: int,
-  seed: tuple[int, ...],
-  epoch: int,
-  first_step: int,
-  share: slice,
-) -> Iterator[np.ndarray]:
-  """[T, B_local] int32 row numbers of the steps `first_step..` of one epoch over the training
-  rows `indices`: the rows `input_pipeline.train_chunks` gathers for the same arguments."""
-  rows = input_pipeline.train_rows(
-    indices, batch_size=batch_size, seed=seed, epoch=epoch, first_step=first_step, share=share
-  ).astype(np.int32)
-  for start in range(0, rows.shape[0], steps_per_call):
-    yield np.ascontiguousarray(rows[start : start + steps_per_call])

@@ -173,13 +173,25 @@ def train_chunks(
     first_step: first step within the epoch (for resuming).
     share: this process's slice of each global batch (`parallel.process_share`).
   """
-  rows = train_rows(
-    indices, batch_size=batch_size, seed=seed, epoch=epoch, first_step=first_step, share=share
+  chunks = train_row_chunks(
+    indices,
+    batch_size=batch_size,
+    steps_per_call=steps_per_call,
+    seed=seed,
+    epoch=epoch,
+    first_step=first_step,
+    share=share,
   )
-  starts = range(0, rows.shape[0], steps_per_call)
   pool = BufferPool(PREFETCH + 3)  # ahead, waiting in the queue, in use, on the device
-  take = lambda s: gather(arrays, rows[s : s + steps_per_call], pool)
-  yield from _prefetched(iter(starts), take)
+  yield from _prefetched(chunks, lambda rows: gather(arrays, rows, pool))
+
+
+def train_row_chunks(indices: np.ndarray, *, steps_per_call: int, **order) -> Iterator[np.ndarray]:
+  """[T, B_local] int32 row numbers of each chunk `train_chunks` gathers (arguments as there):
+  what the steps gather themselves from a device-resident table (`memjax.device_table`)."""
+  rows = train_rows(indices, **order).astype(np.int32)
+  for start in range(0, rows.shape[0], steps_per_call):
+    yield np.ascontiguousarray(rows[start : start + steps_per_call])
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

@@ -322,22 +322,18 @@ def _head_until_unfrozen(grad_fn, loss_fn, unfreeze_step: int, step, params):
   return jax.lax.cond(step >= unfreeze_step, grad_fn, head_only, params)
 
 
-def train_steps(state: TrainState, batches, consts, frozen, **kwargs):
-  """`train_step` over the leading axis of `batches` ([T, B, ...]) in one `lax.scan`."""
-  step = functools.partial(train_step, **kwargs)
-  state, metrics = jax.lax.scan(lambda s, b: step(s, b, consts, frozen), state, batches)
-  return state, jax.tree.map(lambda m: m.sum(0), metrics)
-
-
-def train_steps_on_table(state: TrainState, rows, consts, frozen, table, **kwargs):
-  """`train_steps` on the batches `table[rows]`, gathered inside the step: `table` holds a fold's
-  row arrays on the device (name -> [N, ...]), `rows` [T, B] numbers each step's batch."""
+def train_steps(state: TrainState, batches, consts, frozen, table=None, **kwargs):
+  """`train_step` over the leading axis of `batches` ([T, B, ...]) in one `lax.scan`. With
+  `table` (a fold's row arrays on the device, name -> [N, ...]), `batches` are [T, B] row
+  numbers, and each step gathers its batch from the table."""
   step = functools.partial(train_step, **kwargs)
 
-  def body(state, r):
-    return step(state, jax.tree.map(lambda a: a[r], table), consts, frozen)
+  def body(state, batch):
+    if table is not None:
+      batch = jax.tree.map(lambda a: a[batch], table)
+    return step(state, batch, consts, frozen)
 
-  state, metrics = jax.lax.scan(body, state, rows)
+  state, metrics = jax.lax.scan(body, state, batches)
   return state, jax.tree.map(lambda m: m.sum(0), metrics)
 
 
@@ -374,7 +370,7 @@ def jit_train_steps(
   Called as `fn(state, batches, consts, frozen)`; with `on_table` (scanned), as
   `fn(state, rows, consts, frozen, table)`: rows [T, B] sharded, the table replicated.
   """
-  body = train_steps_on_table if on_table else train_steps if scan else train_step
+  body = train_steps if scan or on_table else train_step
   fn = functools.partial(body, model=model, tx=tx, recipe=recipe, backbone=backbone)
   rep = parallel.replicated(mesh)
   batch = parallel.batch_sharding(mesh, batch_axis=1 if scan or on_table else 0)

@@ -322,7 +322,7 @@ def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
     for chunk in input_pipeline.train_chunks(fd.arrays, fd.split.train, **order):
       yield parallel.to_global(chunk, mesh, 1), chunk['label'].shape[0]
   else:
-    for rows in device_table.row_chunks(fd.split.train, **order):
+    for rows in input_pipeline.train_row_chunks(fd.split.train, **order):
       yield parallel.to_global({'rows': rows}, mesh, 1)['rows'], rows.shape[0]
 
 

@@ -26,7 +26,7 @@ def test_row_numbers_give_the_chunks_the_host_path_gathers(first_step):
   order = dict(batch_size=8, steps_per_call=3, seed=(0, 1), epoch=2, first_step=first_step)
   share = slice(4, 8)  # the second of two processes
   host = list(input_pipeline.train_chunks(arrays, indices, share=share, **order))
-  rows = list(device_table.row_chunks(indices, share=share, **order))
+  rows = list(input_pipeline.train_row_chunks(indices, share=share, **order))
   assert [r.shape for r in rows] == [c['label'].shape for c in host]
   assert len(host) == -(-(11 - first_step) // 3)  # 90 // 8 = 11 steps per epoch
   for r, chunk in zip(rows, host, strict=True):
