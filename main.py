@@ -2,7 +2,11 @@
 
 python main.py --config=configs/k4.py --workdir=WORKDIR
   [--mode=train|evaluate|extract|predict|baseline|sweep|search|transfer|report] [--config.x=y]
-  [--verbose]
+  [--input=IMAGES --output=CSV] [--verbose]
+
+Without `--config`, the config is the one WORKDIR recorded (memjax/recorded_config.py): a
+trained workdir is evaluated, scored (`--mode=predict --input=DIR`), transferred or resumed with
+`--workdir` alone.
 
 The config is validated (memjax/config_schema.py) before the mode's modules are imported, so a
 bad field costs no start-up time. Errors are one `memjax: error:` line and an exit status
@@ -33,8 +37,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
 flags.DEFINE_enum('mode', 'train', list(MODES), 'What to run.')
+flags.DEFINE_string('input', None, 'predict: the folder or CSV of images (config.predict.input).')
+flags.DEFINE_string('output', None, 'predict: the CSV to write (config.predict.output).')
 flags.DEFINE_bool('verbose', False, 'Print the traceback of an error, not only its one line.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flags_as_required(['workdir'])
 
 
 def run(config, workdir: str, mode: str) -> None:
@@ -42,8 +48,10 @@ def run(config, workdir: str, mode: str) -> None:
   import jax
   import tensorflow as tf
 
+  from memjax import run_record
   from memjax.runtime import compile_cache, distributed, host_memory, workdir_lock
 
+  run_record.check_kind(workdir, mode)  # before the lock or anything else is written
   logging.get_absl_handler().python_handler.addFilter(command_line.quiet_orbax)
   host_memory.fix_mmap_threshold()  # batch buffers go back to the OS when freed
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; JAX owns the accelerators.
@@ -61,6 +69,12 @@ def main(argv):
   with command_line.reporting_errors(FLAGS.verbose):
     if len(argv) > 1:
       command_line.usage_error(f'unexpected arguments {argv[1:]}; flags look like --name=value.')
+    for flag, field in (('input', 'input'), ('output', 'output')):
+      value = getattr(FLAGS, flag)
+      if value is not None:
+        if FLAGS.mode != 'predict':
+          command_line.usage_error(f'--{flag} is for --mode=predict (config.predict.{field}).')
+        FLAGS.config.predict[field] = value
     config_schema.validate(FLAGS.config, FLAGS.mode, FLAGS.workdir)
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
 

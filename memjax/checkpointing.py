@@ -4,8 +4,9 @@ Each checkpoint holds three items:
 * `params`: the parameters evaluation uses (the moving average when `ema_decay` > 0);
 * `train`: what only resuming needs: step, optimiser state, dropout key, and the raw parameters
   when `params` holds their moving average;
-* `meta` (JSON): what the checkpoint must agree with (`run_meta`), the fold's thresholds, s_k
-  and standardisation, the epoch and its validation metrics.
+* `meta` (JSON): the run's result fields (`run_meta`, checked by `check_meta` against the groups
+  of `run_record`), the fold's thresholds, s_k and standardisation, the epoch and its validation
+  metrics.
 `restore_params` serves evaluate, predict, transfer and report; it reads `meta` and `params`
 only. `restore_train_state` restores everything, to resume training.
 
@@ -16,7 +17,6 @@ evaluation names the next intact one.
 """
 
 import contextlib
-import json
 import os
 import time
 
@@ -25,23 +25,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax import augment, finetune, steps
+from memjax import run_record, steps
 from memjax.errors import InputError, out_of_space
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
 DAMAGED_DIR = 'damaged_checkpoints'
-# Meta fields a checkpoint's parameters must agree with (their tree and meaning).
-PARAMS_FIELDS = ('features', 'feature_dims', 'num_classes', 'model', 'standardize', 'finetune')
-# ... and what resuming training must agree with besides (optimiser state, data order, keys).
-TRAIN_FIELDS = PARAMS_FIELDS + (
-  'optimizer',
-  'batch_size',
-  'seed',
-  'recipe',
-  'finetune_training',
-  'augment',
-)
 
 
 def _best_value(metrics: dict) -> float:
@@ -67,51 +56,58 @@ def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager
 
 
 def run_meta(config, feature_dims: dict) -> dict:
-  """What a checkpoint records about the run that wrote it (`PARAMS_FIELDS`, `TRAIN_FIELDS`)."""
-  return json.loads(
-    json.dumps(
-      {
-        'features': list(config.features),
-        'feature_dims': dict(feature_dims),
-        'num_classes': config.num_classes,
-        'model': config.model.to_dict(),
-        'standardize': config.standardize,
-        'optimizer': config.optimizer.to_dict(),
-        'batch_size': config.batch_size,
-        'seed': config.seed,
-        'recipe': {'label_smoothing': config.label_smoothing, 'ema_decay': config.ema_decay},
-        'finetune': finetune.describe(config),
-        'finetune_training': finetune.describe_training(config),
-        'augment': config.augment.to_dict() if augment.spec_of(config) else None,
-      }
-    )
-  )  # tuples -> lists, as stored
+  """What a checkpoint records about the run that wrote it: its `run_record.result_fields` and
+  the feature widths its parameters take."""
+  return {'fields': run_record.result_fields(config), 'feature_dims': dict(feature_dims)}
 
 
-def check_meta(meta: dict, expected: dict, fields, where: str, *, allow: bool = False) -> list:
-  """Compares `fields` of a checkpoint's meta with the config's.
+# Checkpoints written before they kept `fields`: their keys, as dotted field prefixes.
+_LEGACY_KEYS = ('features', 'num_classes', 'model', 'standardize', 'optimizer', 'batch_size')
+_LEGACY_KEYS += ('seed',)
+
+
+def _fields_of(meta: dict) -> tuple[dict, bool]:
+  """(the checkpoint's result fields, whether it kept them all); older checkpoints kept a few
+  groups under their own keys, which are compared as far as they go."""
+  if 'fields' in meta:
+    return meta['fields'], True
+  legacy = {k: meta[k] for k in _LEGACY_KEYS if k in meta}
+  recipe = meta.get('recipe') or {}
+  legacy.update({k: recipe[k] for k in ('label_smoothing', 'ema_decay') if k in recipe})
+  flat = run_record.used_fields(run_record.flatten(legacy), meta.get('features', ()))
+  return flat, False
+
+
+def check_meta(meta: dict, expected: dict, where: str, *, resume: bool = False, allow=False):
+  """Compares a checkpoint's meta with `run_meta` of the config at hand.
 
   Args:
     meta: the checkpoint's meta.
     expected: `run_meta` of the config.
-    fields: which fields must agree.
     where: the checkpoint, for the message.
-    allow: report the differences (returned) instead of raising.
+    resume: compare every result field (resuming training); otherwise only what the parameters
+      mean (`run_record.MEANING`) and the feature widths.
+    allow: report the differences outside `MEANING` (returned) instead of raising.
 
   Returns:
-    The differing fields' descriptions (empty when all agree).
+    The differing fields' descriptions that `allow` let through (empty when all agree).
 
   Raises:
-    InputError: some differ and `allow` is False; every differing field is named.
+    InputError: a `MEANING` field or feature width differs, or (unless `allow`) another result
+      field when resuming; every differing field is named.
   """
-  diffs = [
-    f'{k}: checkpoint {meta.get(k)!r} vs config {expected[k]!r}'
-    for k in fields
-    if meta.get(k) != expected[k]
-  ]
-  if diffs and not allow:
-    raise InputError(f'checkpoint {where} does not match the config: ' + '; '.join(diffs))
-  return diffs
+  stored, complete = _fields_of(meta)
+  now = expected['fields'] if complete else {k: expected['fields'].get(k) for k in stored}
+  fixed = run_record.compare(stored, now, only_meaning=True)
+  if meta.get('feature_dims') != expected['feature_dims']:
+    fixed.append(f'feature_dims: {meta.get("feature_dims")!r} -> {expected["feature_dims"]!r}')
+  rest = [d for d in run_record.compare(stored, now) if d not in fixed] if resume else []
+  if fixed or (rest and not allow):
+    raise InputError(
+      f'checkpoint {where} does not match the config (checkpoint -> config): '
+      + '; '.join(fixed + rest)
+    )
+  return rest
 
 
 def _train_item(state: steps.TrainState) -> dict:
@@ -154,6 +150,15 @@ def save(mngr: ocp.CheckpointManager, step: int, state: steps.TrainState, meta, 
     mngr.wait_until_finished()
 
 
+def saved_steps(fold_dir: str) -> list[int]:
+  """The steps of a fold's committed checkpoints, read from its folder (unfinished writes, named
+  `STEP.orbax-checkpoint-tmp-*`, are not steps), sorted."""
+  directory = os.path.join(fold_dir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
 def select_step(mngr: ocp.CheckpointManager, which: str) -> int:
   """`best`, `latest`, or a step number given as a string.
 
@@ -173,6 +178,17 @@ def select_step(mngr: ocp.CheckpointManager, which: str) -> int:
     f'config.eval.checkpoint={which!r}: expected best, latest or one of the steps '
     f'{sorted(all_steps)} in {mngr.directory}.'
   )
+
+
+def chosen_step(fold_dir: str, which: str) -> int | None:
+  """The step `which` picks among the fold's checkpoints (`select_step`), or None."""
+  mngr = manager(os.path.join(fold_dir, 'checkpoints'), read_only=True)
+  try:
+    return select_step(mngr, which)
+  except InputError:
+    return None
+  finally:
+    mngr.close()
 
 
 def restore_meta(mngr: ocp.CheckpointManager, step: int) -> dict:
@@ -211,7 +227,7 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
     which: `best`, `latest` or a step number (`config.eval.checkpoint`).
     abstract_params: `steps.abstract_params` of the config: shapes and shardings to restore into
       (any device count).
-    expected: `run_meta` of the config; its `PARAMS_FIELDS` must match the checkpoint's.
+    expected: `run_meta` of the config; what the parameters mean must match (`check_meta`).
 
   Returns:
     (params, meta, step).
@@ -231,7 +247,7 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
       meta = restore_meta(mngr, step)
     except Exception as e:
       raise _damaged(mngr, fold_dir, step, e, abstract_params) from e
-    check_meta(meta, expected, PARAMS_FIELDS, where)
+    check_meta(meta, expected, where)
     try:
       params, meta = _read_params(mngr, step, abstract_params)
     except Exception as e:

@@ -133,9 +133,32 @@ def describe_parse_error(error: BaseException, argv: list[str]) -> str:
   return f'--config={config}: loading the config file failed: {type(error).__name__}: {text}'
 
 
+def _workdir_argument(argv: list[str]) -> str | None:
+  found = None
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg.startswith('--workdir='):
+      found = arg.split('=', 1)[1]
+    elif arg == '--workdir' and i + 1 < len(argv):
+      found = argv[i + 1]
+  return found
+
+
+def with_recorded_config(argv: list[str]) -> list[str]:
+  """`argv`, given no `--config`, with the config the `--workdir` recorded as the config file."""
+  if _config_argument(argv) is not None:
+    return argv
+  workdir = _workdir_argument(argv)
+  if not workdir:
+    return argv
+  from memjax import recorded_config
+
+  return [argv[0], f'--config={recorded_config.__file__}:{workdir}', *argv[1:]]
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, where every failure is one `memjax: error:` line and exit 2.
 
+  Without `--config`, the `--workdir`'s recorded config is the config (`with_recorded_config`).
   The `--config` file is checked first (ml_collections would report a missing one only later, as
   a traceback), and loaded while parsing.
   """
@@ -143,6 +166,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
   verbose = '--verbose' in argv or '--verbose=true' in [a.lower() for a in argv]
   try:
+    argv = with_recorded_config(argv)
     config = _config_argument(argv)
     if config is not None:
       config_checks.check_readable_config_file(config)

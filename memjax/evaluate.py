@@ -139,12 +139,14 @@ def evaluate_fold(
     checkpoint_step=step,
     epoch=meta['epoch'],
     val_spearman=val.get('spearman'),
-    thresholds=meta['thresholds'],
-    score_values=meta['values'],
     num_train=int(fd.split.train.size),
     num_val=int(fd.split.val.size),
     num_test=int(fd.split.test.size),
   )
+  if config.model.head == 'classification':
+    result.update(thresholds=meta['thresholds'], score_values=meta['values'])
+  else:  # a sigmoid score: no classes
+    result.pop('accuracy', None)
   results.write_json(os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE), result)
   logging.info(
     'fold %d: test Spearman %.4f on %d examples (checkpoint step %d)',
@@ -165,19 +167,44 @@ def folds_to_run(config: ml_collections.ConfigDict, num_folds: int) -> list[int]
   return chosen
 
 
+def unfinished_folds(config, plans, folds, workdir: str) -> list[str]:
+  """`fold K (step S of T)` for each of `folds` whose training has not reached its last step."""
+  out = []
+  for fold in folds:
+    train_rows = plans[fold].split.train.size
+    total = input_pipeline.steps_per_epoch(train_rows, config.batch_size) * config.num_epochs
+    saved = checkpointing.saved_steps(results.fold_dir(workdir, fold))
+    if saved and saved[-1] != total:
+      out.append(f'fold {fold} (step {saved[-1]} of {total})')
+  return out
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`--mode=evaluate`: re-scores every fold from its checkpoint alone; writes the summary."""
+  """`--mode=evaluate`: re-scores every fold from its checkpoint alone; writes the summary.
+
+  Raises:
+    InputError: the workdir holds no trained run or another run; a fold is unfinished (nothing
+      is written then); a checkpoint is missing, unreadable or does not match.
+  """
   start = time.time()
+  run_record.check_kind(workdir, 'evaluate')
   data = datasets.load(config)
   mesh = parallel.make_mesh()
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   plans = fold_data.plan_folds(config, data)
+  folds = folds_to_run(config, len(plans))
   changes = run_record.check(config, data, workdir)
+  unfinished = unfinished_folds(config, plans, folds, workdir)
+  if unfinished:
+    raise InputError(
+      f'{workdir}: {", ".join(unfinished)} did not finish training; nothing was written. '
+      'Re-run --mode=train to finish, or leave them out with --config.data.run_folds.'
+    )
   backbone = finetune.backbone(config, data.extractors)
   eval_fn = eval_program(config, data, mesh, backbone)
   fold_results = [
     evaluate_fold(config, data, plans[fold], fold, mesh, workdir, eval_fn, backbone)
-    for fold in folds_to_run(config, len(plans))
+    for fold in folds
   ]
   summary = results.summarize(
     config, data, fold_results, mode='evaluate', wall_seconds=time.time() - start
@@ -185,4 +212,5 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if changes:
     summary['resumed_with_changes'] = changes
   results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
+  logging.info('%s', results.mean_line(summary))
   return summary

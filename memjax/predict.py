@@ -5,8 +5,11 @@ checkpoint (`config.eval.checkpoint`) scores them; the prediction is the mean ov
 fold's m = sum_k p(k) s_k (its own thresholds), and the mean class probabilities. Everything after
 decoding is one jitted function, vmapped over the stacked fold parameters.
 
-  predictor = Predictor(config, workdir)
+  predictor = Predictor(None, workdir)   # the config WORKDIR recorded
   scores, probs = predictor.predict_images(uint8_images)   # [B, S, S, 3] RGB crops
+
+The config's fields that say what the parameters mean, and the extractors it builds, must be the
+ones the workdir recorded (`run_record.check_model`).
 """
 
 import csv
@@ -22,7 +25,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import checkpointing, finetune, models, parallel, steps
+from memjax import checkpointing, finetune, models, parallel, recorded_config, run_record, steps
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
 from memjax.runtime import atomic_files, progress, xla_options
@@ -41,14 +44,24 @@ def _fold_dirs(workdir: str) -> list[str]:
 class Predictor:
   """A trained fold ensemble plus its frozen extractors."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, config: ml_collections.ConfigDict | None, workdir: str):
     """Restores every fold of `workdir` and builds the extractors.
 
+    Args:
+      config: the config to score with; None: the one `workdir` recorded.
+      workdir: a trained workdir.
+
     Raises:
-      InputError: no trained folds, or checkpoints that do not match the config or extractors.
+      InputError: no trained folds; a config or extractor that differs from what the workdir's
+        record or checkpoints say the parameters mean.
     """
+    if config is None:
+      config = recorded_config.config_of(workdir)
     self.config = config
+    run_record.check_kind(workdir, 'predict')
+    run_record.check_model(config, workdir)  # fields first: they name a wrong config best
     self.extractors = registry.build_all(config)
+    run_record.check_model(config, workdir, self.extractors)
     self.mesh = parallel.make_mesh()
     dims = {n: e.feature_dim for n, e in self.extractors.items()}
     model = models.create_model(config)

@@ -69,24 +69,22 @@ def summarize(
   mode: str,
   wall_seconds: float,
 ) -> dict:
-  """The run's summary: per-fold metrics, mean and SD (ddof=1) of Spearman over folds, and the
-  calibration over folds (`metrics.fold_summary`)."""
+  """The run's summary: per-fold metrics, mean and SD (ddof=1; None for one fold) of Spearman
+  over folds, and the calibration over folds (`metrics.fold_summary`); the classes (K, s_k rule,
+  thresholds) only for the classification head."""
   rho = np.array([r['spearman'] for r in fold_results], np.float64)
-  return {
+  summary = {
     'dataset': data.name,
     'synthetic': data.synthetic,
     'data_description': data.description,
     'protocol': config.data.protocol,
     'label_version': data.label_version if config.data.protocol == 'cv5' else None,
-    'num_classes': config.num_classes,
     'head': config.model.head,
-    'score_values': config.score_values,
     'features': list(config.features),
     'checkpoint': config.eval.checkpoint,
-    'thresholds': [r['thresholds'] for r in fold_results],
     'folds': fold_results,
     'spearman_mean': float(rho.mean()),
-    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else 0.0,
+    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else None,
     **metrics.fold_summary(fold_results),  # Pearson, MSE, predicted vs true range over folds
     'ceiling': data.ceiling,
     'num_devices': jax.device_count(),
@@ -94,3 +92,21 @@ def summarize(
     'mode': mode,
     'wall_seconds': wall_seconds,
   }
+  if config.model.head == 'classification':  # a regression head has no classes
+    summary.update(
+      num_classes=config.num_classes,
+      score_values=config.score_values,
+      thresholds=[r['thresholds'] for r in fold_results],
+    )
+  return summary
+
+
+def mean_line(summary: dict) -> str:
+  """`mean test Spearman over N folds: M +- SD (ceiling C)`, without what the run lacks."""
+  n = len(summary['folds'])
+  line = f'mean test Spearman over {n} fold{"s" if n != 1 else ""}: {summary["spearman_mean"]:.4f}'
+  if summary['spearman_std'] is not None:
+    line += f' +- {summary["spearman_std"]:.4f}'
+  if summary.get('ceiling') is not None:
+    line += f' (ceiling {summary["ceiling"]:.4f})'
+  return line

@@ -1,14 +1,27 @@
-"""A workdir holds one run: its fingerprint is recorded, and a re-run that differs is refused.
+"""The record of a run: what a workdir holds, and the one check every mode makes against it.
 
-`WORKDIR/run.json` records every config field that can change a run's results (data and the
-identity of its files, features, K, s_k rule, model, optimiser, batch size, epochs, seed, folds,
-protocol, recipe, extractors of the features used) and a fingerprint of the data itself. Re-running
-`train` (to resume) or `evaluate` in that workdir with a config that differs in any of them is
-refused with one line naming each differing field and both values, because finished folds would
-otherwise be mixed with new ones into a table that looks right. Fields that cannot change results
-(`IGNORED`: logging, which checkpoint is scored, which folds run, caches, the other modes'
-settings) may differ. `--config.resume_changed=True` goes on anyway and the summary records the
-differences.
+`WORKDIR/run.json` is written when a run starts in a new workdir and is never changed after:
+
+* `kind`: the mode that made the workdir (`train`, `baseline`, `sweep`, `search`); a mode of
+  another kind is refused there before anything is written (`check_kind`);
+* `config`: the full config, from which `evaluate`, `predict`, `transfer` and `report` rebuild
+  the run with only `--workdir` (`memjax/recorded_config.py`);
+* `fields`: every config field that can change results (`result_fields`);
+* `extractors`: the identity of the extractor behind every feature (kind, variant, output,
+  pooled depths, flip, dtype, preprocessing, weights sha256, dimension), from the feature store's
+  own record or from the extractors built on the fly (`feature_identities`);
+* `data`: a fingerprint of the data itself (`data_fingerprint`).
+
+Fields fall into three groups, written down here only:
+* `IGNORED`: how a run executes (logging, batch size of evaluation, devices, paths, which folds
+  or checkpoint are scored, other modes' settings): may always differ;
+* `MEANING`: what the trained parameters mean (features, extractors, head, K, s_k rule,
+  standardisation, fine-tuning): may never differ, in any mode;
+* the rest (data, optimiser, seed, epochs, recipe): how the parameters were trained; `train`
+  (resuming) and `evaluate` refuse a difference unless `config.resume_changed`.
+
+Each checkpoint keeps the `fields` of the run that wrote it (`checkpointing.run_meta`), checked
+against the same groups by `compare`.
 """
 
 import hashlib
@@ -18,12 +31,24 @@ import os
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
 from memjax.runtime import atomic_files
 
 RUN_FILE = 'run.json'
+FORMAT = 2
+# The kind of workdir each mode runs in (report reads any kind; extract writes a feature store).
+MODE_KINDS = {
+  'train': 'train',
+  'evaluate': 'train',
+  'predict': 'train',
+  'transfer': 'train',
+  'baseline': 'baseline',
+  'sweep': 'sweep',
+  'search': 'search',
+}
 # Dotted config prefixes that cannot change a trained fold's results.
 IGNORED = (
   'log_every_secs',
@@ -48,36 +73,45 @@ IGNORED = (
   'report',
   'distributed',
 )
-_PATHS = ('weights', 'projection')  # extractor files: their content enters the fingerprint
+# Dotted config prefixes that say what the trained parameters mean.
+MEANING = (
+  'features',
+  'extractors',
+  'model',
+  'num_classes',
+  'score_values',
+  'standardize',
+  'finetune',
+)
+# A baseline workdir's results depend on the data, the features and the baseline's own fields.
+BASELINE_FIELDS = ('seed', 'features', 'extractors', 'data', 'baseline')
+_PATHS = ('weights', 'projection')  # extractor files: their content is in the identity
 _SAMPLE_ROWS = 8  # rows at each end of every feature that enter the data fingerprint
 _SHOW = 6  # differing fields quoted in the message
+# The parts of a feature store's entry that identify its extractor.
+IDENTITY_KEYS = ('extractor', 'weights_sha256', 'input_size', 'preprocessing', 'dim')
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
+def flatten(tree: dict, prefix: str = '') -> dict:
   out = {}
   for key, value in tree.items():
     name = f'{prefix}{key}'
     if isinstance(value, dict):
-      out.update(_flatten(value, f'{name}.'))
+      out.update(flatten(value, f'{name}.'))
     else:
       out[name] = list(value) if isinstance(value, tuple) else value
   return out
 
 
-def _ignored(name: str) -> bool:
-  return any(name == p or name.startswith(p + '.') for p in IGNORED)
+def _under(name: str, prefixes) -> bool:
+  return any(name == p or name.startswith(p + '.') for p in prefixes)
 
 
-def result_fields(config: ml_collections.ConfigDict) -> dict:
-  """The config's fields that can change results, dotted names -> JSON values.
-
-  Extractors and branch widths count only for the features the run uses.
-  """
-  used = set(config.features)
+def used_fields(flat: dict, used) -> dict:
+  """`flat` without the extractors' file paths and the entries of features the run does not use
+  (extractors and branch widths count only for the features in `used`)."""
   fields = {}
-  for name, value in _flatten(json.loads(json.dumps(config.to_dict()))).items():
-    if _ignored(name):
-      continue
+  for name, value in flat.items():
     parts = name.split('.')
     if parts[0] == 'extractors' and (parts[1] not in used or parts[-1] in _PATHS):
       continue
@@ -85,6 +119,25 @@ def result_fields(config: ml_collections.ConfigDict) -> dict:
       continue
     fields[name] = value
   return fields
+
+
+def result_fields(config: ml_collections.ConfigDict, kind: str = 'train') -> dict:
+  """The config's fields that can change a `kind` run's results, dotted names -> JSON values."""
+  flat = flatten(json.loads(json.dumps(config.to_dict())))
+  if kind == 'baseline':  # its own settings count, the MLP's do not
+    kept = {
+      n: v
+      for n, v in flat.items()
+      if _under(n, BASELINE_FIELDS) and (n.startswith('baseline.') or not _under(n, IGNORED))
+    }
+  else:
+    kept = {n: v for n, v in flat.items() if not _under(n, IGNORED)}
+  return used_fields(kept, config.features)
+
+
+def meaning(fields: dict) -> dict:
+  """The `MEANING` part of `fields`."""
+  return {n: v for n, v in fields.items() if _under(n, MEANING)}
 
 
 # Field groups added after runs were recorded, with the values that leave them off: a record
@@ -101,6 +154,79 @@ def _added_later_and_off(name: str, old: dict, now: dict) -> bool:
       flips = now.get('augment.flip', False) if prefix == 'augment.' else False
       return not flips and all(now.get(k) == v for k, v in off.items())
   return False
+
+
+def compare(old: dict, now: dict, *, only_meaning: bool = False) -> list[str]:
+  """`name: old -> now` for every field that differs between two `result_fields`.
+
+  Args:
+    old: the recorded fields.
+    now: the fields of the config at hand.
+    only_meaning: compare the `MEANING` fields only.
+  """
+  if only_meaning:
+    old, now = meaning(old), meaning(now)
+  names = sorted(set(old) | set(now))
+  names = [n for n in names if not _added_later_and_off(n, old, now)]
+  return [
+    f'{n}: {old.get(n, "<unset>")!r} -> {now.get(n, "<unset>")!r}'
+    for n in names
+    if old.get(n, '<unset>') != now.get(n, '<unset>')
+  ]
+
+
+def extractor_identity(extractor) -> dict:
+  """What identifies an extractor's features: `IDENTITY_KEYS` of its store entry."""
+  return _identity({**extractor.store_descriptor(), 'dim': extractor.feature_dim})
+
+
+def _identity(entry: dict) -> dict:
+  out = {k: entry.get(k) for k in IDENTITY_KEYS}
+  if isinstance(out['input_size'], int):
+    out['input_size'] = [out['input_size'], out['input_size']]
+  if isinstance(out['input_size'], tuple):
+    out['input_size'] = list(out['input_size'])
+  return out
+
+
+def feature_identities(data: MemorabilityData, features) -> dict | None:
+  """Feature name -> the identity of its extractor (None where the data cannot say, e.g. the
+  synthetic generator); None when no feature has one."""
+  if data.extractors is not None:
+    found = {n: extractor_identity(data.extractors[n]) for n in features}
+  else:
+    sources = data.sources or {}
+    found = {n: _identity(sources[n]) if n in sources else None for n in features}
+  return found if any(v is not None for v in found.values()) else None
+
+
+def check_identities(recorded: dict | None, now: dict | None, recorded_what: str, now_what: str):
+  """Raises when the extractor behind a feature differs between two sets of identities.
+
+  Args:
+    recorded: feature name -> identity, of what the parameters or a store were made with (None:
+      nothing recorded, nothing to check).
+    now: feature name -> identity, of what is at hand (`feature_identities`, or built
+      extractors).
+    recorded_what, now_what: what each describes, for the message (a format string with
+      `{name}`, the feature).
+
+  Raises:
+    InputError: naming the feature, both sides and each differing key with both values.
+  """
+  if not recorded or not now:
+    return
+  for name in sorted(set(recorded) & set(now)):
+    old, new = recorded[name], now[name]
+    if old is None or new is None:
+      continue
+    diffs = [f'{k} {old.get(k)!r} vs {new.get(k)!r}' for k in IDENTITY_KEYS if old[k] != new[k]]
+    if diffs:
+      raise InputError(
+        f'feature {name!r}: {now_what.format(name=name)} is not the extractor of '
+        f'{recorded_what.format(name=name)}: {"; ".join(diffs)} (there vs here). Use the same '
+        'extractor, weights and preprocessing, or train a new model.'
+      )
 
 
 def data_fingerprint(data: MemorabilityData, features) -> str:
@@ -128,48 +254,206 @@ def data_fingerprint(data: MemorabilityData, features) -> str:
   return h.hexdigest()
 
 
-def record_of(config: ml_collections.ConfigDict, data: MemorabilityData) -> dict:
-  return {'fields': result_fields(config), 'data': data_fingerprint(data, config.features)}
+def record_of(
+  config: ml_collections.ConfigDict, data: MemorabilityData, kind: str = 'train'
+) -> dict:
+  """The record a `kind` run of `config` on `data` writes.
+
+  Raises:
+    InputError: the data lacks a feature of `config.features`.
+  """
+  data.feature_dims(config.features)
+  return {
+    'format': FORMAT,
+    'kind': kind,
+    'fields': result_fields(config, kind),
+    'data': data_fingerprint(data, config.features),
+    'extractors': feature_identities(data, config.features),
+    'config': json.loads(json.dumps(config.to_dict())),
+  }
 
 
-def check(config: ml_collections.ConfigDict, data: MemorabilityData, workdir: str) -> list:
+def claim(config: ml_collections.ConfigDict, workdir: str, kind: str) -> None:
+  """Records a `kind` run that loads no data itself (sweep, search: their trials keep their own
+  records), or checks that `workdir` holds one.
+
+  Raises:
+    InputError: the workdir holds another kind of run.
+  """
+  check_kind(workdir, kind)
+  if read(workdir) is None and jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    record = {
+      'format': FORMAT,
+      'kind': kind,
+      'fields': result_fields(config, kind),
+      'data': None,
+      'extractors': None,
+      'config': json.loads(json.dumps(config.to_dict())),
+    }
+    atomic_files.write_text(path_of(workdir), json.dumps(record, indent=2, sort_keys=True))
+
+
+def path_of(workdir: str) -> str:
+  return os.path.join(workdir, RUN_FILE)
+
+
+def read(workdir: str) -> dict | None:
+  """The workdir's record, or None when it has none.
+
+  Raises:
+    InputError: the record cannot be read or lacks what every record holds.
+  """
+  path = path_of(workdir)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding='utf-8') as f:
+      record = json.load(f)
+    record['fields'], record['data']  # noqa: B018 (every format has both)
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise InputError(
+      f'{path} is damaged ({e}); it records which run this workdir holds. Use a new workdir, or '
+      'delete the file to adopt the current config.'
+    ) from e
+  return record
+
+
+# Files that tell the kind of a workdir made before records had one.
+_LEGACY_MARKS = (('sweep.json', 'sweep'), ('search.json', 'search'), ('study.db', 'search'))
+
+
+def kind_of(workdir: str) -> str | None:
+  """The kind of run `workdir` holds (`MODE_KINDS` values), or None for a new workdir."""
+  record = read(workdir)
+  if record is not None:
+    return record.get('kind', 'train')  # format 1: written by train and evaluate only
+  for name, kind in _LEGACY_MARKS:
+    if os.path.exists(os.path.join(workdir, name)):
+      return kind
+  summary = os.path.join(workdir, 'summary.json')
+  if os.path.exists(summary):
+    try:
+      with open(summary, encoding='utf-8') as f:
+        return 'baseline' if 'method' in json.load(f) else 'train'
+    except (OSError, ValueError):
+      return None
+  if os.path.exists(os.path.join(workdir, 'config.json')):
+    return 'train'  # a training that had not finished its first run
+  return None
+
+
+def check_kind(workdir: str, mode: str) -> None:
+  """Refuses to run `mode` in a workdir made by a mode of another kind.
+
+  Raises:
+    InputError: naming the workdir's kind, the mode, and what to do.
+  """
+  wanted = MODE_KINDS.get(mode)
+  if wanted is None or not os.path.isdir(workdir):
+    return
+  found = kind_of(workdir)
+  if found is not None and found != wanted:
+    raise InputError(
+      f'{workdir} holds a {found} run ({RUN_FILE}); --mode={mode} runs only in a {wanted} '
+      f'workdir: use another --workdir.'
+    )
+  if found is None and mode in ('evaluate', 'predict', 'transfer'):
+    raise InputError(f'{workdir} holds no trained run (no {RUN_FILE}): train first.')
+
+
+_warned: set = set()
+
+
+def _warn_once(workdir: str, what: str) -> None:
+  if (workdir, what) not in _warned:
+    _warned.add((workdir, what))
+    logging.warning(
+      '%s was recorded before memjax kept %s: it cannot be checked.', path_of(workdir), what
+    )
+
+
+def check(
+  config: ml_collections.ConfigDict, data: MemorabilityData, workdir: str, kind: str = 'train'
+) -> list:
   """Compares the run with the one `workdir` recorded (if any) and records it if new.
 
   Returns:
     The differences that `config.resume_changed` allowed (empty when the runs agree).
 
   Raises:
-    InputError: the runs differ and `config.resume_changed` is False.
+    InputError: the workdir holds another kind of run; an extractor differs from the recorded
+      one; a `MEANING` field differs; other result fields or the data differ and
+      `config.resume_changed` is False.
   """
-  path = os.path.join(workdir, RUN_FILE)
-  now = record_of(config, data)
-  if not os.path.exists(path):
+  before = read(workdir)
+  now = record_of(config, data, kind)
+  if before is None:
+    check_kind(workdir, kind)
     os.makedirs(workdir, exist_ok=True)
-    atomic_files.write_text(path, json.dumps(now, indent=2, sort_keys=True))
+    if jax.process_index() == 0:
+      atomic_files.write_text(path_of(workdir), json.dumps(now, indent=2, sort_keys=True))
     return []
-  try:
-    with open(path, encoding='utf-8') as f:
-      before = json.load(f)
-    old_fields, old_data = before['fields'], before['data']
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise InputError(
-      f'{path} is damaged ({e}); it records which run this workdir holds. Use a new workdir, or '
-      'delete the file to adopt the current config.'
-    ) from e
-  names = sorted(set(old_fields) | set(now['fields']))
-  names = [n for n in names if not _added_later_and_off(n, old_fields, now['fields'])]
-  diffs = [
-    f'{n}: {old_fields.get(n, "<unset>")!r} -> {now["fields"].get(n, "<unset>")!r}'
-    for n in names
-    if old_fields.get(n, '<unset>') != now['fields'].get(n, '<unset>')
-  ]
-  if old_data != now['data']:
+  found = before.get('kind', 'train')
+  if found != kind:
+    check_kind(workdir, kind)
+  if 'extractors' in before:
+    check_identities(
+      before['extractors'], now['extractors'], f'the run recorded in {path_of(workdir)}', 'the data'
+    )
+  else:
+    _warn_once(workdir, 'the extractors behind the features')
+  diffs = compare(before['fields'], now['fields'])
+  fixed = compare(before['fields'], now['fields'], only_meaning=True)
+  if before['data'] != now['data']:
     diffs.append('the data (ids, scores, splits or feature values) changed')
-  if diffs and not config.resume_changed:
-    more = f'; and {len(diffs) - _SHOW} more' if len(diffs) > _SHOW else ''
-    shown = '; '.join(diffs[:_SHOW]) + more
+  if fixed or (diffs and not config.resume_changed):
+    shown = fixed or diffs
+    more = f'; and {len(shown) - _SHOW} more' if len(shown) > _SHOW else ''
+    hint = (
+      'Use a new --workdir (these fields say what the trained parameters mean)'
+      if fixed
+      else 'Use a new --workdir, or --config.resume_changed=True to continue it anyway'
+    )
     raise InputError(
-      f'{workdir} holds another run (recorded in {RUN_FILE}): {shown}. Use a new --workdir, or '
-      '--config.resume_changed=True to continue it anyway.'
+      f'{workdir} holds another run (recorded in {RUN_FILE}): {"; ".join(shown[:_SHOW])}{more}. '
+      f'{hint}.'
     )
   return diffs
+
+
+def check_model(config: ml_collections.ConfigDict, workdir: str, extractors=None) -> dict | None:
+  """What `predict` and `transfer` check before using a trained workdir: the config's `MEANING`
+  fields, and the `extractors` they will run (name -> Extractor), against the record.
+
+  Returns:
+    The record (None for a workdir trained before records existed: only its checkpoints'
+    fields are checked then).
+
+  Raises:
+    InputError: a differing field (named, with both values) or extractor.
+  """
+  record = read(workdir)
+  if record is None:
+    _warn_once(workdir, 'a run record')
+    return None
+  diffs = compare(record['fields'], result_fields(config), only_meaning=True)
+  if diffs:
+    more = f'; and {len(diffs) - _SHOW} more' if len(diffs) > _SHOW else ''
+    raise InputError(
+      f'the config differs from the run {workdir} trained (recorded in {RUN_FILE}) in what its '
+      f'parameters mean: {"; ".join(diffs[:_SHOW])}{more}. Leave these fields as recorded '
+      '(drop --config to use the recorded config).'
+    )
+  if extractors is not None:
+    if 'extractors' not in record:
+      _warn_once(workdir, 'the extractors behind the features')
+    else:
+      now = {n: extractor_identity(e) for n, e in extractors.items()}
+      check_identities(
+        record['extractors'],
+        now,
+        f'the model trained in {workdir} ({RUN_FILE})',
+        'config.extractors.{name}',
+      )
+  return record

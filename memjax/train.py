@@ -48,6 +48,7 @@ from memjax import (
   steps,
 )
 from memjax.errors import DivergedError, InputError, StoppedError
+from memjax.features import registry
 from memjax.runtime import fault_points, interrupts, progress, xla_options
 
 NOT_RANKED = -2.0  # the ranking value of a checkpoint written mid-epoch (never the best)
@@ -151,9 +152,8 @@ def _resume(config, mngr, fdir: str, fold: int, abstract, expected: dict):
     except Exception as e:
       _set_aside(mngr, step, fdir, fold, where, e)
       continue
-    checkpointing.check_meta(meta, expected, checkpointing.PARAMS_FIELDS, where)
     diffs = checkpointing.check_meta(
-      meta, expected, checkpointing.TRAIN_FIELDS, where, allow=config.resume_changed
+      meta, expected, where, resume=True, allow=config.resume_changed
     )
     if diffs:
       logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
@@ -337,6 +337,62 @@ def _stop(mngr, step: int, state, meta: dict | None, fold: int) -> None:
   )
 
 
+def finished_result(workdir: str, fold: int, total_steps: int, which: str) -> dict | None:
+  """The fold's `eval.json` when the fold is finished, else None.
+
+  A fold is finished when its checkpoints reach the last step (`total_steps`) and its `eval.json`
+  scored the checkpoint that `which` (`config.eval.checkpoint`) picks among them. Any other
+  `eval.json` (of a fold a killed run left unfinished, or of another checkpoint) is logged and
+  not taken: the fold is trained on from its checkpoints and scored again.
+  """
+  fdir = results.fold_dir(workdir, fold)
+  path = os.path.join(fdir, results.EVAL_FILE)
+  if not os.path.exists(path):
+    return None
+  result = results.read_json(path)
+  saved = checkpointing.saved_steps(fdir)
+  newest = saved[-1] if saved else None
+  if newest != total_steps:
+    why = f'its newest checkpoint is step {newest} of {total_steps}'
+  else:
+    chosen = checkpointing.chosen_step(fdir, which)
+    if result.get('checkpoint_step') == chosen:
+      return result
+    why = (
+      f'{path} scored step {result.get("checkpoint_step")}, not step {chosen} that '
+      f'config.eval.checkpoint={which!r} picks'
+    )
+  logging.info('fold %d is not finished (%s): training and scoring it', fold, why)
+  return None
+
+
+def check_store_extractors(config: ml_collections.ConfigDict, data: datasets.MemorabilityData):
+  """With features from a store: the config's extractor of each feature, where it can be built
+  (its weight file given, or shipped by a package), must be the one the store was made with;
+  `predict` will compute the features with it.
+
+  Raises:
+    InputError: naming the feature and what differs.
+  """
+  if data.extractors is not None or not data.sources:
+    return
+  stored = {n: run_record.feature_identities(data, [n]) for n in config.features}
+  for name in config.features:
+    if name not in config.extractors or not stored[name]:
+      continue
+    try:
+      extractor = registry.build(config, name)
+    except InputError as e:
+      logging.info('feature %s: its config extractor is not checked against the store: %s', name, e)
+      continue
+    run_record.check_identities(
+      stored[name],
+      {name: run_record.extractor_identity(extractor)},
+      f'the feature store {config.data.features_dir}',
+      'config.extractors.{name}',
+    )
+
+
 def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   """What training needs of the config beyond its schema, checked before anything is written."""
   parallel.check_divisible(config.batch_size, mesh, 'config.batch_size')
@@ -381,6 +437,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'fold {fold} has {train.size} training rows, fewer than '
         f'config.batch_size={config.batch_size}.'
       )
+  check_store_extractors(config, data)
   changes = run_record.check(config, data, workdir)
   results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
   logging.info(
@@ -390,10 +447,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   fold_results = []
   with interrupts.stop_requests():
     for fold in to_run:
-      eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
-      if os.path.exists(eval_path):
-        logging.info('fold %d already finished (%s); skipping', fold, eval_path)
-        fold_results.append(results.read_json(eval_path))
+      done = finished_result(workdir, fold, spe[fold] * config.num_epochs, config.eval.checkpoint)
+      if done is not None:
+        logging.info('fold %d already finished; skipping', fold)
+        fold_results.append(done)
         continue
       by_epoch = config.optimizer.schedule != 'constant' or config.finetune.mode != 'none'
       key = spe[fold] if by_epoch else 0  # schedules and the unfreeze step depend on it
@@ -403,7 +460,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       train_fold(config, data, fd, mesh, workdir, programs[key])
       fold_results.append(
         evaluate.evaluate_fold(
-          config, data, plans[fold], fold, mesh, workdir, programs[key].eval, programs[key].backbone
+          config,
+          data,
+          plans[fold],
+          fold,
+          mesh,
+          workdir,
+          programs[key].eval,
+          programs[key].backbone,
         )
       )
       fault_points.reached('fold_done')
@@ -418,11 +482,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if changes:
     summary['resumed_with_changes'] = changes
   results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
-  logging.info(
-    'mean test Spearman over %d folds: %.4f +- %.4f (ceiling %s)',
-    len(fold_results),
-    summary['spearman_mean'],
-    summary['spearman_std'],
-    summary['ceiling'],
-  )
+  logging.info('%s', results.mean_line(summary))
   return summary

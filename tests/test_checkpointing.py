@@ -109,19 +109,26 @@ def test_a_mismatch_names_every_differing_field(test_config, tmp_path):
       checkpointing.run_meta(other, DIMS),
     )
   message = str(e.value)
-  assert 'num_classes: checkpoint 4 vs config 3' in message
-  assert 'standardize: checkpoint False vs config True' in message
+  assert message.endswith(
+    'does not match the config (checkpoint -> config): num_classes: 4 -> 3; '
+    'standardize: False -> True'
+  )
   assert 'optimizer' not in message  # evaluation does not care about the optimiser
   mngr = checkpointing.manager(os.path.join(fold_dir, 'checkpoints'), read_only=True)
-  diffs = checkpointing.check_meta(
-    checkpointing.restore_meta(mngr, 10),
-    checkpointing.run_meta(other, DIMS),
-    checkpointing.TRAIN_FIELDS,
-    'x',
-    allow=True,
-  )
+  meta = checkpointing.restore_meta(mngr, 10)
   mngr.close()
-  assert [d.split(':')[0] for d in diffs] == ['num_classes', 'standardize', 'optimizer']
+  # Resuming compares every result field: what the parameters mean always counts, the rest
+  # (the optimiser here) only unless `allow` (config.resume_changed).
+  with pytest.raises(InputError, match='num_classes: 4 -> 3; standardize: False -> True; '):
+    checkpointing.check_meta(meta, checkpointing.run_meta(other, DIMS), 'x', resume=True)
+  same_model = test_config.copy_and_resolve_references()
+  same_model.optimizer.weight_decay = 0.1
+  expected = checkpointing.run_meta(same_model, DIMS)
+  with pytest.raises(InputError, match=r'optimizer.weight_decay: 0.0 -> 0.1$'):
+    checkpointing.check_meta(meta, expected, 'x', resume=True)
+  diffs = checkpointing.check_meta(meta, expected, 'x', resume=True, allow=True)
+  assert diffs == ['optimizer.weight_decay: 0.0 -> 0.1']
+  assert checkpointing.check_meta(meta, expected, 'x') == []  # evaluation: the same model
 
 
 def _damage(step_dir: str, how: str) -> None:

@@ -290,7 +290,7 @@ def test_evaluate_and_predict_restore_the_fine_tuned_backbone(finetuned, tmp_pat
   # a checkpoint of another fine-tune mode is refused, naming the field
   other = _small(config.data.dir)
   other.finetune.mode, other.finetune.last_blocks = 'last', 1
-  with pytest.raises(InputError, match='finetune: checkpoint'):
+  with pytest.raises(InputError, match=r"finetune.mode: 'lora' -> 'last'"):
     predict.Predictor(other, workdir)
 
 

@@ -369,13 +369,19 @@ def test_non_finite_loss_stops_the_fold_and_keeps_the_last_good_checkpoint(
   assert checkpointing.restore_meta(mngr, spe)['epoch'] == 1
 
   # Resuming that fold, or scoring it, with another model is refused, naming what differs: the
-  # workdir's run record first; with resume_changed, the checkpoint's own record.
+  # workdir's run record, even with resume_changed (the field says what the parameters mean);
+  # without a run record, the checkpoint's own record.
   monkeypatch.setattr(steps, 'jit_train_steps', real)
   config.model.hidden_units = (4,)
-  for mode in (train.train_and_evaluate, evaluate.evaluate):
-    with pytest.raises(InputError, match=r'holds another run .*model.hidden_units: \[8\] -> \[4\]'):
-      mode(config, workdir)
-  config.resume_changed = True
-  for mode in (train.train_and_evaluate, evaluate.evaluate):
-    with pytest.raises(InputError, match=r'does not match the config: model: checkpoint'):
-      mode(config, workdir)
+  for changed in (False, True):
+    config.resume_changed = changed
+    for mode in (train.train_and_evaluate, evaluate.evaluate):
+      with pytest.raises(
+        InputError, match=r'holds another run .*model.hidden_units: \[8\] -> \[4\]'
+      ):
+        mode(config, workdir)
+  os.remove(os.path.join(workdir, 'run.json'))
+  with pytest.raises(
+    InputError, match=r'does not match the config \(checkpoint -> config\): model.hidden_units: '
+  ):
+    train.train_and_evaluate(config, workdir)

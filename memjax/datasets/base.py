@@ -43,6 +43,8 @@ class MemorabilityData:
     label_version: which label version `scores` holds, when the data has several.
     extractors: when set, features are computed on the fly: `features` holds only `image`
       (an `ImageRows`) and these frozen extractors run inside the jitted steps.
+    sources: feature name -> its entry in the feature store's `metadata.json` (which extractor,
+      weights and preprocessing made it), when the features come from a store.
   """
 
   name: str
@@ -55,6 +57,7 @@ class MemorabilityData:
   splits: tuple[LabelledSplit, ...] = ()
   label_version: int | None = None
   extractors: Mapping | None = None
+  sources: Mapping | None = None
 
   def __len__(self) -> int:
     return int(self.ids.size)

@@ -47,13 +47,13 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     InputError: as `read_scores`, or ids absent from the store.
   """
   ids, scores, path = read_scores(config)
-  extractors = None
+  extractors, sources = None, None
   if config.data.on_the_fly:
     paths = [os.path.join(config.data.dir, i) for i in ids]
     features, extractors = registry.on_the_fly(config, paths)
     description = f'image folder {config.data.dir} with {path} ({ids.size} images, on the fly)'
   else:
-    ids, features, scores = _from_store(config, ids, scores, path)
+    ids, features, scores, sources = _from_store(config, ids, scores, path)
     description = f'image folder {config.data.dir} with {path} ({len(scores)} rows in the store)'
   logging.info('%s', description)
   return MemorabilityData(
@@ -65,14 +65,18 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     ceiling=None,
     description=description,
     extractors=extractors,
+    sources=sources,
   )
 
 
 def _from_store(config, ids: np.ndarray, scores: np.ndarray, path: str):
-  """(store ids, features, scores aligned to store rows, NaN where the CSV has none)."""
+  """(store ids, features, scores aligned to store rows, NaN where the CSV has none, the store's
+  feature entries)."""
   if not config.data.features_dir:
     raise InputError('config.data.features_dir is not set: run --mode=extract first.')
-  store_ids, features, _ = store.read_store(config.data.features_dir, names=list(config.features))
+  store_ids, features, meta = store.read_store(
+    config.data.features_dir, names=list(config.features)
+  )
   row_of = {i: r for r, i in enumerate(store_ids.tolist())}
   missing = [i for i in ids.tolist() if i not in row_of]
   if missing:
@@ -83,4 +87,4 @@ def _from_store(config, ids: np.ndarray, scores: np.ndarray, path: str):
     )
   full = np.full(store_ids.size, np.nan)
   full[[row_of[i] for i in ids.tolist()]] = scores
-  return store_ids, features, full
+  return store_ids, features, full, meta['features']

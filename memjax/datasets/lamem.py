@@ -116,7 +116,7 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
   root, features_dir = config.data.dir, config.data.features_dir
   if not root or not os.path.isdir(os.path.join(root, 'splits')):
     raise InputError(f'config.data.dir={root!r}: expected the LaMem folder holding splits/.')
-  extractors = None
+  extractors, sources = None, None
   if config.data.on_the_fly:
     ids, paths = image_paths(config)
     features, extractors = registry.on_the_fly(config, paths)
@@ -124,7 +124,8 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
   elif not features_dir:
     raise InputError('config.data.features_dir is not set: LaMem needs a feature store.')
   else:
-    ids, features, _ = store.read_store(features_dir, names=list(config.features))
+    ids, features, meta = store.read_store(features_dir, names=list(config.features))
+    sources = meta['features']
   row_of = {image_id: row for row, image_id in enumerate(ids.tolist())}
   splits, versions = [], {}
   for k in range(1, NUM_SPLITS + 1):
@@ -158,4 +159,5 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     splits=tuple(splits),
     label_version=version,
     extractors=extractors,
+    sources=sources,
   )

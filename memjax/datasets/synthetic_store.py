@@ -70,4 +70,5 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     synthetic=True,
     ceiling=made['ceiling'],
     description=description,
+    sources=meta['features'],
   )

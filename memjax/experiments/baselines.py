@@ -55,7 +55,7 @@ import optuna
 from absl import logging
 from sklearn import exceptions, model_selection
 
-from memjax import datasets, evaluate, fold_data, metrics, results
+from memjax import datasets, evaluate, fold_data, metrics, results, run_record
 from memjax.errors import InputError
 from memjax.experiments import baseline_models, fold_predictions
 
@@ -285,7 +285,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start = time.time()
   check_config(config.baseline)
   optuna.logging.set_verbosity(optuna.logging.WARNING)
+  run_record.check_kind(workdir, 'baseline')
   data = datasets.load(config)
+  changes = run_record.check(config, data, workdir, kind='baseline')
   results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
   x = feature_matrix(data, config.features)
   logging.info(
@@ -320,18 +322,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'fit_rows': config.baseline.fit_rows,
     'folds': fold_results,
     'spearman_mean': float(rho.mean()),
-    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else 0.0,
+    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else None,
     **metrics.fold_summary(fold_results),
     'ceiling': data.ceiling,
     'mode': 'baseline',
     'wall_seconds': time.time() - start,
   }
+  if changes:
+    summary['resumed_with_changes'] = changes
   results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
-  logging.info(
-    '%s mean test Spearman over %d folds: %.4f +- %.4f',
-    config.baseline.method,
-    len(fold_results),
-    summary['spearman_mean'],
-    summary['spearman_std'],
-  )
+  logging.info('%s %s', config.baseline.method, results.mean_line(summary))
   return summary

@@ -43,7 +43,7 @@ def sweep_plot(path: str, rows: Sequence[dict], title: str) -> None:
   ax.errorbar(
     ks,
     [r['spearman_mean'] for r in rows],
-    yerr=[r['spearman_std'] for r in rows],
+    yerr=[r['spearman_std'] or 0.0 for r in rows],
     marker='o',
     capsize=4,
     label='mean ± SD over folds',

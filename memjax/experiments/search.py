@@ -50,7 +50,7 @@ import optuna
 import sqlalchemy
 from absl import logging
 
-from memjax import results, train
+from memjax import results, run_record, train
 from memjax.errors import InputError
 from memjax.experiments import config_export, figures, tables
 from memjax.runtime import workdir_lock
@@ -325,6 +325,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   start = time.time()
   check_config(config)
+  run_record.claim(config, workdir, 'search')
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   study = open_study(config, workdir)
   url = public_url(storage_url(config, workdir))

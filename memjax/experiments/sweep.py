@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import labels, results, train
+from memjax import labels, results, run_record, train
 from memjax.errors import InputError
 from memjax.experiments import figures, tables
 
@@ -63,7 +63,8 @@ def write_outputs(workdir: str, rows: list[dict], title: str) -> dict:
   """Writes sweep.csv, sweep.md and sweep.png; returns their paths."""
   header = ['K', 'mean Spearman', 'SD', 'folds']
   table = [
-    [r['K'], f'{r["spearman_mean"]:.4f}', f'{r["spearman_std"]:.4f}', r['num_folds']] for r in rows
+    [r['K'], tables.fmt(r['spearman_mean']), tables.fmt(r['spearman_std']), r['num_folds']]
+    for r in rows
   ]
   paths = {
     'csv': os.path.join(workdir, 'sweep.csv'),
@@ -85,6 +86,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   start = time.time()
   ks = check_config(config)
+  run_record.claim(config, workdir, 'sweep')
   summaries = {}
   for k in ks:
     sub = copy.deepcopy(config)

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, evaluate, metrics, parallel, results
+from memjax import datasets, evaluate, metrics, parallel, results, run_record
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions, tables
 
@@ -62,11 +62,22 @@ def dataset_config(
   return sub
 
 
-def evaluate_dataset(config, workdir: str, name: str, entry, mesh) -> dict:
-  """Scores dataset `name` with every fold of `workdir`; writes its JSON and predictions."""
+def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None) -> dict:
+  """Scores dataset `name` with every fold of `workdir`; writes its JSON and predictions.
+
+  `record`: the workdir's (`run_record.check_model`); the extractors behind the dataset's
+  features must be the ones it names.
+  """
   start = time.time()
   sub = dataset_config(config, name, entry)
   data = datasets.load(sub)
+  if record is not None:
+    run_record.check_identities(
+      record.get('extractors'),
+      run_record.feature_identities(data, sub.features),
+      f'the model trained in {workdir} ({run_record.RUN_FILE})',
+      f'the features of config.transfer.datasets.{name}',
+    )
   rows = np.flatnonzero(np.isfinite(data.scores))
   rows = rows[rows >= entry.first_row]
   if rows.size < 2:
@@ -142,10 +153,12 @@ def transfer(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise InputError(
       'config.transfer.datasets is empty: list the datasets to score (see configs/transfer.py).'
     )
+  run_record.check_kind(workdir, 'transfer')
+  record = run_record.check_model(config, workdir)
   mesh = parallel.make_mesh()
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   rows = [
-    evaluate_dataset(config, workdir, name, entry, mesh)
+    evaluate_dataset(config, workdir, name, entry, mesh, record)
     for name, entry in config.transfer.datasets.items()
   ]
   header, body = table(rows)
