@@ -20,7 +20,6 @@ import time
 import ml_collections
 import numpy as np
 from absl import logging
-from PIL import Image
 
 from memjax import datasets, metrics, results
 from memjax.errors import InputError
@@ -28,6 +27,7 @@ from memjax.experiments import figures, fold_predictions, tables
 from memjax.experiments import search as search_lib
 from memjax.experiments import sweep as sweep_lib
 from memjax.experiments import transfer as transfer_lib
+from memjax.features import image_decode
 
 # (config.report.table1 key, label, the paper's mean Spearman on LaMem).
 TABLE1 = (
@@ -121,11 +121,10 @@ def fold_predictions_of(row: dict) -> list[dict]:
 
 
 def _thumbnail(path: str, size: int) -> np.ndarray:
-  with Image.open(path) as img:
-    img = img.convert('RGB')
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    return np.asarray(img.crop((left, top, left + side, top + side)).resize((size, size)))
+  img = image_decode.decode_image(path)  # upright, first frame, 8-bit RGB, as extraction sees it
+  side = min(img.size)
+  left, top = (img.width - side) // 2, (img.height - side) // 2
+  return np.asarray(img.crop((left, top, left + side, top + side)).resize((size, size)))
 
 
 def memorable_grid(path: str, row: dict, preds: list[dict], count: int) -> str | None:
