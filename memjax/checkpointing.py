@@ -17,8 +17,11 @@ evaluation names the next intact one.
 
 import contextlib
 import json
+import logging as std_logging
 import os
+import sys
 import time
+import traceback
 
 import jax
 import numpy as np
@@ -26,7 +29,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from memjax import augment, finetune, steps
-from memjax.errors import InputError, out_of_space
+from memjax.errors import NO_SPACE, InputError, out_of_space
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
@@ -48,8 +51,56 @@ def _best_value(metrics: dict) -> float:
   return metrics[BEST_METRIC]
 
 
+def _library_thread_failure(record: std_logging.LogRecord) -> bool:
+  """Keeps the traceback of a failure in Orbax's worker threads and event loops out of the log
+  (absl's `Thread.run() raised`, asyncio's `Task exception was never retrieved`): the same error
+  reaches the caller of `save` or `restore`, which reports it in one line. The message stays,
+  except for a full disk, whose one line is the caller's."""
+  if not record.exc_info or record.exc_info[1] is None:
+    return True
+  error = record.exc_info[1]
+  frames = traceback.extract_tb(error.__traceback__)
+  if '/orbax/' not in record.pathname and not any('/orbax/' in f.filename for f in frames):
+    return True
+  if isinstance(error, OSError) and error.errno in NO_SPACE or 'RESOURCE_EXHAUSTED' in str(error):
+    return False
+  record.exc_info, record.exc_text = None, None
+  return True
+
+
+def _quiet_unraisable(unraisable) -> None:
+  """Drops TensorStore's callbacks onto an event loop Orbax closed after a failed write or read
+  (`RuntimeError: Event loop is closed`, raised in a library thread, with nothing to report);
+  everything else goes to the previous hook."""
+  error = unraisable.exc_value
+  if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
+    return
+  _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
+
+
+def quiet_library_threads() -> None:
+  """Installs (once) `_library_thread_failure` on absl's and asyncio's loggers, and
+  `_quiet_unraisable`."""
+  for name in ('absl', 'asyncio'):
+    logger = std_logging.getLogger(name)
+    if _library_thread_failure not in logger.filters:
+      logger.addFilter(_library_thread_failure)
+  if sys.unraisablehook is not _quiet_unraisable:
+    global _previous_unraisablehook
+    _previous_unraisablehook = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable
+
+
 def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager:
-  """The fold's manager; creating it removes unfinished (tmp) checkpoints a crash left."""
+  """The fold's manager; creating it removes unfinished (tmp) checkpoints a crash left.
+
+  Failures of Orbax's and TensorStore's worker threads print no traceback of their own
+  (`quiet_library_threads`): the caller gets the error and reports it.
+  """
+  quiet_library_threads()
   options = ocp.CheckpointManagerOptions(
     best_fn=_best_value,
     best_mode='max',
