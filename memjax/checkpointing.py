@@ -16,6 +16,7 @@ evaluation names the next intact one.
 """
 
 import contextlib
+import glob as glob_lib
 import json
 import logging as std_logging
 import os
@@ -26,6 +27,7 @@ import traceback
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils.epath import gpath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from memjax import augment, finetune, steps
@@ -94,13 +96,40 @@ def quiet_library_threads() -> None:
     sys.unraisablehook = _quiet_unraisable
 
 
+def literal_directory_globs() -> None:
+  """Makes `epath.Path(d).glob(pattern)` take a local `d` literally (installed once).
+
+  etils 1.15 joins the directory and the pattern and globs the whole string, so a directory
+  whose name holds `[`, `]`, `*` or `?` (a workdir named `exp[lr=3e-3]`) is itself read as a
+  pattern. Orbax lists the per-process OCDBT files of a checkpoint with it: under such a
+  workdir it found none, skipped their merge, and wrote checkpoints it could not read back.
+  Paths with a URI scheme (gs://, s3://) keep their backend's glob.
+  """
+  if getattr(gpath._GPath.glob, 'literal_directory', False):
+    return
+  original = gpath._GPath.glob
+
+  def glob(self, pattern: str):
+    directory = os.fspath(self)
+    if '://' in directory:
+      yield from original(self, pattern)
+      return
+    for found in glob_lib.glob(os.path.join(glob_lib.escape(directory), pattern)):
+      yield type(self)(found)
+
+  glob.literal_directory = True
+  gpath._GPath.glob = glob
+
+
 def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager:
   """The fold's manager; creating it removes unfinished (tmp) checkpoints a crash left.
 
   Failures of Orbax's and TensorStore's worker threads print no traceback of their own
-  (`quiet_library_threads`): the caller gets the error and reports it.
+  (`quiet_library_threads`): the caller gets the error and reports it. Any directory name the
+  OS accepts works (`literal_directory_globs`).
   """
   quiet_library_threads()
+  literal_directory_globs()
   options = ocp.CheckpointManagerOptions(
     best_fn=_best_value,
     best_mode='max',

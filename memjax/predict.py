@@ -32,7 +32,7 @@ SHOW = 5  # unreadable images quoted in a message
 
 
 def _fold_dirs(workdir: str) -> list[str]:
-  dirs = sorted(glob.glob(os.path.join(workdir, 'fold_*', 'checkpoints')))
+  dirs = sorted(glob.glob(os.path.join(glob.escape(workdir), 'fold_*', 'checkpoints')))
   if not dirs:
     raise InputError(f'no trained folds in {workdir} (expected fold_K/checkpoints): train first.')
   return [os.path.dirname(d) for d in dirs]
