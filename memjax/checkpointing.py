@@ -17,16 +17,21 @@ evaluation names the next intact one.
 """
 
 import contextlib
+import glob as glob_lib
+import logging as std_logging
 import os
+import sys
 import time
+import traceback
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils.epath import gpath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from memjax import run_record, steps
-from memjax.errors import InputError, out_of_space
+from memjax.errors import NO_SPACE, InputError, out_of_space
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
@@ -37,8 +42,83 @@ def _best_value(metrics: dict) -> float:
   return metrics[BEST_METRIC]
 
 
+def _library_thread_failure(record: std_logging.LogRecord) -> bool:
+  """Keeps the traceback of a failure in Orbax's worker threads and event loops out of the log
+  (absl's `Thread.run() raised`, asyncio's `Task exception was never retrieved`): the same error
+  reaches the caller of `save` or `restore`, which reports it in one line. The message stays,
+  except for a full disk, whose one line is the caller's."""
+  if not record.exc_info or record.exc_info[1] is None:
+    return True
+  error = record.exc_info[1]
+  frames = traceback.extract_tb(error.__traceback__)
+  if '/orbax/' not in record.pathname and not any('/orbax/' in f.filename for f in frames):
+    return True
+  if isinstance(error, OSError) and error.errno in NO_SPACE or 'RESOURCE_EXHAUSTED' in str(error):
+    return False
+  record.exc_info, record.exc_text = None, None
+  return True
+
+
+def _quiet_unraisable(unraisable) -> None:
+  """Drops TensorStore's callbacks onto an event loop Orbax closed after a failed write or read
+  (`RuntimeError: Event loop is closed`, raised in a library thread, with nothing to report);
+  everything else goes to the previous hook."""
+  error = unraisable.exc_value
+  if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
+    return
+  _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
+
+
+def quiet_library_threads() -> None:
+  """Installs (once) `_library_thread_failure` on absl's and asyncio's loggers, and
+  `_quiet_unraisable`."""
+  for name in ('absl', 'asyncio'):
+    logger = std_logging.getLogger(name)
+    if _library_thread_failure not in logger.filters:
+      logger.addFilter(_library_thread_failure)
+  if sys.unraisablehook is not _quiet_unraisable:
+    global _previous_unraisablehook
+    _previous_unraisablehook = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable
+
+
+def literal_directory_globs() -> None:
+  """Makes `epath.Path(d).glob(pattern)` take a local `d` literally (installed once).
+
+  etils 1.15 joins the directory and the pattern and globs the whole string, so a directory
+  whose name holds `[`, `]`, `*` or `?` (a workdir named `exp[lr=3e-3]`) is itself read as a
+  pattern. Orbax lists the per-process OCDBT files of a checkpoint with it: under such a
+  workdir it found none, skipped their merge, and wrote checkpoints it could not read back.
+  Paths with a URI scheme (gs://, s3://) keep their backend's glob.
+  """
+  if getattr(gpath._GPath.glob, 'literal_directory', False):
+    return
+  original = gpath._GPath.glob
+
+  def glob(self, pattern: str):
+    directory = os.fspath(self)
+    if '://' in directory:
+      yield from original(self, pattern)
+      return
+    for found in glob_lib.glob(os.path.join(glob_lib.escape(directory), pattern)):
+      yield type(self)(found)
+
+  glob.literal_directory = True
+  gpath._GPath.glob = glob
+
+
 def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager:
-  """The fold's manager; creating it removes unfinished (tmp) checkpoints a crash left."""
+  """The fold's manager; creating it removes unfinished (tmp) checkpoints a crash left.
+
+  Failures of Orbax's and TensorStore's worker threads print no traceback of their own
+  (`quiet_library_threads`): the caller gets the error and reports it. Any directory name the
+  OS accepts works (`literal_directory_globs`).
+  """
+  quiet_library_threads()
+  literal_directory_globs()
   options = ocp.CheckpointManagerOptions(
     best_fn=_best_value,
     best_mode='max',

@@ -35,7 +35,7 @@ SHOW = 5  # unreadable images quoted in a message
 
 
 def _fold_dirs(workdir: str) -> list[str]:
-  dirs = sorted(glob.glob(os.path.join(workdir, 'fold_*', 'checkpoints')))
+  dirs = sorted(glob.glob(os.path.join(glob.escape(workdir), 'fold_*', 'checkpoints')))
   if not dirs:
     raise InputError(f'no trained folds in {workdir} (expected fold_K/checkpoints): train first.')
   return [os.path.dirname(d) for d in dirs]
@@ -164,8 +164,14 @@ def _predict(folds, frozen, batch, *, model, backbone):
 def list_inputs(config: ml_collections.ConfigDict) -> list[str]:
   """Image paths from `config.predict.input`: a folder (searched recursively) or a CSV.
 
+  A CSV's path column holds one image per row, as written (no spaces stripped): relative paths
+  are relative to the folder holding the CSV (`..` included), absolute paths stay as they are.
+  A header-only CSV lists no images.
+
   Raises:
-    InputError: nothing there, no images in the folder, or a CSV without the path column.
+    InputError: nothing there, no images in the folder; a CSV that cannot be read, without the
+      path column, or with a row whose path cell is missing, blank or holds control characters
+      (naming the file, the line and the column).
   """
   source = config.predict.input
   if not source or not os.path.exists(source):
@@ -179,19 +185,54 @@ def list_inputs(config: ml_collections.ConfigDict) -> list[str]:
       raise InputError(f'{source} holds no image files.')
     return paths
   column = config.predict.path_column
-  with open(source, newline='', encoding='utf-8-sig') as f:
-    reader = csv.DictReader(f)
-    if column not in (reader.fieldnames or []):
-      raise InputError(f'{source}: no column {column!r}; the header has {reader.fieldnames}.')
-    base = os.path.dirname(os.path.abspath(source))
-    return [os.path.join(base, row[column]) for row in reader]
+  base = os.path.dirname(os.path.abspath(source))
+  paths = []
+  try:
+    with open(source, newline='', encoding='utf-8-sig') as f:
+      reader = csv.DictReader(f)
+      if column not in (reader.fieldnames or []):
+        raise InputError(f'{source}: no column {column!r}; the header has {reader.fieldnames}.')
+      for row in reader:
+        paths.append(os.path.join(base, _path_cell(row, column, source, reader.line_num)))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise InputError(f'cannot read the predict CSV {source}: {e}') from e
+  return paths
 
 
-def write_csv(path: str, paths, scores, probs, errors) -> None:
-  """Writes `path,score,prob_0..prob_{K-1},error` atomically."""
+def _path_cell(row: dict, column: str, source: str, line: int) -> str:
+  """The image path of one predict CSV row, as written."""
+  from memjax.datasets import score_files
+
+  expected = "an image path (relative to the CSV's folder, or absolute)"
+  score_files.csv_cell(row, column, source, line, expected)  # missing or blank
+  path = row[column]
+  if score_files.has_control_characters(path):
+    raise InputError(
+      f'{source} line {line}, column {column!r}: path {path!r} holds control characters (NUL, '
+      'escape, a stray byte-order mark); is the file damaged or in another encoding?'
+    )
+  return path
+
+
+def write_csv(path: str, paths, scores, probs, errors, num_classes: int | None = None) -> None:
+  """Writes `path,score,prob_0..prob_{K-1},error` atomically.
+
+  Args:
+    path: the output CSV.
+    paths, scores, probs, errors: per image: its path, score (NaN when unreadable), class
+      probabilities [N, K] (None for a regression head) and error text ('' when scored).
+    num_classes: K, the model's number of classes (0 for a regression head), so that the columns
+      are the same whatever the input, even with no images; None takes it from `probs`.
+
+  Raises:
+    ValueError: `num_classes` disagrees with `probs`.
+  """
+  if num_classes is None:
+    num_classes = 0 if probs is None else probs.shape[1]
+  elif probs is not None and len(paths) and probs.shape[1] != num_classes:
+    raise ValueError(f'write_csv: probs have {probs.shape[1]} classes, num_classes={num_classes}')
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  num_classes = 0 if probs is None else probs.shape[1]
   kept = 'The previous file is unchanged; free' if os.path.exists(path) else 'Free'
   with (
     out_of_space(path, f'{kept} space and re-run.'),
@@ -200,7 +241,7 @@ def write_csv(path: str, paths, scores, probs, errors) -> None:
     out = csv.writer(f)
     out.writerow(['path', 'score'] + [f'prob_{k}' for k in range(num_classes)] + ['error'])
     for i, p in enumerate(paths):
-      row_probs = [] if probs is None else [f'{x:.6f}' for x in probs[i]]
+      row_probs = [''] * num_classes if probs is None else [f'{x:.6f}' for x in probs[i]]
       score = '' if np.isnan(scores[i]) else f'{scores[i]:.6f}'
       out.writerow([p, score] + ([''] * num_classes if errors[i] else row_probs) + [errors[i]])
 
@@ -232,7 +273,8 @@ def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'fix or remove them, or set config.predict.on_error=skip.'
     )
   if jax.process_index() == 0:
-    write_csv(output, paths, scores, probs, errors)
+    classes = config.num_classes if predictor.head == 'classification' else 0
+    write_csv(output, paths, scores, probs, errors, classes)
   for p, e in failed:
     logging.warning('unreadable image %s (%s): not scored', p, e)
   summary = {

@@ -205,7 +205,7 @@ CASES = {
   ),
   'malformed-split-line': Case(
     lambda ctx: bi.split(ctx.tmp_path, 'train_1.txt', lambda lines: lines + ['my_photo.jpg\n']),
-    expect=(r"train_1\.txt line 41: expected '<image file> <score>' like .*, got 'my_photo\.jpg'",),
+    expect=(r"train_1\.txt line 41, column 2 \(score\): missing; .*, got 'my_photo\.jpg'",),
     via_main=True,
   ),
   'nan-score': Case(

@@ -9,7 +9,7 @@ from PIL import Image
 
 from memjax import predict, train
 from memjax.errors import InputError
-from memjax.features import extract, images, registry, store
+from memjax.features import extract, image_decode, images, registry, store
 
 
 def _photos(n, seed=0):
@@ -83,7 +83,7 @@ def test_load_image_converts_every_mode_to_rgb_crops(tmp_path):
   gray = images.load_image(str(tmp_path / '002_gray.png'), 64, 56)
   np.testing.assert_array_equal(gray[..., 0], gray[..., 2])
   transparent = Image.new('RGBA', (10, 10), (0, 0, 0, 0))
-  assert images.to_rgb(transparent).getpixel((5, 5)) == (255, 255, 255)
+  assert image_decode.to_rgb(transparent).getpixel((5, 5)) == (255, 255, 255)
 
 
 def test_extract_skips_bad_images_and_resumes_after_a_crash(test_config, tmp_path, monkeypatch):

@@ -13,11 +13,13 @@ import json
 import os
 import re
 
+import ml_collections
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from memjax import predict
 from memjax.datasets import lamem, score_files
 from memjax.errors import InputError
 from memjax.features import store, store_format
@@ -184,6 +186,29 @@ def test_score_csv_reader(tmp_path, data, layout):
     for image_id, score, line in rows:
       assert image_id and '\x00' not in image_id and not image_id.startswith(('/', '../'))
       assert 0.0 <= score <= 1.0 and line >= 1
+
+
+# --- predict CSVs --------------------------------------------------------------------------------
+
+PREDICT_CSV = b'path,note\n' + b''.join(b'dir/%03d.jpg,n%d\n' % (i, i) for i in range(6))
+
+
+@FUZZ
+@given(data=inputs(PREDICT_CSV), column=st.sampled_from(['path', 'note']))
+@example(data=b'path\n""\n', column='path')  # found: an empty cell crashed os.path.join
+@example(data=b'note,path\nx\n', column='path')  # a short row: the cell is None
+def test_predict_csv_reader(tmp_path, data, column):
+  path = _write(tmp_path, 'list.csv', data)
+  config = ml_collections.ConfigDict({'predict': {'input': path, 'path_column': column}})
+  try:
+    paths = predict.list_inputs(config)
+  except InputError:
+    return
+  line_ends = data.count(b'\n') + data.count(b'\r')
+  assert len(paths) <= line_ends  # at most one row per line end, after the header
+  for image in paths:
+    assert isinstance(image, str) and os.path.isabs(image) and image.strip('/') != ''
+    assert not score_files.has_control_characters(image)
 
 
 # --- feature stores: ids.txt, metadata.json, and a whole store ---------------------------------

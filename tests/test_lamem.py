@@ -110,7 +110,7 @@ def test_official_protocol_end_to_end(lamem_config, tmp_path):
 @pytest.mark.parametrize(
   'line, message',
   [
-    ('00000001.jpg\n', "expected '<image file> <score>'"),
+    ('00000001.jpg\n', 'line 2, column 2 \\(score\\): missing'),
     ('00000001.jpg 0.5 extra\n', "expected '<image file> <score>'"),
     ('00000001.jpg high\n', "score 'high' is not a number"),
     ('00000001.jpg 1.5\n', 'outside \\[0, 1\\]'),

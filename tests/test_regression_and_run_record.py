@@ -37,6 +37,10 @@ def test_regression_head_trains_evaluates_and_predicts_the_fold_ensemble(regress
   config, workdir, summary = regression_run
   assert summary['head'] == 'regression' and len(summary['folds']) == 2
   assert summary['spearman_mean'] > 0.5  # brightness is learnt from the colour grid
+  # A regression run reports no classes: no K, s_k rule, thresholds or accuracy.
+  assert not {'num_classes', 'score_values', 'thresholds'} & set(summary)
+  for fold in summary['folds']:
+    assert not {'accuracy', 'thresholds', 'score_values'} & set(fold)
   again = evaluate.evaluate(config, workdir)
   for a, b in zip(summary['folds'], again['folds'], strict=True):
     assert a['spearman'] == pytest.approx(b['spearman'], abs=1e-6)

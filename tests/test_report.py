@@ -4,6 +4,7 @@ import csv
 import os
 
 import ml_collections
+import mounts
 import numpy as np
 import pytest
 from figure_checks import assert_figure
@@ -149,3 +150,34 @@ def test_memorable_grid_with_images(tmp_path, test_config):
       assert shown > 200, (i, shown)
     else:
       assert shown == 0, (i, shown)
+
+
+def _tree(root):
+  """{relative path: (size, mtime)} of every file under `root`."""
+  out = {}
+  for directory, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(directory, name)
+      out[os.path.relpath(path, root)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+  return out
+
+
+def test_report_reads_a_read_only_workdir_without_writing_to_it(workdirs, test_config, tmp_path):
+  """The issue's case: the fold predictions cache (fold_K/predictions.npz) is skipped when the
+  trained workdir is on a read-only mount, instead of dying with EROFS."""
+  for fold in (0, 1):  # as a workdir that no report has read yet
+    path = os.path.join(results.fold_dir(workdirs['mlp'], fold), 'predictions.npz')
+    if os.path.exists(path):
+      os.unlink(path)
+  before = _tree(workdirs['mlp'])
+  with mounts.read_only_view(workdirs['mlp'], str(tmp_path / 'ro')) as ro:
+    config = test_config
+    config.report.table1.cnn_ic_mlp_k4 = ro
+    summary = report.report(config, str(tmp_path / 'out'))
+    assert _tree(ro) == before
+  assert_figure(os.path.join(str(tmp_path / 'out'), 'figures', 'scatter_cnn_ic_mlp_k4.png'))
+  assert summary['written']['report']
+  mlp = results.read_json(os.path.join(workdirs['mlp'], 'summary.json'))
+  with open(os.path.join(str(tmp_path / 'out'), 'table1.csv')) as f:
+    row = list(csv.DictReader(f))[5]
+  assert float(row['memjax mean Spearman']) == pytest.approx(mlp['spearman_mean'], abs=1e-4)

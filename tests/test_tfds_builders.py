@@ -94,7 +94,7 @@ def test_lamem_builds_every_split_with_its_own_scores(lamem, tmp_path, layout):
 def test_lamem_split_file_errors(tmp_path):
   path = tmp_path / 'train_1.txt'
   cases = [
-    ('00000001.jpg 0.5\n00000002.jpg\n', r"line 2: expected '<image file> <score>'"),
+    ('00000001.jpg 0.5\n00000002.jpg\n', r'line 2, column 2 \(score\): missing'),
     ('00000001.jpg 0.5 extra\n', r"line 1: expected '<image file> <score>'"),
     ('00000001.jpg high\n', r"line 1: score 'high' is not a number"),
     ('00000001.jpg 0.5\n00000002.jpg 1.2\n', r"line 2: score '1.2' is outside \[0, 1\]"),
@@ -197,7 +197,7 @@ def test_image_folder_errors(tmp_path):
     read('filename,score,subset\na.jpg,0.5,train\n')
   with pytest.raises(InputError, match=r"labels.csv line 3: score 'n/a' is not a number"):
     read('filename,memorability,subset\na.jpg,0.5,train\nb.jpg,n/a,train\n')
-  with pytest.raises(InputError, match=r"labels.csv line 2: score '' is not a number"):
+  with pytest.raises(InputError, match=r"labels.csv line 2, column 'memorability': empty"):
     read('filename,memorability,subset\na.jpg,,train\n')
   with pytest.raises(InputError, match=r"labels.csv line 2: score '75' is outside \[0, 1\]"):
     read('filename,memorability,subset\na.jpg,75,train\n')

@@ -59,6 +59,11 @@ def parse_split_file(path: str) -> list[tuple[str, float, int]]:
     fields = line.split()
     if not fields:
       continue
+    if len(fields) == 1:
+      raise InputError(
+        f'{path} line {number}, column 2 (score): missing; expected a score in [0, 1] after '
+        f"the image file, like '00051110.jpg 0.675000', got {line!r}."
+      )
     if len(fields) != 2:
       raise InputError(
         f"{path} line {number}: expected '<image file> <score>' like "

@@ -15,6 +15,8 @@ import unicodedata
 from memjax.errors import InputError
 
 _SHOW = 5  # missing files quoted in a message
+_SCORE = 'a score in [0, 1]'
+_SPLIT = 'a split name (e.g. train)'
 _SPLIT_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
 
 
@@ -31,6 +33,31 @@ def parse_score(text: str, path: str, line: int) -> float:
   if not math.isfinite(score) or not 0.0 <= score <= 1.0:
     raise InputError(f'{path} line {line}: score {text!r} is outside [0, 1].')
   return score
+
+
+def csv_cell(row: dict, column: str, path: str, line: int, expected: str) -> str:
+  """The cell of `column` in a `csv.DictReader` row, stripped, and not empty.
+
+  Args:
+    row: the row, as `csv.DictReader` yields it (a short row has None for its last columns).
+    column: the column name.
+    path: the CSV file, for the message.
+    line: the row's line number, for the message.
+    expected: what the cell should hold, for the message (e.g. 'a score in [0, 1]').
+
+  Raises:
+    InputError: the cell is missing (the row has fewer cells than the header) or blank, naming
+      the file, the line and the column.
+  """
+  value = row.get(column)
+  if value is None:
+    raise InputError(
+      f'{path} line {line}, column {column!r}: missing (the row has fewer cells than the '
+      f'header); expected {expected}.'
+    )
+  if not value.strip():
+    raise InputError(f'{path} line {line}, column {column!r}: empty; expected {expected}.')
+  return value.strip()
 
 
 def relative_image_path(text: str, path: str, line: int) -> str:
@@ -157,9 +184,12 @@ def read_score_csv(path: str, config: CsvLayout) -> dict[str, list[tuple[str, fl
   splits: dict[str, list[tuple[str, float, int]]] = {}
   seen: dict[str, dict[str, int]] = {}
   for line, row in rows:
-    image_id = relative_image_path(row[config.image_column] or '', path, line)
-    score = parse_score((row[config.score_column] or '').strip(), path, line)
-    split = (row[config.split_column] or '').strip() if config.split_column else 'train'
+    image = csv_cell(row, config.image_column, path, line, 'an image path')
+    image_id = relative_image_path(image, path, line)
+    score = parse_score(csv_cell(row, config.score_column, path, line, _SCORE), path, line)
+    split = 'train'
+    if config.split_column:
+      split = csv_cell(row, config.split_column, path, line, _SPLIT)
     if not _SPLIT_NAME.fullmatch(split):
       raise InputError(
         f'{path} line {line}: split {split!r} must be letters, digits and _ (e.g. train).'

@@ -8,21 +8,32 @@ import numpy as np
 from PIL import Image
 
 from memjax.errors import InputError
+from memjax.features import image_decode
+
+_ORIENTATION = 0x0112  # the EXIF tag
 
 # Formats whose bytes TFDS stores as they are (tf.image.decode_image reads them as one frame);
-# other formats are decoded with PIL and stored as PNG.
+# other formats, and files TensorFlow would decode otherwise than `image_decode` (EXIF
+# orientation, more than 8 bits, alpha, palette, CMYK, animation), are decoded by `image_decode`
+# and stored as PNG.
 PASSTHROUGH_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
 def image_value(path: str) -> str | np.ndarray:
-  """What to hand `tfds.features.Image`: the path itself, or an RGB array for other formats."""
-  if path.lower().endswith(PASSTHROUGH_SUFFIXES):
-    return path
+  """What to hand `tfds.features.Image`: the path itself, or an upright 8-bit RGB array."""
   try:
-    with Image.open(path) as image:
-      return np.asarray(image.convert('RGB'))
+    if path.lower().endswith(PASSTHROUGH_SUFFIXES) and _stored_as_is(path):
+      return path
+    return np.asarray(image_decode.decode_image(path))
   except OSError as e:
-    raise InputError(f'cannot decode image {path}: {e}') from e
+    raise InputError(f'cannot decode image {path}: {image_decode.describe_error(e)}') from e
+
+
+def _stored_as_is(path: str) -> bool:
+  """Whether TensorFlow decodes the file's bytes to the same pixels as `image_decode`."""
+  with Image.open(path) as image:
+    plain = image.mode in ('RGB', 'L') and not getattr(image, 'is_animated', False)
+    return plain and image.getexif().get(_ORIENTATION, 1) == 1
 
 
 def build_main(module_file: str) -> None:

@@ -158,7 +158,7 @@ class Lamem(tfds.core.GeneratorBasedBuilder):
       yield (
         index,
         {
-          'image': os.path.join(images, image_id),
+          'image': tfds_common.image_value(os.path.join(images, image_id)),
           'id': image_id,
           'score': np.float32(score),
         },

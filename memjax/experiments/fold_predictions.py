@@ -3,13 +3,15 @@
 Each fold directory of an MLP or baseline workdir may hold `predictions.npz`: the fold's test
 rows (`rows`, indices into the dataset), their `ids`, the `true` scores of the fold's own label
 version and the `pred`icted scores. Baselines write it as they score; for an MLP workdir
-`write_mlp_predictions` restores each fold's chosen checkpoint (as `evaluate` does) and writes it.
+`mlp_predictions` restores each fold's chosen checkpoint (as `evaluate` does) and caches it there
+when the workdir can be written.
 
 `predict_rows` also serves cross-dataset evaluation (`memjax.experiments.transfer`): any rows of
 any dataset with the same features can be scored by any fold restored with
 `evaluate.restore_fold`.
 """
 
+import errno
 import os
 
 import jax
@@ -26,10 +28,12 @@ from memjax import (
   parallel,
   results,
 )
-from memjax.errors import InputError
+from memjax.errors import NO_SPACE, InputError
 from memjax.runtime import atomic_files
 
 PREDICTIONS_FILE = 'predictions.npz'
+# errno values of a place memjax may read but not write: caches there are skipped.
+_CANNOT_WRITE = (errno.EROFS, errno.EACCES, errno.EPERM, *NO_SPACE)
 
 
 def save(path: str, rows: np.ndarray, ids: np.ndarray, true: np.ndarray, pred: np.ndarray) -> None:
@@ -116,14 +120,16 @@ def predict_rows(
   return np.asarray(preds['score'], np.float64)
 
 
-def write_mlp_predictions(workdir: str, *, overwrite: bool = False) -> list[str]:
-  """Writes `fold_K/predictions.npz` (test rows) for every trained fold of an MLP workdir.
+def mlp_predictions(workdir: str, *, overwrite: bool = False) -> dict[int, dict[str, np.ndarray]]:
+  """Test predictions of every trained fold of an MLP workdir, computed from its checkpoints once.
 
   The config, dataset and fold plan come from the workdir's own `config.json`, so the rows are
-  exactly those `eval.json` scored.
+  exactly those `eval.json` scored. Each fold's predictions are cached as `fold_K/predictions.npz`
+  and read from there next time; a workdir that cannot be written (a read-only mount, a full
+  disk) is left untouched and its predictions are computed again each time.
 
   Returns:
-    The paths of the predictions files (written now or already there).
+    Fold number -> the arrays of `load` (`rows`, `ids`, `true`, `pred`), for every trained fold.
 
   Raises:
     InputError: not a trained workdir, or its data or checkpoints are missing.
@@ -131,7 +137,8 @@ def write_mlp_predictions(workdir: str, *, overwrite: bool = False) -> list[str]
   config = config_of(workdir)
   numbers = fold_numbers(workdir)
   paths = {f: os.path.join(results.fold_dir(workdir, f), PREDICTIONS_FILE) for f in numbers}
-  todo = [f for f in numbers if overwrite or not os.path.exists(paths[f])]
+  out = {f: load(paths[f]) for f in numbers if not overwrite and os.path.exists(paths[f])}
+  todo = [f for f in numbers if f not in out]
   if todo:
     data = datasets.load(config)
     mesh = parallel.make_mesh()
@@ -143,6 +150,18 @@ def write_mlp_predictions(workdir: str, *, overwrite: bool = False) -> list[str]
       plan = plans[fold]
       rows = plan.split.test
       pred = predict_rows(config, data, plan.scores, rows, params, meta, mesh, eval_fn)
-      save(paths[fold], rows, data.ids[rows], plan.scores[rows], pred)
-      logging.info('fold %d: wrote %d test predictions to %s', fold, rows.size, paths[fold])
-  return [paths[f] for f in numbers]
+      out[fold] = {'rows': rows, 'ids': data.ids[rows], 'true': plan.scores[rows], 'pred': pred}
+      _cache(paths[fold], out[fold])
+  return {f: out[f] for f in numbers}
+
+
+def _cache(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """Saves `arrays` to `path` when its folder can be written; otherwise logs and goes on."""
+  try:
+    save(path, arrays['rows'], arrays['ids'], arrays['true'], arrays['pred'])
+  except OSError as e:
+    if e.errno not in _CANNOT_WRITE:
+      raise
+    logging.info('fold predictions not cached in %s (%s): computed again next time', path, e)
+    return
+  logging.info('wrote %d test predictions to %s', len(arrays['rows']), path)

@@ -8,7 +8,8 @@ run. Written to WORKDIR:
 * `table1.md`, `table1.csv`: each row's mean +- SD test Spearman beside the paper's number;
 * `figures/fold_spearman.png`: per-fold test Spearman of every row;
 * `figures/scatter_ROW.png`: predicted against true score per fold (`config.report.scatter_rows`;
-  MLP predictions are computed from the checkpoints once and kept as `fold_K/predictions.npz`);
+  MLP predictions are computed from the checkpoints once and kept as `fold_K/predictions.npz`
+  where that workdir can be written: a read-only one is only read);
 * `figures/sweep.png`, `figures/search.png`, `transfer` table: when those workdirs are given;
 * `figures/memorable_grid.png`: the paper's Fig. 3 when the main row's data has images;
 * `report.md`: all of it in one page.
@@ -20,7 +21,6 @@ import time
 import ml_collections
 import numpy as np
 from absl import logging
-from PIL import Image
 
 from memjax import datasets, metrics, results
 from memjax.errors import InputError
@@ -28,6 +28,7 @@ from memjax.experiments import figures, fold_predictions, tables
 from memjax.experiments import search as search_lib
 from memjax.experiments import sweep as sweep_lib
 from memjax.experiments import transfer as transfer_lib
+from memjax.features import image_decode
 
 # (config.report.table1 key, label, the paper's mean Spearman on LaMem).
 TABLE1 = (
@@ -107,25 +108,27 @@ def table1_text(rows: list[dict]) -> tuple[list[str], list[list]]:
 def fold_predictions_of(row: dict) -> list[dict]:
   """Per-fold test predictions of a row (computed from MLP checkpoints when missing)."""
   workdir = row['workdir']
-  if not row['is_baseline']:
-    fold_predictions.write_mlp_predictions(workdir)
+  if row['is_baseline']:
+    by_fold = {}
+    names = [n.removeprefix('fold_') for n in os.listdir(workdir) if n.startswith('fold_')]
+    for fold in sorted(int(n) for n in names if n.isdigit()):
+      path = os.path.join(results.fold_dir(workdir, fold), fold_predictions.PREDICTIONS_FILE)
+      if os.path.exists(path):
+        by_fold[fold] = fold_predictions.load(path)
+  else:  # computed from the checkpoints; cached in the workdir only where it can be written
+    by_fold = fold_predictions.mlp_predictions(workdir)
   out = []
-  names = [n.removeprefix('fold_') for n in os.listdir(workdir) if n.startswith('fold_')]
-  for fold in sorted(int(n) for n in names if n.isdigit()):
-    path = os.path.join(results.fold_dir(workdir, fold), fold_predictions.PREDICTIONS_FILE)
-    if os.path.exists(path):
-      p = fold_predictions.load(path)
-      p.update(name=f'fold {fold}', spearman=metrics.spearman(p['pred'], p['true']))
-      out.append(p)
+  for fold, p in sorted(by_fold.items()):
+    p.update(name=f'fold {fold}', spearman=metrics.spearman(p['pred'], p['true']))
+    out.append(p)
   return out
 
 
 def _thumbnail(path: str, size: int) -> np.ndarray:
-  with Image.open(path) as img:
-    img = img.convert('RGB')
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    return np.asarray(img.crop((left, top, left + side, top + side)).resize((size, size)))
+  img = image_decode.decode_image(path)  # upright, first frame, 8-bit RGB, as extraction sees it
+  side = min(img.size)
+  left, top = (img.width - side) // 2, (img.height - side) // 2
+  return np.asarray(img.crop((left, top, left + side, top + side)).resize((size, size)))
 
 
 def memorable_grid(path: str, row: dict, preds: list[dict], count: int) -> str | None:

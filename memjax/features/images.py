@@ -1,42 +1,25 @@
 """Image files -> uint8 RGB crops, in a tf.data pipeline, for extraction and prediction.
 
-Every image is opened with PIL, which reads JPEG, PNG, GIF, BMP, TIFF, WebP and more, and turned
-into RGB: grayscale and CMYK are converted, transparency is composited onto white, palettes are
-expanded. The shorter side is resized to `resize_to` (bilinear, antialiased) and the center
-`image_size` x `image_size` crop is kept, as the extractors expect. An unreadable, truncated or
-empty file does not stop the pipeline: its example carries `ok = False` and the error text, and
-the caller decides (skip it, listed, or stop).
+Every image is decoded by `image_decode` (PIL: JPEG, PNG, GIF, BMP, TIFF, WebP and more) into the
+upright 8-bit RGB picture a viewer shows: EXIF orientation applied, first frame, any mode and bit
+depth converted by that module's rules. The shorter side is resized to `resize_to` (bilinear,
+antialiased) and the center `image_size` x `image_size` crop is kept, as the extractors expect.
+An unreadable, truncated or empty file does not stop the pipeline: its example carries
+`ok = False` and the error text, and the caller decides (skip it, listed, or stop).
 """
 
 import concurrent.futures
-import os
 import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from memjax.errors import InputError
+from memjax.features import image_decode
 from memjax.runtime.host_memory import available_memory_bytes
-
-_WHITE = (255, 255, 255)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-  """Any PIL image as 8-bit RGB; transparent pixels become white."""
-  if image.mode == 'P' and 'transparency' in image.info:
-    image = image.convert('RGBA')
-  if image.mode in ('RGBA', 'LA', 'PA'):
-    rgba = image.convert('RGBA')
-    background = Image.new('RGBA', rgba.size, _WHITE + (255,))
-    return Image.alpha_composite(background, rgba).convert('RGB')
-  if image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):  # 16-bit / float grayscale
-    array = np.asarray(image, np.float64)
-    scale = 255.0 / max(float(array.max()), 1.0) if array.max() > 255 else 1.0
-    image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8))
-  return image.convert('RGB')
 
 
 def resize_and_crop(image: Image.Image, resize_to: int, image_size: int) -> np.ndarray:
@@ -53,60 +36,19 @@ def resize_and_crop(image: Image.Image, resize_to: int, image_size: int) -> np.n
   return np.asarray(image.crop((left, top, left + image_size, top + image_size)))
 
 
-class UnreadableImageError(OSError):
-  """An image file that is empty or in no format PIL can decode; the message says which."""
-
-
 def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
-  """Decodes, converts to RGB, resizes (shorter side) and center-crops one image file.
+  """Decodes (upright 8-bit RGB, see `image_decode`), resizes (shorter side) and center-crops
+  one image file.
 
   Returns:
     uint8 [image_size, image_size, 3] RGB.
 
   Raises:
-    UnreadableImageError for an empty file or an unknown format; OSError, ValueError (from PIL)
-    for other unreadable files. The pipeline turns them into `ok=False`.
+    UnreadableImageError for an empty file, an unknown format or corrupt data; OSError for a file
+    the OS cannot read. The pipeline turns them into `ok=False`.
   """
-  if os.path.isfile(path) and os.path.getsize(path) == 0:
-    raise UnreadableImageError('empty file (0 bytes); expected an image')
-  try:
-    image = Image.open(path)
-  except UnidentifiedImageError as e:
-    raise UnreadableImageError(
-      f'unsupported or corrupt image format; expected a file PIL decodes (JPEG, PNG, GIF, BMP, '
-      f'TIFF, WebP, ...), starting with bytes {_head(path)!r}'
-    ) from e
-  except (OSError, SyntaxError) as e:
-    raise _corrupt(e, None) from e
-  with image:
-    try:
-      image.load()
-    except (OSError, SyntaxError, ValueError) as e:  # PIL's decoders raise all three
-      raise _corrupt(e, image.format) from e
-    image = to_rgb(image)
+  image = image_decode.decode_image(path)
   return resize_and_crop(image, resize_to, image_size)
-
-
-def _corrupt(error: Exception, image_format: str | None) -> Exception:
-  """PIL's decoding errors (no errno) as UnreadableImageError; real OS errors stay as they are."""
-  if isinstance(error, OSError) and error.errno is not None:
-    return error
-  what = f'{image_format} data' if image_format else 'image data'
-  return UnreadableImageError(
-    f'truncated or corrupt {what} ({error}); expected a complete image file'
-  )
-
-
-def _head(path: str) -> bytes:
-  with open(path, 'rb') as f:
-    return f.read(8)
-
-
-def describe_error(error: BaseException) -> str:
-  """One line for a file that failed to load: the message, with the type unless it is ours."""
-  if isinstance(error, UnreadableImageError):
-    return str(error)
-  return f'{type(error).__name__}: {error}'
 
 
 def _safe_loader(resize_to: int, image_size: int):
@@ -116,7 +58,7 @@ def _safe_loader(resize_to: int, image_size: int):
     try:
       return load_image(path.decode(), resize_to, image_size), True, b''
     except Exception as e:  # any decoder failure is reported per image, not raised
-      return blank, False, describe_error(e).encode()
+      return blank, False, image_decode.describe_error(e).encode()
 
   return load
 
@@ -209,7 +151,8 @@ class ImageRows:
     try:
       return load_image(self.paths[row], self.resize_to, self.image_size)
     except Exception as e:
-      raise InputError(f'unreadable image {self.paths[row]}: {describe_error(e)}') from e
+      why = image_decode.describe_error(e)
+      raise InputError(f'unreadable image {self.paths[row]}: {why}') from e
 
   def _decode(self, rows: np.ndarray) -> Iterator[np.ndarray]:
     """The crops of `rows` (int [K]), in order, decoded in the thread pool."""

@@ -235,7 +235,9 @@ def read_ids(path: str) -> list[str]:
     lines.pop()
   seen: dict[str, int] = {}
   for number, image_id in enumerate(lines, start=1):
-    if not image_id or image_id.strip() != image_id or has_control_characters(image_id):
+    if not image_id.strip():
+      raise InputError(f'{path} line {number} (the id): empty; expected one image id per line.')
+    if image_id.strip() != image_id or has_control_characters(image_id):
       raise InputError(
         f'{path} line {number}: expected an image id (no padding or control characters), '
         f'got {image_id!r}.'

@@ -1,0 +1,69 @@
+"""A full disk: training on a real small tmpfs stops with one error line and no traceback from
+any library thread (Orbax's workers, TensorStore's callbacks, asyncio's unretrieved tasks)."""
+
+import logging
+import os
+import subprocess
+import sys
+import types
+
+import mounts
+import pytest
+
+from memjax import checkpointing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# Sizes at which the disk fills inside a checkpoint write of configs/test.py (fold 0's first and
+# second checkpoint); before the fix each printed 6-22 library tracebacks.
+@pytest.mark.parametrize('size', ['120k', '250k'])
+def test_a_full_disk_is_one_error_line_and_no_traceback(tmp_path, jax_cache_dir, size):
+  with mounts.small_tmpfs(str(tmp_path / 'disk'), size) as disk:
+    env = {
+      **os.environ,
+      'JAX_PLATFORMS': 'cpu',
+      'JAX_COMPILATION_CACHE_DIR': jax_cache_dir,
+      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+      'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '-1',
+      'TF_CPP_MIN_LOG_LEVEL': '2',
+    }
+    proc = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={disk}/run'],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+  log = proc.stdout + proc.stderr
+  assert proc.returncode == 2, log[-4000:]
+  assert 'Traceback' not in log and 'never retrieved' not in log, log[-6000:]
+  errors = [line for line in log.splitlines() if line.startswith('memjax: error:')]
+  assert len(errors) == 1 and 'No space left on device' in errors[0], errors
+  assert 'cannot write checkpoint' in errors[0] and 'free space and re-run' in errors[0]
+
+
+def _record(pathname: str, error: BaseException | None) -> logging.LogRecord:
+  exc_info = (type(error), error, error.__traceback__) if error else None
+  return logging.LogRecord('absl', logging.ERROR, pathname, 1, 'failed: %s', (error,), exc_info)
+
+
+def test_only_orbax_thread_tracebacks_are_dropped(monkeypatch):
+  keep = checkpointing._library_thread_failure
+  mine = _record('/x/memjax/train.py', ValueError('a bug'))
+  assert keep(mine) and mine.exc_info  # not Orbax's: untouched
+  orbax = _record('/x/orbax/checkpoint/future.py', ValueError('NOT_FOUND: x'))
+  assert keep(orbax) and orbax.exc_info is None  # the message stays, the traceback goes
+  assert not keep(_record('/x/orbax/future.py', ValueError('RESOURCE_EXHAUSTED: disk')))
+  assert not keep(_record('/x/orbax/future.py', OSError(28, 'No space left on device')))
+  assert keep(_record('/x/orbax/future.py', None))
+
+  seen = []
+  checkpointing.quiet_library_threads()
+  monkeypatch.setattr(checkpointing, '_previous_unraisablehook', seen.append)
+  closed = types.SimpleNamespace(exc_value=RuntimeError('Event loop is closed'))
+  other = types.SimpleNamespace(exc_value=RuntimeError('something else'))
+  sys.unraisablehook(closed)
+  sys.unraisablehook(other)
+  assert seen == [other]
