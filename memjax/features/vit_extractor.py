@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import jax
 
 from memjax.errors import InputError
-from memjax.features import vit, vit_weights
+from memjax.features import vit, vit_arch, vit_weights
 from memjax.features.extractor import Extractor
 from memjax.features.vit import ViTConfig
 
@@ -40,7 +40,9 @@ def make_extractor(
 
   Args:
     family: 'clip', 'siglip' or 'dinov2'.
-    variant: a key of `vit.VARIANTS[family]`; None: `vit.DEFAULT_VARIANT[family]`.
+    variant: a key of `vit.VARIANTS[family]`, checked against the file and the model config
+      beside it; None: the architecture of that config (`config.json`, `open_clip_config.json`),
+      else the built-in variant the tensor shapes fit (`vit_arch.resolve`).
     weights: path of the file (`vit_weights.py` lists the layouts read).
     output: which output is the feature (`vit.OUTPUTS[family]`); None: the family's default.
     dtype: compute dtype, 'float32' or 'bfloat16'.
@@ -53,10 +55,14 @@ def make_extractor(
   Raises:
     InputError: a bad variant / output / dtype, or as `vit_weights.load`.
   """
-  cfg = vit.get_config(family, variant, dtype)
+  if family not in vit.VARIANTS:
+    raise InputError(f'ViT family must be one of {vit.FAMILIES}, got {family!r}.')
+  tensors = vit_weights.read_tensors(weights)
+  cfg, variant, _ = vit_arch.resolve(family, variant, weights, tensors, dtype)
   output, depths = vit.check_output(cfg, output, pool_depths)
-  params, sha = vit_weights.load(cfg, weights)
-  variant = variant or vit.DEFAULT_VARIANT[family]
+  params = vit_weights.convert(cfg, tensors, weights, output)
+  del tensors
+  sha = vit_weights.file_sha256(weights)
   name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
   pools = f'; then the token means of blocks {list(depths)}' if depths else ''
   return ViTExtractor(

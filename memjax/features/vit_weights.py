@@ -61,19 +61,20 @@ def file_sha256(path: str) -> str:
 class _Tensors:
   """Named tensors of one file, taken with a shape check; errors name file, tensor and variant."""
 
-  def __init__(self, tensors: Mapping[str, np.ndarray], where: str, what: str):
-    self.tensors, self.where, self.what = tensors, where, what
+  def __init__(self, tensors: Mapping[str, np.ndarray], where: str, what: str, prefix: str = ''):
+    self.tensors, self.where, self.what, self.prefix = tensors, where, what, prefix
 
   def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    full = self.prefix + name
     if name not in self.tensors:
       raise InputError(
-        f'{self.where}: tensor {name!r} is missing; expected a {self.what} file (check the file '
+        f'{self.where}: tensor {full!r} is missing; expected a {self.what} file (check the file '
         'and config.extractors.<name>.variant).'
       )
     value = self.tensors[name]
     if tuple(value.shape) != tuple(shape):
       raise InputError(
-        f'{self.where}: tensor {name!r} has shape {tuple(value.shape)}, expected {tuple(shape)} '
+        f'{self.where}: tensor {full!r} has shape {tuple(value.shape)}, expected {tuple(shape)} '
         f'for {self.what} (check config.extractors.<name>.variant).'
       )
     return np.asarray(value, np.float32)
@@ -105,9 +106,13 @@ def _hf_block(t: _Tensors, c: ViTConfig, p: str, names: dict) -> dict:
     'qkv': _concat_dense(*(t.linear(f'{p}.{names[n]}', d, d) for n in ('q', 'k', 'v'))),
     'out': t.linear(f'{p}.{names["out"]}', d, d),
     'ln2': t.norm(f'{p}.{names["ln2"]}', d),
-    'fc1': t.linear(f'{p}.{names["fc1"]}', d, c.mlp),
-    'fc2': t.linear(f'{p}.{names["fc2"]}', c.mlp, d),
   }
+  if c.act == 'swiglu':  # DINOv2-giant: HF's Dinov2SwiGLUFFN weights_in [2 * mlp, D], weights_out
+    block['fc1'] = t.linear(f'{p}.mlp.weights_in', d, 2 * c.mlp)
+    block['fc2'] = t.linear(f'{p}.mlp.weights_out', c.mlp, d)
+  else:
+    block['fc1'] = t.linear(f'{p}.{names["fc1"]}', d, c.mlp)
+    block['fc2'] = t.linear(f'{p}.{names["fc2"]}', c.mlp, d)
   if c.layer_scale:
     block['ls1'] = t.get(f'{p}.layer_scale1.lambda1', (d,))
     block['ls2'] = t.get(f'{p}.layer_scale2.lambda1', (d,))
@@ -137,17 +142,16 @@ _HF_DINO_BLOCK = {
 
 
 def _hf_clip(t: _Tensors, c: ViTConfig) -> dict:
-  d, pre = c.width, 'vision_model.'
+  d = c.width
   params = {
-    'patch_embed': {'kernel': _patch(t.get(f'{pre}embeddings.patch_embedding.weight', _conv(c)))},
-    'cls': t.get(f'{pre}embeddings.class_embedding', (d,)),
-    'pos': t.get(f'{pre}embeddings.position_embedding.weight', (c.positions, d)),
-    'pre_norm': t.norm(f'{pre}pre_layrnorm', d),
-    'norm': t.norm(f'{pre}post_layernorm', d),
-    'proj': {'kernel': t.get('visual_projection.weight', (c.proj_dim, d)).T},
+    'patch_embed': {'kernel': _patch(t.get('embeddings.patch_embedding.weight', _conv(c)))},
+    'cls': t.get('embeddings.class_embedding', (d,)),
+    'pos': t.get('embeddings.position_embedding.weight', (c.positions, d)),
+    'pre_norm': t.norm('pre_layrnorm', d),
+    'norm': t.norm('post_layernorm', d),
   }
   for i in range(c.depth):
-    params[f'block_{i}'] = _hf_block(t, c, f'{pre}encoder.layers.{i}', _HF_CLIP_BLOCK)
+    params[f'block_{i}'] = _hf_block(t, c, f'encoder.layers.{i}', _HF_CLIP_BLOCK)
   return params
 
 
@@ -159,8 +163,9 @@ def _open_clip(t: _Tensors, c: ViTConfig) -> dict:
     'pos': t.get(f'{pre}positional_embedding', (c.positions, d)),
     'pre_norm': t.norm(f'{pre}ln_pre', d),
     'norm': t.norm(f'{pre}ln_post', d),
-    'proj': {'kernel': t.get(f'{pre}proj', (d, c.proj_dim))},
   }
+  if c.proj_dim and f'{pre}proj' in t.tensors:
+    params['proj'] = {'kernel': t.get(f'{pre}proj', (d, c.proj_dim))}
   for i in range(c.depth):
     p = f'{pre}transformer.resblocks.{i}'
     params[f'block_{i}'] = {
@@ -178,28 +183,29 @@ def _open_clip(t: _Tensors, c: ViTConfig) -> dict:
 
 
 def _hf_siglip(t: _Tensors, c: ViTConfig) -> dict:
-  d, pre = c.width, 'vision_model.'
-  in_w = t.get(f'{pre}head.attention.in_proj_weight', (3 * d, d))
-  in_b = t.get(f'{pre}head.attention.in_proj_bias', (3 * d,))
+  d = c.width
   params = {
     'patch_embed': {
-      'kernel': _patch(t.get(f'{pre}embeddings.patch_embedding.weight', _conv(c))),
-      'bias': t.get(f'{pre}embeddings.patch_embedding.bias', (d,)),
+      'kernel': _patch(t.get('embeddings.patch_embedding.weight', _conv(c))),
+      'bias': t.get('embeddings.patch_embedding.bias', (d,)),
     },
-    'pos': t.get(f'{pre}embeddings.position_embedding.weight', (c.positions, d)),
-    'norm': t.norm(f'{pre}post_layernorm', d),
-    'head': {
-      'probe': t.get(f'{pre}head.probe', (1, 1, d)).reshape(d),
+    'pos': t.get('embeddings.position_embedding.weight', (c.positions, d)),
+    'norm': t.norm('post_layernorm', d),
+  }
+  if 'head.probe' in t.tensors:  # SiglipVisionModel with vision_use_head=False has none
+    in_w = t.get('head.attention.in_proj_weight', (3 * d, d))
+    in_b = t.get('head.attention.in_proj_bias', (3 * d,))
+    params['head'] = {
+      'probe': t.get('head.probe', (1, 1, d)).reshape(d),
       'q': {'kernel': in_w[:d].T, 'bias': in_b[:d]},
       'kv': {'kernel': in_w[d:].T, 'bias': in_b[d:]},
-      'out': t.linear(f'{pre}head.attention.out_proj', d, d),
-      'ln': t.norm(f'{pre}head.layernorm', d),
-      'fc1': t.linear(f'{pre}head.mlp.fc1', d, c.mlp),
-      'fc2': t.linear(f'{pre}head.mlp.fc2', c.mlp, d),
-    },
-  }
+      'out': t.linear('head.attention.out_proj', d, d),
+      'ln': t.norm('head.layernorm', d),
+      'fc1': t.linear('head.mlp.fc1', d, c.mlp),
+      'fc2': t.linear('head.mlp.fc2', c.mlp, d),
+    }
   for i in range(c.depth):
-    params[f'block_{i}'] = _hf_block(t, c, f'{pre}encoder.layers.{i}', _HF_CLIP_BLOCK)
+    params[f'block_{i}'] = _hf_block(t, c, f'encoder.layers.{i}', _HF_CLIP_BLOCK)
   return params
 
 
@@ -320,9 +326,9 @@ def resize_positions(pos: np.ndarray, stored: int, c: ViTConfig) -> np.ndarray:
 
 _LAYOUTS: dict[str, tuple[str, str, Callable]] = {
   # name: (family, a tensor only this layout has, converter)
-  'hf_clip': ('clip', 'vision_model.pre_layrnorm.weight', _hf_clip),
+  'hf_clip': ('clip', 'pre_layrnorm.weight', _hf_clip),
   'open_clip': ('clip', 'visual.conv1.weight', _open_clip),
-  'hf_siglip': ('siglip', 'vision_model.post_layernorm.weight', _hf_siglip),
+  'hf_siglip': ('siglip', 'embeddings.patch_embedding.bias', _hf_siglip),
   'big_vision': ('siglip', 'params/img/embedding/kernel', _big_vision),
   'hf_dinov2': ('dinov2', 'embeddings.cls_token', _hf_dinov2),
 }
@@ -340,12 +346,27 @@ def _unstack_scanned(tensors: dict[str, np.ndarray], depth: int) -> dict[str, np
   return out
 
 
-def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> dict:
+_MISSING = {
+  'proj': "CLIP's projection to the joint space ('visual_projection.weight', or OpenCLIP's "
+  "'visual.proj') is not in the file: output='embedding' needs it (a CLIPModel or "
+  "CLIPVisionModelWithProjection file); use output='pooled' with a vision tower alone.",
+  'head': "SigLIP's attention-pooling head ('head.probe', ...) is not in the file: "
+  "output='pooled' needs it (vision_use_head); use output='patch_mean'.",
+}
+
+
+def convert(
+  cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str, output: str | None = None
+) -> dict:
   """The `vit.VisionTransformer` parameters of a file's tensors (layout recognised by name).
 
-  A layout is recognised by one of its tensors, also under a wrapper prefix (`module.`,
-  `dinov2.` of a classification model, big_vision's `params/` missing, ...): names are read
-  below that prefix and the rest (text tower, classifier, buffers) is ignored.
+  A layout is recognised by one of its tensors, also under a wrapper prefix (`vision_model.` of
+  a full CLIP / SigLIP model or of a transformers 4 vision tower, none for a transformers 5 one,
+  `module.`, `dinov2.` of a classification model, big_vision's `params/` missing, ...): names
+  are read below that prefix and the rest (text tower, classifier, buffers) is ignored. CLIP's
+  projection (`visual_projection.weight`, outside the vision tower) is needed only for
+  `output='embedding'`, SigLIP's attention-pooling head only for `output='pooled'`; None:
+  both are required.
 
   Raises:
     InputError: no layout of `cfg.family` recognised, or a missing / mis-shaped tensor.
@@ -362,7 +383,23 @@ def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> di
     if layout == 'big_vision':
       named = _unstack_scanned(named, cfg.depth)
     what = f'{cfg.family} ({layout}, width {cfg.width}, depth {cfg.depth}, patch {cfg.patch})'
-    return fn(_Tensors(named, where + (f' (names under {prefix!r})' if prefix else ''), what), cfg)
+    t = _Tensors(named, where, what, prefix)
+    params = fn(t, cfg)
+    if layout == 'hf_clip' and cfg.proj_dim:
+      keys = sorted((k for k in tensors if k.endswith('visual_projection.weight')), key=len)
+      if keys:
+        proj = _Tensors(tensors, where, what).get(keys[0], (cfg.proj_dim, cfg.width))
+        params['proj'] = {'kernel': proj.T}
+    if output is None:
+      needed = {'clip': ['proj'] if cfg.proj_dim else [], 'siglip': ['head']}.get(cfg.family, [])
+    else:
+      needed = {('clip', 'embedding'): ['proj'], ('siglip', 'pooled'): ['head']}.get(
+        (cfg.family, output), []
+      )
+    for part in needed:
+      if part not in params:
+        raise InputError(f'{where}: {_MISSING[part]}')
+    return params
   known = [m for f, m, _ in _LAYOUTS.values() if f == cfg.family]
   raise InputError(
     f'{where}: not a {cfg.family} image encoder: none of {known} is in the file (it has '
@@ -370,11 +407,11 @@ def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> di
   )
 
 
-def load(cfg: ViTConfig, path: str) -> tuple[dict, str]:
+def load(cfg: ViTConfig, path: str, output: str | None = None) -> tuple[dict, str]:
   """(parameters as float32 numpy, the file's sha256) of a local weight file.
 
   Raises:
     InputError: as `read_tensors` and `convert`.
   """
-  params = convert(cfg, read_tensors(path), path)
+  params = convert(cfg, read_tensors(path), path, output)
   return params, file_sha256(path)
