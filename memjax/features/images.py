@@ -3,7 +3,9 @@
 Every image is opened with PIL, which reads JPEG, PNG, GIF, BMP, TIFF, WebP and more, and turned
 into RGB: grayscale and CMYK are converted, transparency is composited onto white, palettes are
 expanded. The shorter side is resized to `resize_to` (bilinear, antialiased) and the center
-`image_size` x `image_size` crop is kept, as the extractors expect. An unreadable, truncated or
+`image_size` x `image_size` crop is kept, as the extractors expect; an extractor's `geometry`
+(`geometry.py`: the ViT families' reference resize, rounding and crop or stretch) replaces that.
+An unreadable, truncated or
 empty file does not stop the pipeline: its example carries `ok = False` and the error text, and
 the caller decides (skip it, listed, or stop).
 """
@@ -19,6 +21,7 @@ from absl import logging
 from PIL import Image, UnidentifiedImageError
 
 from memjax.errors import InputError
+from memjax.features.geometry import Geometry
 from memjax.runtime.host_memory import available_memory_bytes
 
 _WHITE = (255, 255, 255)
@@ -57,8 +60,13 @@ class UnreadableImageError(OSError):
   """An image file that is empty or in no format PIL can decode; the message says which."""
 
 
-def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
+def load_image(
+  path: str, resize_to: int, image_size: int, geometry: Geometry | None = None
+) -> np.ndarray:
   """Decodes, converts to RGB, resizes (shorter side) and center-crops one image file.
+
+  A `geometry` (an extractor's, `geometry.Geometry`) replaces `resize_and_crop` by its own
+  resize filter, size rounding and crop (or stretch).
 
   Returns:
     uint8 [image_size, image_size, 3] RGB.
@@ -84,6 +92,8 @@ def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as e:  # PIL's decoders raise all three
       raise _corrupt(e, image.format) from e
     image = to_rgb(image)
+  if geometry is not None:
+    return geometry.apply(image)
   return resize_and_crop(image, resize_to, image_size)
 
 
@@ -109,12 +119,12 @@ def describe_error(error: BaseException) -> str:
   return f'{type(error).__name__}: {error}'
 
 
-def _safe_loader(resize_to: int, image_size: int):
+def _safe_loader(resize_to: int, image_size: int, geometry: Geometry | None = None):
   blank = np.zeros((image_size, image_size, 3), np.uint8)
 
   def load(path: bytes):
     try:
-      return load_image(path.decode(), resize_to, image_size), True, b''
+      return load_image(path.decode(), resize_to, image_size, geometry), True, b''
     except Exception as e:  # any decoder failure is reported per image, not raised
       return blank, False, describe_error(e).encode()
 
@@ -122,9 +132,17 @@ def _safe_loader(resize_to: int, image_size: int):
 
 
 def image_batches(
-  paths: Sequence[str], *, batch_size: int, resize_to: int, image_size: int, start: int = 0
+  paths: Sequence[str],
+  *,
+  batch_size: int,
+  resize_to: int,
+  image_size: int,
+  start: int = 0,
+  geometry: Geometry | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Batches of decoded images for `paths[start:]`, in order; the last batch is padded.
+
+  `geometry`: the extractor's resize / crop (`load_image`); None: `resize_and_crop`.
 
   Yields:
     dicts with `image` uint8 [B, S, S, 3], `ok` bool [B] (False for unreadable files and for
@@ -136,7 +154,7 @@ def image_batches(
   pad = -len(paths) % batch_size
   index = np.concatenate([np.arange(start, start + len(paths)), np.full(pad, -1)])
   padded = paths + paths[:1] * pad
-  load = _safe_loader(resize_to, image_size)
+  load = _safe_loader(resize_to, image_size, geometry)
 
   def decode(i, path):
     image, ok, error = tf.numpy_function(load, [path], (tf.uint8, tf.bool, tf.string))
@@ -180,6 +198,7 @@ class ImageRows:
     image_size: int,
     threads: int = 4,
     cache: bool | None = None,
+    geometry: Geometry | None = None,
   ):
     """Describes the images; decodes nothing yet.
 
@@ -190,9 +209,11 @@ class ImageRows:
       threads: decoding threads.
       cache: keep decoded rows: True always, False never, None when N * S * S * 3 bytes fit in
         `CACHE_MEMORY_SHARE` of the available memory.
+      geometry: the extractor's resize / crop (`load_image`); None: `resize_and_crop`.
     """
     self.paths = list(paths)
     self.resize_to, self.image_size, self.threads = resize_to, image_size, threads
+    self.geometry = geometry
     self.shape = (len(self.paths), image_size, image_size, 3)
     self.dtype = np.dtype(np.uint8)
     self.cached, why = _choose_cache(cache, int(np.prod(self.shape)))
@@ -207,7 +228,9 @@ class ImageRows:
 
   def _load(self, row: int) -> np.ndarray:
     try:
-      return load_image(self.paths[row], self.resize_to, self.image_size)
+      if self.geometry is None:
+        return load_image(self.paths[row], self.resize_to, self.image_size)
+      return load_image(self.paths[row], self.resize_to, self.image_size, self.geometry)
     except Exception as e:
       raise InputError(f'unreadable image {self.paths[row]}: {describe_error(e)}') from e
 

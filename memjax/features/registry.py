@@ -133,14 +133,15 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
     InputError: as `build`, or extractors wanting different input sizes.
   """
   extractors = {name: build(config, name) for name in config.features}
-  sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
+  sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
     from memjax.features import vit_extractor
 
     extractors = vit_extractor.share_geometry(extractors)
-    sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
+    sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:
-    raise InputError(f'extractors of {list(config.features)} want different inputs {sizes}.')
+    shown = sorted(g.describe() for g in sizes)
+    raise InputError(f'extractors of {list(config.features)} want different inputs {shown}.')
   return extractors
 
 
@@ -150,4 +151,5 @@ def on_the_fly(config: ml_collections.ConfigDict, paths: list[str]) -> tuple[dic
 
   extractors = build_all(config)
   first = next(iter(extractors.values()))
-  return {'image': images.ImageRows(paths, first.resize_to, first.image_size)}, extractors
+  rows = images.ImageRows(paths, first.resize_to, first.image_size, geometry=first.geometry)
+  return {'image': rows}, extractors

@@ -346,6 +346,16 @@ def _unstack_scanned(tensors: dict[str, np.ndarray], depth: int) -> dict[str, np
   return out
 
 
+def layout(family: str, tensors: Mapping[str, np.ndarray]) -> str | None:
+  """The name of the file's layout for `family` (a key of `_LAYOUTS`), or None."""
+  if family == 'siglip' and any(k.startswith('img/') or '/img/' in k for k in tensors):
+    return 'big_vision'
+  for name, (fam, marker, _) in _LAYOUTS.items():
+    if fam == family and any(k.endswith(marker) for k in tensors):
+      return name
+  return None
+
+
 _MISSING = {
   'proj': "CLIP's projection to the joint space ('visual_projection.weight', or OpenCLIP's "
   "'visual.proj') is not in the file: output='embedding' needs it (a CLIPModel or "
