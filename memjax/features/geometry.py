@@ -31,13 +31,15 @@ class Geometry:
   """The image geometry of one extractor.
 
   Attributes:
-    resize_to: the shorter side after resizing (ignored by `crop='stretch'`).
+    resize_to: the shorter side after resizing ('stretch': the side of the stretched square).
     image_size: side S of the square the extractor takes.
     resample: PIL filter, 'bilinear' or 'bicubic' (both antialiased, as PIL resizes).
     rounding: the longer side after resizing: 'round' (memjax's recipe) or 'truncate' (int(), as
       transformers and torchvision).
     crop: 'center' (offset floor, transformers), 'center_round' (offset round-half-even,
-      torchvision's CenterCrop) or 'stretch' (the whole image resized to S x S, no crop: SigLIP).
+      torchvision's CenterCrop) or 'stretch' (the whole image resized to `resize_to` squared,
+      aspect not kept; then, when `resize_to` > S, torchvision's centre crop: ResMem's 256 / 227;
+      SigLIP: `resize_to` = S, no crop).
   """
 
   resize_to: int
@@ -59,7 +61,7 @@ class Geometry:
   def resized_size(self, width: int, height: int) -> tuple[int, int]:
     """(width, height) after resizing a `width` x `height` image."""
     if self.crop == 'stretch':
-      return self.image_size, self.image_size
+      return self.resize_to, self.resize_to
     short, long = min(width, height), max(width, height)
     if self.rounding == 'truncate':
       new_long = int(self.resize_to * long / short)
@@ -72,12 +74,12 @@ class Geometry:
     size = self.resized_size(*image.size)
     if size != image.size:
       image = image.resize(size, RESAMPLE[self.resample])
-    if self.crop == 'stretch':
-      return np.asarray(image)
     s = self.image_size
+    if self.crop == 'stretch' and size[0] == s:
+      return np.asarray(image)
     if self.crop == 'center':
       left, top = (size[0] - s) // 2, (size[1] - s) // 2
-    else:
+    else:  # torchvision's CenterCrop ('center_round', and 'stretch' to a larger square)
       left, top = int(round((size[0] - s) / 2.0)), int(round((size[1] - s) / 2.0))
     return np.asarray(image.crop((left, top, left + s, top + s)))
 
@@ -86,8 +88,14 @@ class Geometry:
     s = self.image_size
     if self.is_default:
       return f'resize shorter side to {self.resize_to}, center crop {s}'
-    if self.crop == 'stretch':
+    if self.crop == 'stretch' and self.resize_to == s:
       return f'resize the whole image to {s} x {s} ({self.resample}, stretched, no crop)'
+    if self.crop == 'stretch':
+      r = self.resize_to
+      return (
+        f'resize the whole image to {r} x {r} ({self.resample}, stretched), center crop {s} '
+        '(offset round)'
+      )
     offset = 'floor' if self.crop == 'center' else 'round'
     return (
       f'resize shorter side to {self.resize_to} ({self.resample}, longer side '

@@ -10,6 +10,9 @@
 | `efficientnet_lite1`, `efficientnet_lite2` | as Lite0, at 240 and 260 px inputs | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
 | `clip`, `siglip`, `dinov2` | `variant`, `output`, `dtype`: see `vit.py` | `.safetensors` etc. |
+| `resmem` | `output`: `pooled` (2048-d), `score` (ResMem's), `pooled_score` | `model.pt` (*) |
+
+(*) ResMem's `model.pt`; default: the installed `resmem` package's (non-commercial licence).
 
 Options for every kind: `flip=True` averages the features of each image and its horizontal flip
 (`extractor.with_flip`). `pool_depths=(3, 5)` appends the mean-pooled outputs of those stages to
@@ -29,6 +32,7 @@ KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
 VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit.py
 KINDS += VIT_KINDS
+KINDS += ('resmem',)  # memjax/features/resmem.py (weights: non-commercial licence)
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
 POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
 DTYPE_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.extractors.<name>.dtype
@@ -104,6 +108,10 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
     return efficientnet_lite.make_extractor(
       spec.kind, spec.weights, pool_depths=depths, dtype=dtype, remat=remat
     )
+  if spec.kind == 'resmem':
+    from memjax.features import resmem
+
+    return resmem.make_extractor(spec.get('weights'), spec.get('output'))
   if spec.kind in VIT_KINDS:
     from memjax.features import vit_extractor
 
