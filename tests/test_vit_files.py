@@ -255,3 +255,31 @@ def test_swiglu_block_equals_numpy(tmp_path):
   g = u[..., :24] / (1 + np.exp(-u[..., :24])) * u[..., 24:]
   want = x1 + lin(g, 'mlp.weights_out') * t[f'{p}layer_scale2.lambda1']
   np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_open_clip_config_sets_the_activation(files, tmp_path):
+  """OpenCLIP's `open_clip_config.json` (model_cfg.quick_gelu, vision_cfg sizes) beside
+  `open_clip_model.safetensors`; a timm tower (`timm_model_name`) is refused by name."""
+  c = tv.TINY['clip_gelu']
+  oc = tv.open_clip_tensors(files['clip_gelu'], c)
+  path = tv.save_safetensors(oc, tmp_path / 'open_clip_model.safetensors')
+  model_cfg = {
+    'embed_dim': 16,
+    'vision_cfg': {'image_size': 32, 'layers': 2, 'width': 32, 'head_width': 8, 'patch_size': 8},
+  }
+  (tmp_path / 'open_clip_config.json').write_text(json.dumps({'model_cfg': model_cfg}))
+  e = vit_extractor.make_extractor('clip', None, path)
+  assert e.config == c and e.crop == 'center_round'  # torchvision's CenterCrop offset
+  np.testing.assert_allclose(
+    tv.features('clip', None, path, IMAGES), tv.features('clip', 'tiny_clip_gelu', path, IMAGES),
+    atol=1e-6,
+  )  # fmt: skip
+  with pytest.raises(InputError, match="says activation 'gelu', but variant clip/tiny_clip has"):
+    vit_extractor.make_extractor('clip', 'tiny_clip', path)
+  model_cfg['quick_gelu'] = True
+  (tmp_path / 'open_clip_config.json').write_text(json.dumps({'model_cfg': model_cfg}))
+  assert vit_extractor.make_extractor('clip', None, path).config.act == 'quick_gelu'
+  model_cfg['vision_cfg']['timm_model_name'] = 'vit_base_patch16_siglip_224'
+  (tmp_path / 'open_clip_config.json').write_text(json.dumps({'model_cfg': model_cfg}))
+  with pytest.raises(InputError, match="timm's 'vit_base_patch16_siglip_224'"):
+    vit_extractor.make_extractor('clip', None, path)

@@ -2,18 +2,24 @@
 
 Layouts read (the family is the extractor's; the layout is recognised from the tensor names):
 
-* Hugging Face `transformers` (all families): `model.safetensors` or `pytorch_model.bin` of
-  `openai/clip-vit-*`, `google/siglip-*`, `facebook/dinov2-*` (and `-with-registers-`), of the
-  full model or of the vision tower alone;
+* Hugging Face `transformers` 4 and 5 (all families): `model.safetensors` or `pytorch_model.bin`
+  of `openai/clip-vit-*`, `google/siglip-*` (and fixed-resolution `google/siglip2-*`, the same
+  layout), `facebook/dinov2-*` (and `-with-registers-`, and giant's SwiGLU), of the full model
+  (`vision_model.*`) or of the vision tower alone (`vision_model.*` as transformers 4 saves it,
+  no prefix as transformers 5 does); CLIP's projection (`visual_projection.weight`, in
+  `CLIPModel` and `CLIPVisionModelWithProjection`) only for `output='embedding'`, SigLIP's
+  attention-pooling head only for `output='pooled'`;
 * OpenCLIP (CLIP): `open_clip_model.safetensors` / `open_clip_pytorch_model.bin`, `visual.*`;
 * big_vision (SigLIP): the released `.npz`, `params/img/...` names.
 
 `.safetensors` files are read by `safetensors_file.py` (no dependency), `.bin` / `.pth` / `.pt` by
 the torch-free `torch_checkpoint.py`, `.npz` by NumPy. Anything else in the file (the text tower,
 buffers) is ignored; a missing or mis-shaped tensor of the image tower fails in one line naming
-it. Position embeddings stored for another grid are resized as the reference does: DINOv2
-(518 px, 37 x 37) with PyTorch's bicubic (a = -0.75, no antialiasing), DINOv2 with registers
-with antialiasing; CLIP and SigLIP must match the variant's grid.
+it. The architecture comes from the `config.json` beside the file when there is one
+(`vit_arch.py`), which a given variant must agree with. Position embeddings stored for another
+grid are resized as the reference does: DINOv2 (518 px, 37 x 37) with PyTorch's bicubic
+(a = -0.75, no antialiasing), DINOv2 with registers with antialiasing; CLIP and SigLIP must
+match the variant's grid.
 """
 
 import hashlib
