@@ -281,5 +281,89 @@ def test_open_clip_config_sets_the_activation(files, tmp_path):
   assert vit_extractor.make_extractor('clip', None, path).config.act == 'quick_gelu'
   model_cfg['vision_cfg']['timm_model_name'] = 'vit_base_patch16_siglip_224'
   (tmp_path / 'open_clip_config.json').write_text(json.dumps({'model_cfg': model_cfg}))
-  with pytest.raises(InputError, match="timm's 'vit_base_patch16_siglip_224'"):
+  with pytest.raises(InputError, match="timm's 'vit_base_patch16_siglip_224', not a clip model"):
     vit_extractor.make_extractor('clip', None, path)
+
+
+_TIMM_CLIP_SWAPS = [  # timm's vision_transformer._convert_openai_clip, in its order
+  ('conv1', 'patch_embed.proj'), ('positional_embedding', 'pos_embed'),
+  ('transformer.resblocks.', 'blocks.'), ('ln_pre', 'norm_pre'), ('ln_post', 'norm'),
+  ('ln_', 'norm'), ('in_proj_', 'qkv.'), ('out_proj', 'proj'), ('mlp.c_fc', 'mlp.fc1'),
+  ('mlp.c_proj', 'mlp.fc2'),
+]  # fmt: skip
+
+
+def _timm_clip(open_clip: dict) -> dict:
+  out = {}
+  for k, v in open_clip.items():
+    if not k.startswith('visual.'):
+      continue
+    k = k[len('visual.') :]
+    for a, b in _TIMM_CLIP_SWAPS:
+      k = k.replace(a, b)
+    if k == 'proj':
+      k, v = 'head.weight', v.T
+      out['head.bias'] = np.zeros(v.shape[0], np.float32)
+    elif k == 'class_embedding':
+      v = v[None, None]
+      k = 'cls_token'
+    elif k == 'pos_embed':
+      v = v[None]
+    out[k] = v
+  return out
+
+
+def _timm_siglip(hf: dict, c: vit.ViTConfig) -> dict:
+  """timm's SigLIP names (big_vision -> timm `_load_weights`) of the HF SigLIP tensors."""
+  v, d, out = 'vision_model.', c.width, {}
+  out['patch_embed.proj.weight'] = hf[f'{v}embeddings.patch_embedding.weight']
+  out['patch_embed.proj.bias'] = hf[f'{v}embeddings.patch_embedding.bias']
+  out['pos_embed'] = hf[f'{v}embeddings.position_embedding.weight'][None]
+  for f in ('weight', 'bias'):
+    out[f'norm.{f}'] = hf[f'{v}post_layernorm.{f}']
+    out[f'attn_pool.norm.{f}'] = hf[f'{v}head.layernorm.{f}']
+    out[f'attn_pool.proj.{f}'] = hf[f'{v}head.attention.out_proj.{f}']
+    for m in ('fc1', 'fc2'):
+      out[f'attn_pool.mlp.{m}.{f}'] = hf[f'{v}head.mlp.{m}.{f}']
+    for i in range(c.depth):
+      p, q = f'blocks.{i}.', f'{v}encoder.layers.{i}.'
+      out[f'{p}norm1.{f}'] = hf[f'{q}layer_norm1.{f}']
+      out[f'{p}norm2.{f}'] = hf[f'{q}layer_norm2.{f}']
+      out[f'{p}attn.qkv.{f}'] = np.concatenate([hf[f'{q}self_attn.{n}_proj.{f}'] for n in 'qkv'])
+      out[f'{p}attn.proj.{f}'] = hf[f'{q}self_attn.out_proj.{f}']
+      out[f'{p}mlp.fc1.{f}'] = hf[f'{q}mlp.fc1.{f}']
+      out[f'{p}mlp.fc2.{f}'] = hf[f'{q}mlp.fc2.{f}']
+  out['attn_pool.latent'] = hf[f'{v}head.probe']
+  in_w, in_b = hf[f'{v}head.attention.in_proj_weight'], hf[f'{v}head.attention.in_proj_bias']
+  out['attn_pool.q.weight'], out['attn_pool.q.bias'] = in_w[:d], in_b[:d]
+  out['attn_pool.kv.weight'], out['attn_pool.kv.bias'] = in_w[d:], in_b[d:]
+  return out
+
+
+def test_timm_clip_and_siglip_names(files, tmp_path):
+  c = tv.TINY['clip']
+  full = _save(files['clip'], tmp_path / 'hf')
+  timm = _save(_timm_clip(tv.open_clip_tensors(files['clip'], c)), tmp_path / 'timm_clip')
+  for output in ('embedding', 'pooled'):
+    np.testing.assert_allclose(
+      tv.features('clip', 'tiny_clip', timm, IMAGES, output=output),
+      tv.features('clip', 'tiny_clip', full, IMAGES, output=output),
+      atol=1e-6,
+    )
+  s = tv.TINY['siglip']
+  hf = _save(files['siglip'], tmp_path / 'hf_siglip')
+  want = tv.features('siglip', 'tiny_siglip', hf, IMAGES)
+  names = _timm_siglip(files['siglip'], s)
+  got = tv.features('siglip', 'tiny_siglip', _save(names, tmp_path / 'timm_siglip'), IMAGES)
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  trunk = {f'visual.trunk.{k}': v for k, v in names.items()}  # OpenCLIP's SigLIP
+  trunk['text.token_embedding.weight'] = np.zeros((10, 8), np.float32)
+  folder = tmp_path / 'open_clip_siglip'
+  path = _save(trunk, folder)
+  vision_cfg = {'timm_model_name': 'vit_base_patch16_siglip_224', 'image_size': 32}
+  (folder / 'open_clip_config.json').write_text(
+    json.dumps({'model_cfg': {'vision_cfg': vision_cfg}})
+  )
+  e = vit_extractor.make_extractor('siglip', None, path)
+  assert e.name == 'siglip_tiny_siglip/pooled' and e.crop == 'stretch'
+  np.testing.assert_allclose(tv.features('siglip', None, path, IMAGES), want, atol=1e-6)

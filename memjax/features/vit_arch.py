@@ -175,18 +175,20 @@ def open_clip_arch(path: str, family: str) -> FileArch:
   """The architecture in an OpenCLIP `open_clip_config.json` (`model_cfg.vision_cfg`).
 
   Raises:
-    InputError: unreadable, not CLIP, or a timm tower (not read by memjax).
+    InputError: unreadable, or another family than the tower's.
   """
   j = _read_json(path)
   model = j.get('model_cfg', j)
   v = model.get('vision_cfg', {}) if isinstance(model, dict) else {}
-  if family != 'clip':
-    raise InputError(f'{path}: an OpenCLIP config; memjax reads OpenCLIP files as clip only.')
-  if v.get('timm_model_name'):
-    raise InputError(
-      f"{path}: the image tower is timm's {v['timm_model_name']!r}; memjax reads OpenCLIP's "
-      'own VisionTransformer (visual.transformer.*) only.'
+  timm_name = v.get('timm_model_name')
+  if timm_name:  # a timm tower (`visual.trunk.*`): its sizes come from the tensor shapes
+    if ('siglip' if 'siglip' in str(timm_name) else 'clip') != family:
+      raise InputError(f"{path}: the image tower is timm's {timm_name!r}, not a {family} model.")
+    return FileArch(
+      {'image_size': _int(v.get('image_size', 224), path, 'image_size')}, f'{path} says'
     )
+  if family != 'clip':
+    raise InputError(f'{path}: an OpenCLIP ViT config; memjax reads those as clip only.')
   width = _int(v.get('width', 768), path, 'vision_cfg.width')
   fields = {
     'width': width,
@@ -254,10 +256,13 @@ def shape_arch(tensors: Mapping[str, np.ndarray], family: str) -> FileArch:
   if conv is None:
     conv = _find(t, 'patch_embeddings.projection.weight')
   if conv is None:
+    conv = _find(t, 'patch_embed.proj.weight')  # timm
+  if conv is None:
     conv = _find(t, 'conv1.weight') if family == 'clip' else None
   if conv is not None and conv.ndim == 4:
     f['width'], f['patch'] = int(conv.shape[0]), int(conv.shape[-1])
   depth = _layers(t, r'encoder\.layers?\.(\d+)\.') or _layers(t, r'resblocks\.(\d+)\.')
+  depth = depth or _layers(t, r'(?:^|\.)blocks\.(\d+)\.')  # timm
   if depth:
     f['depth'] = depth
   fc1 = _find(t, 'layers.0.mlp.fc1.weight')
@@ -265,6 +270,8 @@ def shape_arch(tensors: Mapping[str, np.ndarray], family: str) -> FileArch:
     fc1 = _find(t, 'layer.0.mlp.fc1.weight')
   if fc1 is None:
     fc1 = _find(t, 'resblocks.0.mlp.c_fc.weight')
+  if fc1 is None:
+    fc1 = _find(t, 'blocks.0.mlp.fc1.weight')
   if fc1 is not None:
     f['mlp'] = int(fc1.shape[0])
   swiglu = _find(t, 'layer.0.mlp.weights_out.weight')
@@ -273,6 +280,8 @@ def shape_arch(tensors: Mapping[str, np.ndarray], family: str) -> FileArch:
   pos = _find(t, 'position_embedding.weight')
   if pos is None and family == 'clip':
     pos = _find(t, 'positional_embedding')
+  if pos is None and family != 'dinov2':
+    pos = _find(t, 'pos_embed')  # timm
   if pos is not None and 'patch' in f:
     grid = int(round(np.sqrt(pos.shape[-2] - int(family == 'clip'))))
     f['image_size'] = grid * f['patch']
@@ -285,6 +294,8 @@ def shape_arch(tensors: Mapping[str, np.ndarray], family: str) -> FileArch:
       f['proj_dim'] = int(proj.shape[0])
     elif (oc := _find(t, 'proj')) is not None and oc.ndim == 2:
       f['proj_dim'] = int(oc.shape[1])
+    elif _find(t, 'norm_pre.weight') is not None and (head := _find(t, 'head.weight')) is not None:
+      f['proj_dim'] = int(head.shape[0])  # timm's CLIP: the projection is `head`
   head = None
   if family == 'siglip' and 'width' in f:
     head = _find(t, 'head.probe') is not None or any('MAPHead_0' in k for k in t)
@@ -353,7 +364,7 @@ def resolve(
     cfg = vit.get_config(family, variant, dtype)
     check_agrees(cfg, variant, archs, weights)
     return cfg, variant, from_config
-  if from_config is not None:
+  if from_config is not None and 'heads' in from_config.fields:
     base = vit.get_config(family, None, dtype)
     fields = dict(from_config.fields)
     if family != 'dinov2':
@@ -365,7 +376,7 @@ def resolve(
     cfg = dataclasses.replace(base, **fields)
     check_agrees(cfg, 'from config', archs[1:], weights)
     return cfg, _name_of(cfg), from_config
-  shapes = archs[0]
+  shapes = FileArch({k: v for a in archs for k, v in a.fields.items()}, archs[-1].source)
   order = [vit.DEFAULT_VARIANT[family]] + [v for v in vit.VARIANTS[family]]
   for name in order:
     cfg = vit.get_config(family, name, dtype)
@@ -383,7 +394,7 @@ def resolve(
           same,
           name,
         )
-      return cfg, name, None
+      return cfg, name, from_config
   shown = ', '.join(f'{FIELD_WORDS[k]} {v}' for k, v in shapes.fields.items())
   raise InputError(
     f"{weights}: no built-in {family} variant has {shown}; put the model's config.json beside "

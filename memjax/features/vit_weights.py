@@ -10,7 +10,10 @@ Layouts read (the family is the extractor's; the layout is recognised from the t
   `CLIPModel` and `CLIPVisionModelWithProjection`) only for `output='embedding'`, SigLIP's
   attention-pooling head only for `output='pooled'`;
 * OpenCLIP (CLIP): `open_clip_model.safetensors` / `open_clip_pytorch_model.bin`, `visual.*`;
-* big_vision (SigLIP): the released `.npz`, `params/img/...` names.
+* big_vision (SigLIP): the released `.npz`, `params/img/...` names;
+* timm (CLIP, SigLIP): `vit_*_clip_*` (`norm_pre`, fused `attn.qkv`, the projection as a
+  zero-bias `head`) and `vit_*_siglip_*` (`attn_pool.*`: the MAP head), also as OpenCLIP's
+  `visual.trunk.*`. timm's DINOv2 names are not read (refused: no dinov2 layout recognised).
 
 `.safetensors` files are read by `safetensors_file.py` (no dependency), `.bin` / `.pth` / `.pt` by
 the torch-free `torch_checkpoint.py`, `.npz` by NumPy. Anything else in the file (the text tower,
@@ -274,6 +277,65 @@ def _big_vision(t: _Tensors, c: ViTConfig) -> dict:
   return params
 
 
+def _timm_blocks(t: _Tensors, c: ViTConfig, params: dict) -> None:
+  """timm's `blocks.{i}` (fused qkv, proj, norm1/2, mlp.fc1/2) into `params`."""
+  d = c.width
+  for i in range(c.depth):
+    p = f'blocks.{i}'
+    params[f'block_{i}'] = {
+      'ln1': t.norm(f'{p}.norm1', d),
+      'qkv': t.linear(f'{p}.attn.qkv', d, 3 * d),
+      'out': t.linear(f'{p}.attn.proj', d, d),
+      'ln2': t.norm(f'{p}.norm2', d),
+      'fc1': t.linear(f'{p}.mlp.fc1', d, c.mlp),
+      'fc2': t.linear(f'{p}.mlp.fc2', c.mlp, d),
+    }
+
+
+def _timm_clip(t: _Tensors, c: ViTConfig) -> dict:
+  """timm's CLIP ViT (`vit_base_patch16_clip_224.openai`, ...): `head` is the projection."""
+  d = c.width
+  params = {
+    'patch_embed': {'kernel': _patch(t.get('patch_embed.proj.weight', _conv(c)))},
+    'cls': t.get('cls_token', (1, 1, d)).reshape(d),
+    'pos': t.get('pos_embed', (1, c.positions, d))[0],
+    'pre_norm': t.norm('norm_pre', d),
+    'norm': t.norm('norm', d),
+  }
+  if c.proj_dim and 'head.weight' in t.tensors:
+    bias = t.tensors.get('head.bias')
+    if bias is not None and np.any(np.asarray(bias) != 0):
+      raise InputError(f'{t.where}: head.bias is not zero: not a CLIP projection (a classifier?).')
+    params['proj'] = {'kernel': t.get('head.weight', (c.proj_dim, d)).T}
+  _timm_blocks(t, c, params)
+  return params
+
+
+def _timm_siglip(t: _Tensors, c: ViTConfig) -> dict:
+  """timm's SigLIP ViT (`vit_base_patch16_siglip_224`, OpenCLIP's `visual.trunk.*`)."""
+  d = c.width
+  params = {
+    'patch_embed': {
+      'kernel': _patch(t.get('patch_embed.proj.weight', _conv(c))),
+      'bias': t.get('patch_embed.proj.bias', (d,)),
+    },
+    'pos': t.get('pos_embed', (1, c.positions, d))[0],
+    'norm': t.norm('norm', d),
+  }
+  if 'attn_pool.latent' in t.tensors:
+    params['head'] = {
+      'probe': t.get('attn_pool.latent', (1, 1, d)).reshape(d),
+      'q': t.linear('attn_pool.q', d, d),
+      'kv': t.linear('attn_pool.kv', d, 2 * d),
+      'out': t.linear('attn_pool.proj', d, d),
+      'ln': t.norm('attn_pool.norm', d),
+      'fc1': t.linear('attn_pool.mlp.fc1', d, c.mlp),
+      'fc2': t.linear('attn_pool.mlp.fc2', c.mlp, d),
+    }
+  _timm_blocks(t, c, params)
+  return params
+
+
 def _hf_dinov2(t: _Tensors, c: ViTConfig) -> dict:
   d = c.width
   pos = t.tensors.get('embeddings.position_embeddings')
@@ -337,6 +399,8 @@ _LAYOUTS: dict[str, tuple[str, str, Callable]] = {
   'hf_siglip': ('siglip', 'embeddings.patch_embedding.bias', _hf_siglip),
   'big_vision': ('siglip', 'params/img/embedding/kernel', _big_vision),
   'hf_dinov2': ('dinov2', 'embeddings.cls_token', _hf_dinov2),
+  'timm_clip': ('clip', 'norm_pre.weight', _timm_clip),
+  'timm_siglip': ('siglip', 'patch_embed.proj.bias', _timm_siglip),
 }
 
 
