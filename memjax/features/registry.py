@@ -18,9 +18,11 @@ Options for every kind: `flip=True` averages the features of each image and its 
 (`extractor.with_flip`). `pool_depths=(3, 5)` appends the mean-pooled outputs of those stages to
 the feature (EfficientNet-Lite: stages 1..7, see `efficientnet_lite`); only the kinds in
 `POOL_DEPTH_KINDS` support it. Both change the extractor's name in the store's metadata.
-`dtype` ('float32' or 'bfloat16') is the compute dtype of the EfficientNet-Lite and ViT kinds
-(`DTYPE_KINDS`); the others compute in float32. `config.finetune.remat=True` (absent: off) builds
-the kinds of `REMAT_KINDS` with gradient checkpointing of each backbone block, for fine-tuning.
+ViT kinds cut images as their reference processor does (`geometry.py`); `fit='crop'` (a field
+the config may add) centre-crops SigLIP too. `dtype` ('float32' or 'bfloat16') is the compute
+dtype of the EfficientNet-Lite and ViT kinds (`DTYPE_KINDS`); the others compute in float32.
+`config.finetune.remat=True` (absent: off) builds the kinds of `REMAT_KINDS` with gradient
+checkpointing of each backbone block, for fine-tuning.
 """
 
 import ml_collections
@@ -119,7 +121,7 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
     pools = tuple(spec.get('pool_depths', ()))
     dtype = spec.get('dtype', 'float32')
     return vit_extractor.make_extractor(
-      spec.kind, spec.variant, weights, spec.output, dtype, pools, remat=remat
+      spec.kind, spec.variant, weights, spec.output, dtype, pools, remat=remat, fit=spec.get('fit')
     )
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
 
