@@ -86,10 +86,11 @@ def make_extractor(
   if family not in vit.VARIANTS:
     raise InputError(f'ViT family must be one of {vit.FAMILIES}, got {family!r}.')
   tensors = vit_weights.read_tensors(weights)
+  layout = vit_weights.require_layout(family, tensors, weights)
   cfg, variant, _ = vit_arch.resolve(family, variant, weights, tensors, dtype)
   output, depths = vit.check_output(cfg, output, pool_depths)
   params = vit_weights.convert(cfg, tensors, weights, output)
-  geometry = reference_geometry(cfg, vit_weights.layout(family, tensors), fit)
+  geometry = reference_geometry(cfg, layout, fit)
   del tensors
   sha = vit_weights.file_sha256(weights)
   name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')

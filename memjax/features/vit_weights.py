@@ -426,6 +426,23 @@ def layout(family: str, tensors: Mapping[str, np.ndarray]) -> str | None:
   return None
 
 
+def require_layout(family: str, tensors: Mapping[str, np.ndarray], where: str) -> str:
+  """The file's layout for `family`.
+
+  Raises:
+    InputError: no layout of `family` recognised (another family's file, or another format).
+  """
+  tensors = {f'params/{k}' if k.startswith('img/') else k: v for k, v in tensors.items()}
+  found = layout(family, tensors)
+  if found is None:
+    known = [m for f, m, _ in _LAYOUTS.values() if f == family]
+    raise InputError(
+      f'{where}: not a {family} image encoder: none of {known} is in the file (it has '
+      f'{len(tensors)} tensors, e.g. {sorted(tensors)[:3]}).'
+    )
+  return found
+
+
 _MISSING = {
   'proj': "CLIP's projection to the joint space ('visual_projection.weight', or OpenCLIP's "
   "'visual.proj') is not in the file: output='embedding' needs it (a CLIPModel or "
