@@ -91,6 +91,7 @@ class Predictor:
     )
     first = next(iter(self.extractors.values()))
     self.image_size, self.resize_to = first.image_size, first.resize_to
+    self.geometry = first.geometry  # the extractors agree on it (`registry.build_all`)
 
   def predict_images(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores uint8 RGB crops [B, S, S, 3] (B divisible by the device count).
@@ -112,7 +113,11 @@ class Predictor:
     scores, probs, errors = [], [], []
     shown = progress.bar(len(paths), 'predict', 'img')
     for batch in images.image_batches(
-      paths, batch_size=batch_size, resize_to=self.resize_to, image_size=self.image_size
+      paths,
+      batch_size=batch_size,
+      resize_to=self.resize_to,
+      image_size=self.image_size,
+      geometry=self.geometry,
     ):
       s, p = self.predict_images(batch['image'])
       valid = batch['index'] >= 0

@@ -310,7 +310,9 @@ def test_wrong_family_and_wrong_variant_fail_in_one_line(clip_file):
   _, path = clip_file
   with pytest.raises(InputError, match='not a dinov2 image encoder'):
     vit_extractor.make_extractor('dinov2', 'tiny_dinov2', path)
-  with pytest.raises(InputError, match=r'patch_embedding\.weight.*expected \(768, 3, 16, 16\)'):
+  with pytest.raises(
+    InputError, match=r'tensor shapes show width 32, but variant clip/b16 has 768'
+  ):
     vit_extractor.make_extractor('clip', 'b16', path)
   with pytest.raises(InputError, match='variant must be one of'):
     vit_extractor.make_extractor('clip', 'b15', path)
@@ -372,7 +374,8 @@ def test_pool_depths_and_bfloat16(clip_file):
 
 def test_extract_end_to_end(tmp_path, test_config):
   """A tiny CLIP file -> --mode=extract of a folder -> CLIP features in the store; fused with the
-  colour grid (another image geometry), CLIP follows the grid's crops and resizes them itself."""
+  colour grid (another image geometry), CLIP follows the grid's crops and resizes them itself.
+  Alone, CLIP's images are cut as its reference processor cuts them (bicubic, truncated)."""
   pytest.importorskip('safetensors')
   from memjax.features import extract, store
   from memjax.features import images as images_lib
@@ -395,7 +398,9 @@ def test_extract_end_to_end(tmp_path, test_config):
   config.extract.batch_size = 4
   config.extract.dtype = 'float32'
   e = vit_extractor.make_extractor('clip', 'tiny_clip', weights)
-  for features, geometry in ((('clip',), (32, 32)), (('clip', 'color_grid'), (256, 224))):
+  from memjax.features.geometry import Geometry
+
+  for features, geometry in ((('clip',), e.geometry), (('clip', 'color_grid'), Geometry(256, 224))):
     config.features = features
     config.data.features_dir = str(tmp_path / '_'.join(features))
     assert extract.extract(config, str(tmp_path))['num_images'] == 6
@@ -404,8 +409,9 @@ def test_extract_end_to_end(tmp_path, test_config):
     entry = meta['features']['clip']
     assert entry['extractor'] == 'clip_tiny_clip/embedding'
     assert entry['weights_sha256'] == vit_weights.file_sha256(weights)
-    assert entry['input_size'] == [geometry[1]] * 2
-    crops = np.stack([images_lib.load_image(str(folder / i), *geometry) for i in ids])
+    assert entry['input_size'] == [geometry.image_size] * 2
+    g = geometry
+    crops = np.stack([images_lib.load_image(str(folder / i), 0, 0, g) for i in ids])
     want = np.asarray(jax.jit(e.forward)(e.params, crops))
     np.testing.assert_allclose(np.asarray(arrays['clip']), want, rtol=1e-4, atol=1e-4)
   assert 'resized to 32 inside the model' in entry['preprocessing']
@@ -458,7 +464,7 @@ def test_share_geometry():
 
   def fake(family: str, resize_to: int, size: int) -> vit_extractor.ViTExtractor:
     cfg = dataclasses.replace(TINY[family], image_size=size, resize_to=resize_to)
-    return vit_extractor.ViTExtractor('x', 1, {}, None, size, resize_to, 'p', None, cfg)
+    return vit_extractor.ViTExtractor('x', 1, {}, None, size, resize_to, 'p', None, config=cfg)
 
   grid = registry.color_grid()
   out = vit_extractor.share_geometry({'clip': fake('clip', 32, 32), 'grid': grid})

@@ -135,6 +135,7 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     resize_to=first.resize_to,
     image_size=first.image_size,
     start=start_row,
+    geometry=first.geometry,
   ):
     local = {'image': batch['image'][share]}
     features = parallel.fetch(forward(params, parallel.to_global(local, mesh, 0)['image']))

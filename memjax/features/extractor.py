@@ -2,8 +2,9 @@
 EfficientNet-Lite0, ...) presents to extraction, on-the-fly training and prediction.
 
 The image pipeline hands an extractor uint8 RGB images of `image_size` x `image_size` (shorter side
-resized to `resize_to`, then center-cropped); `forward` does everything else (pixel scaling, channel
-order, mean subtraction, the network) and must be jittable and free of Python side effects.
+resized to `resize_to`, then center-cropped, or as its `geometry` says); `forward` does everything
+else (pixel scaling, channel order, mean subtraction, the network) and must be jittable and free of
+Python side effects.
 
 `with_flip` turns any extractor into its horizontal-flip test-time average
 (`config.extractors.<name>.flip`; `registry.build` applies it to every kind).
@@ -15,6 +16,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from memjax.features.geometry import Geometry
 
 FLIP_SUFFIX = '+flip'
 
@@ -32,6 +35,9 @@ class Extractor:
     resize_to: the shorter image side is resized to this before the center crop.
     preprocessing: human-readable description of the pixel preprocessing, for the store.
     weights_sha256: sha256 of the weight file(s) used, or None when unknown.
+    resample: the resize filter, 'bilinear' or 'bicubic' (`geometry.Geometry`).
+    rounding: the longer side after resizing, 'round' or 'truncate'.
+    crop: 'center', 'center_round' (torchvision's offset) or 'stretch' (no crop).
   """
 
   name: str
@@ -42,6 +48,14 @@ class Extractor:
   resize_to: int = 256
   preprocessing: str = ''
   weights_sha256: str | None = None
+  resample: str = 'bilinear'
+  rounding: str = 'round'
+  crop: str = 'center'
+
+  @property
+  def geometry(self) -> Geometry:
+    """How the image pipeline turns an image into this extractor's input square."""
+    return Geometry(self.resize_to, self.image_size, self.resample, self.rounding, self.crop)
 
   def store_descriptor(self) -> dict:
     """The feature's entry in a feature store's `metadata.json`."""
@@ -49,8 +63,7 @@ class Extractor:
       'extractor': self.name,
       'weights_sha256': self.weights_sha256,
       'input_size': [self.image_size, self.image_size],
-      'preprocessing': f'resize shorter side to {self.resize_to}, center crop '
-      f'{self.image_size}; {self.preprocessing}',
+      'preprocessing': f'{self.geometry.describe()}; {self.preprocessing}',
     }
 
 

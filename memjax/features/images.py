@@ -3,9 +3,10 @@
 Every image is decoded by `image_decode` (PIL: JPEG, PNG, GIF, BMP, TIFF, WebP and more) into the
 upright 8-bit RGB picture a viewer shows: EXIF orientation applied, first frame, any mode and bit
 depth converted by that module's rules. The shorter side is resized to `resize_to` (bilinear,
-antialiased) and the center `image_size` x `image_size` crop is kept, as the extractors expect.
-An unreadable, truncated or empty file does not stop the pipeline: its example carries
-`ok = False` and the error text, and the caller decides (skip it, listed, or stop).
+antialiased) and the center `image_size` x `image_size` crop is kept, as the extractors expect; an
+extractor's `geometry` (`geometry.py`: the ViT families' reference resize, rounding and crop or
+stretch) replaces that. An unreadable, truncated or empty file does not stop the pipeline: its
+example carries `ok = False` and the error text, and the caller decides (skip it, listed, or stop).
 """
 
 import concurrent.futures
@@ -19,6 +20,7 @@ from PIL import Image
 
 from memjax.errors import InputError
 from memjax.features import image_decode
+from memjax.features.geometry import Geometry
 from memjax.runtime.host_memory import available_memory_bytes
 
 
@@ -36,9 +38,14 @@ def resize_and_crop(image: Image.Image, resize_to: int, image_size: int) -> np.n
   return np.asarray(image.crop((left, top, left + image_size, top + image_size)))
 
 
-def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
+def load_image(
+  path: str, resize_to: int, image_size: int, geometry: Geometry | None = None
+) -> np.ndarray:
   """Decodes (upright 8-bit RGB, see `image_decode`), resizes (shorter side) and center-crops
   one image file.
+
+  A `geometry` (an extractor's, `geometry.Geometry`) replaces `resize_and_crop` by its own
+  resize filter, size rounding and crop (or stretch).
 
   Returns:
     uint8 [image_size, image_size, 3] RGB.
@@ -48,15 +55,17 @@ def load_image(path: str, resize_to: int, image_size: int) -> np.ndarray:
     the OS cannot read. The pipeline turns them into `ok=False`.
   """
   image = image_decode.decode_image(path)
+  if geometry is not None:
+    return geometry.apply(image)
   return resize_and_crop(image, resize_to, image_size)
 
 
-def _safe_loader(resize_to: int, image_size: int):
+def _safe_loader(resize_to: int, image_size: int, geometry: Geometry | None = None):
   blank = np.zeros((image_size, image_size, 3), np.uint8)
 
   def load(path: bytes):
     try:
-      return load_image(path.decode(), resize_to, image_size), True, b''
+      return load_image(path.decode(), resize_to, image_size, geometry), True, b''
     except Exception as e:  # any decoder failure is reported per image, not raised
       return blank, False, image_decode.describe_error(e).encode()
 
@@ -64,9 +73,17 @@ def _safe_loader(resize_to: int, image_size: int):
 
 
 def image_batches(
-  paths: Sequence[str], *, batch_size: int, resize_to: int, image_size: int, start: int = 0
+  paths: Sequence[str],
+  *,
+  batch_size: int,
+  resize_to: int,
+  image_size: int,
+  start: int = 0,
+  geometry: Geometry | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Batches of decoded images for `paths[start:]`, in order; the last batch is padded.
+
+  `geometry`: the extractor's resize / crop (`load_image`); None: `resize_and_crop`.
 
   Yields:
     dicts with `image` uint8 [B, S, S, 3], `ok` bool [B] (False for unreadable files and for
@@ -78,7 +95,7 @@ def image_batches(
   pad = -len(paths) % batch_size
   index = np.concatenate([np.arange(start, start + len(paths)), np.full(pad, -1)])
   padded = paths + paths[:1] * pad
-  load = _safe_loader(resize_to, image_size)
+  load = _safe_loader(resize_to, image_size, geometry)
 
   def decode(i, path):
     image, ok, error = tf.numpy_function(load, [path], (tf.uint8, tf.bool, tf.string))
@@ -122,6 +139,7 @@ class ImageRows:
     image_size: int,
     threads: int = 4,
     cache: bool | None = None,
+    geometry: Geometry | None = None,
   ):
     """Describes the images; decodes nothing yet.
 
@@ -132,9 +150,11 @@ class ImageRows:
       threads: decoding threads.
       cache: keep decoded rows: True always, False never, None when N * S * S * 3 bytes fit in
         `CACHE_MEMORY_SHARE` of the available memory.
+      geometry: the extractor's resize / crop (`load_image`); None: `resize_and_crop`.
     """
     self.paths = list(paths)
     self.resize_to, self.image_size, self.threads = resize_to, image_size, threads
+    self.geometry = geometry
     self.shape = (len(self.paths), image_size, image_size, 3)
     self.dtype = np.dtype(np.uint8)
     self.cached, why = _choose_cache(cache, int(np.prod(self.shape)))
@@ -149,7 +169,9 @@ class ImageRows:
 
   def _load(self, row: int) -> np.ndarray:
     try:
-      return load_image(self.paths[row], self.resize_to, self.image_size)
+      if self.geometry is None:
+        return load_image(self.paths[row], self.resize_to, self.image_size)
+      return load_image(self.paths[row], self.resize_to, self.image_size, self.geometry)
     except Exception as e:
       why = image_decode.describe_error(e)
       raise InputError(f'unreadable image {self.paths[row]}: {why}') from e

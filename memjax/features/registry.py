@@ -10,14 +10,19 @@
 | `efficientnet_lite1`, `efficientnet_lite2` | as Lite0, at 240 and 260 px inputs | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
 | `clip`, `siglip`, `dinov2` | `variant`, `output`, `dtype`: see `vit.py` | `.safetensors` etc. |
+| `resmem` | `output`: `pooled` (2048-d), `score` (ResMem's), `pooled_score` | `model.pt` (*) |
+
+(*) ResMem's `model.pt`; default: the installed `resmem` package's (non-commercial licence).
 
 Options for every kind: `flip=True` averages the features of each image and its horizontal flip
 (`extractor.with_flip`). `pool_depths=(3, 5)` appends the mean-pooled outputs of those stages to
 the feature (EfficientNet-Lite: stages 1..7, see `efficientnet_lite`); only the kinds in
 `POOL_DEPTH_KINDS` support it. Both change the extractor's name in the store's metadata.
-`dtype` ('float32' or 'bfloat16') is the compute dtype of the EfficientNet-Lite and ViT kinds
-(`DTYPE_KINDS`); the others compute in float32. `config.finetune.remat=True` (absent: off) builds
-the kinds of `REMAT_KINDS` with gradient checkpointing of each backbone block, for fine-tuning.
+ViT kinds cut images as their reference processor does (`geometry.py`); `fit='crop'` (a field
+the config may add) centre-crops SigLIP too. `dtype` ('float32' or 'bfloat16') is the compute
+dtype of the EfficientNet-Lite and ViT kinds (`DTYPE_KINDS`); the others compute in float32.
+`config.finetune.remat=True` (absent: off) builds the kinds of `REMAT_KINDS` with gradient
+checkpointing of each backbone block, for fine-tuning.
 """
 
 import ml_collections
@@ -29,6 +34,7 @@ KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
 VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit.py
 KINDS += VIT_KINDS
+KINDS += ('resmem',)  # memjax/features/resmem.py (weights: non-commercial licence)
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
 POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
 DTYPE_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.extractors.<name>.dtype
@@ -104,6 +110,10 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
     return efficientnet_lite.make_extractor(
       spec.kind, spec.weights, pool_depths=depths, dtype=dtype, remat=remat
     )
+  if spec.kind == 'resmem':
+    from memjax.features import resmem
+
+    return resmem.make_extractor(spec.get('weights'), spec.get('output'))
   if spec.kind in VIT_KINDS:
     from memjax.features import vit_extractor
 
@@ -111,7 +121,7 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
     pools = tuple(spec.get('pool_depths', ()))
     dtype = spec.get('dtype', 'float32')
     return vit_extractor.make_extractor(
-      spec.kind, spec.variant, weights, spec.output, dtype, pools, remat=remat
+      spec.kind, spec.variant, weights, spec.output, dtype, pools, remat=remat, fit=spec.get('fit')
     )
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
 
@@ -133,14 +143,15 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
     InputError: as `build`, or extractors wanting different input sizes.
   """
   extractors = {name: build(config, name) for name in config.features}
-  sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
+  sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
     from memjax.features import vit_extractor
 
     extractors = vit_extractor.share_geometry(extractors)
-    sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
+    sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:
-    raise InputError(f'extractors of {list(config.features)} want different inputs {sizes}.')
+    shown = sorted(g.describe() for g in sizes)
+    raise InputError(f'extractors of {list(config.features)} want different inputs {shown}.')
   return extractors
 
 
@@ -150,4 +161,5 @@ def on_the_fly(config: ml_collections.ConfigDict, paths: list[str]) -> tuple[dic
 
   extractors = build_all(config)
   first = next(iter(extractors.values()))
-  return {'image': images.ImageRows(paths, first.resize_to, first.image_size)}, extractors
+  rows = images.ImageRows(paths, first.resize_to, first.image_size, geometry=first.geometry)
+  return {'image': rows}, extractors

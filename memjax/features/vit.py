@@ -65,7 +65,8 @@ class ViTConfig:
     resize_to: the shorter image side before the centre crop (the family's recipe).
     mean: per-channel mean of RGB / 255.
     std: per-channel std of RGB / 255.
-    act: 'quick_gelu', 'gelu_tanh' or 'gelu' (exact).
+    act: 'quick_gelu', 'gelu_tanh', 'gelu' (exact) or 'swiglu' (the block MLP is SwiGLU with
+      hidden width `mlp`, as DINOv2-giant's; its attention-pooling head has no MLP to change).
     eps: LayerNorm epsilon.
     class_token: a learned class token precedes the patches.
     pre_norm: LayerNorm after the embeddings (CLIP's `ln_pre`).
@@ -224,7 +225,11 @@ class Block(nn.Module):
       h = h * self.param('ls1', nn.initializers.ones, (d,)).astype(dt)
     x = x + h
     h = nn.LayerNorm(c.eps, dtype=dt, name='ln2')(x)
-    h = _activation(c.act)(nn.Dense(c.mlp, dtype=dt, name='fc1')(h))
+    if c.act == 'swiglu':  # DINOv2-giant's SwiGLU MLP: silu(x W1) * (x W2), then W3
+      a, g = jnp.split(nn.Dense(2 * c.mlp, dtype=dt, name='fc1')(h), 2, axis=-1)
+      h = jax.nn.silu(a) * g
+    else:
+      h = _activation(c.act)(nn.Dense(c.mlp, dtype=dt, name='fc1')(h))
     h = nn.Dense(d, dtype=dt, name='fc2')(h)
     if c.layer_scale:
       h = h * self.param('ls2', nn.initializers.ones, (d,)).astype(dt)

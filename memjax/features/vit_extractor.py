@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import jax
 
 from memjax.errors import InputError
-from memjax.features import vit, vit_weights
+from memjax.features import vit, vit_arch, vit_weights
 from memjax.features.extractor import Extractor
+from memjax.features.geometry import Geometry
 from memjax.features.vit import ViTConfig
 
 
@@ -27,6 +28,28 @@ class ViTExtractor(Extractor):
   config: ViTConfig | None = None
 
 
+FITS = (None, 'crop', 'stretch')
+
+
+def reference_geometry(cfg: ViTConfig, layout: str | None, fit: str | None = None) -> Geometry:
+  """The reference processor's resize and crop for the family and the file's layout.
+
+  HF CLIP and DINOv2: bicubic, longer side truncated, centre crop (offset floor); OpenCLIP CLIP
+  (torchvision): the same with torchvision's rounded crop offset; SigLIP: bicubic stretch of the
+  whole image. `fit='crop'` / `'stretch'` overrides the crop for any family.
+
+  Raises:
+    InputError: an unknown `fit`.
+  """
+  if fit not in FITS:
+    raise InputError(f"ViT fit must be one of {FITS} (None: the reference's), got {fit!r}.")
+  crop = 'center_round' if layout == 'open_clip' else 'center'
+  if fit == 'stretch' or (fit is None and cfg.family == 'siglip'):
+    crop = 'stretch'
+  resize_to = cfg.image_size if crop == 'stretch' or cfg.family == 'siglip' else cfg.resize_to
+  return Geometry(resize_to, cfg.image_size, 'bicubic', 'truncate', crop)
+
+
 def make_extractor(
   family: str,
   variant: str | None,
@@ -35,17 +58,24 @@ def make_extractor(
   dtype: str = 'float32',
   pool_depths: Sequence[int] = (),
   remat: bool = False,
+  fit: str | None = None,
 ) -> ViTExtractor:
   """A frozen CLIP / SigLIP / DINOv2 extractor from a local weight file.
 
   Args:
     family: 'clip', 'siglip' or 'dinov2'.
-    variant: a key of `vit.VARIANTS[family]`; None: `vit.DEFAULT_VARIANT[family]`.
+    variant: a key of `vit.VARIANTS[family]`, checked against the file and the model config
+      beside it; None: the architecture of that config (`config.json`, `open_clip_config.json`),
+      else the built-in variant the tensor shapes fit (`vit_arch.resolve`).
     weights: path of the file (`vit_weights.py` lists the layouts read).
     output: which output is the feature (`vit.OUTPUTS[family]`); None: the family's default.
     dtype: compute dtype, 'float32' or 'bfloat16'.
     pool_depths: blocks (1-based) whose token means are appended to the feature.
     remat: gradient checkpointing of each transformer block (fine-tuning; same outputs).
+    fit: None: the reference processor's geometry for the family and file layout (`geometry.py`:
+      CLIP and DINOv2 crop the centre, SigLIP stretches the whole image to a square); 'crop':
+      the centre crop of the bicubic-resized image for every family (SigLIP included); 'stretch':
+      the whole image stretched to the model's square for every family.
 
   Returns:
     A `ViTExtractor` whose `weights_sha256` is the file's.
@@ -53,10 +83,16 @@ def make_extractor(
   Raises:
     InputError: a bad variant / output / dtype, or as `vit_weights.load`.
   """
-  cfg = vit.get_config(family, variant, dtype)
+  if family not in vit.VARIANTS:
+    raise InputError(f'ViT family must be one of {vit.FAMILIES}, got {family!r}.')
+  tensors = vit_weights.read_tensors(weights)
+  layout = vit_weights.require_layout(family, tensors, weights)
+  cfg, variant, _ = vit_arch.resolve(family, variant, weights, tensors, dtype)
   output, depths = vit.check_output(cfg, output, pool_depths)
-  params, sha = vit_weights.load(cfg, weights)
-  variant = variant or vit.DEFAULT_VARIANT[family]
+  params = vit_weights.convert(cfg, tensors, weights, output)
+  geometry = reference_geometry(cfg, layout, fit)
+  del tensors
+  sha = vit_weights.file_sha256(weights)
   name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
   pools = f'; then the token means of blocks {list(depths)}' if depths else ''
   return ViTExtractor(
@@ -64,11 +100,14 @@ def make_extractor(
     feature_dim=vit.feature_dim(cfg, output, depths),
     params=jax.device_put(params),
     forward=functools.partial(vit.forward, model=vit.VisionTransformer(cfg, output, depths, remat)),
-    image_size=cfg.image_size,
-    resize_to=cfg.resize_to,
+    image_size=geometry.image_size,
+    resize_to=geometry.resize_to,
     preprocessing=f'RGB / 255, mean {cfg.mean}, std {cfg.std}; {dtype} compute; feature: '
     f'{output}{pools}',
     weights_sha256=sha,
+    resample=geometry.resample,
+    rounding=geometry.rounding,
+    crop=geometry.crop,
     config=cfg,
   )
 
@@ -76,35 +115,41 @@ def make_extractor(
 def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
   """Fused features with one image geometry: ViTs follow the others' (or the largest ViT's).
 
-  The image pipeline decodes every image once, at one (resize_to, image_size). When the fused
+  The image pipeline decodes every image once, at one `geometry.Geometry`. When the fused
   extractors want different ones, the ViT extractors take the geometry of the other extractors
   (which must agree), or, when all are ViTs, that of the ViT with the largest input (the first
-  of those), and resize that crop to their model size inside the jit (bicubic, antialiased);
+  of those), and resize that square to their model size inside the jit (bicubic, antialiased);
   their store entry says so.
 
   Raises:
     InputError: the non-ViT extractors disagree among themselves.
   """
-  fixed = {(e.resize_to, e.image_size) for e in extractors.values() if not _is_vit(e)}
+  fixed = {e.geometry for e in extractors.values() if not _is_vit(e)}
   if len(fixed) > 1:
-    sizes = {(e.resize_to, e.image_size) for e in extractors.values()}
-    raise InputError(f'extractors of {list(extractors)} want different inputs {sizes}.')
+    shown = sorted(e.geometry.describe() for e in extractors.values())
+    raise InputError(f'extractors of {list(extractors)} want different inputs {shown}.')
   largest = max(extractors.values(), key=lambda e: e.image_size)
-  resize_to, size = fixed.pop() if fixed else (largest.resize_to, largest.image_size)
+  target = fixed.pop() if fixed else largest.geometry
   out = {}
   for name, e in extractors.items():
-    if _is_vit(e) and (e.resize_to, e.image_size) != (resize_to, size):
+    if _is_vit(e) and e.geometry != target:
       inside = (
         f'resized to {e.config.image_size} inside the model (bicubic, antialiased)'
-        if size != e.config.image_size
+        if target.image_size != e.config.image_size
         else 'used at that size'
       )
       note = (
-        f'; images arrive as the fused features decode them (shorter side {resize_to}, crop '
-        f"{size}, not this model's {e.resize_to} / {e.image_size}) and are {inside}"
+        f'; images arrive as the fused features decode them ({target.describe()}), not as '
+        f"this model's reference does ({e.geometry.describe()}), and are {inside}"
       )
       e = dataclasses.replace(
-        e, resize_to=resize_to, image_size=size, preprocessing=e.preprocessing + note
+        e,
+        resize_to=target.resize_to,
+        image_size=target.image_size,
+        resample=target.resample,
+        rounding=target.rounding,
+        crop=target.crop,
+        preprocessing=e.preprocessing + note,
       )
     out[name] = e
   return out

@@ -2,18 +2,27 @@
 
 Layouts read (the family is the extractor's; the layout is recognised from the tensor names):
 
-* Hugging Face `transformers` (all families): `model.safetensors` or `pytorch_model.bin` of
-  `openai/clip-vit-*`, `google/siglip-*`, `facebook/dinov2-*` (and `-with-registers-`), of the
-  full model or of the vision tower alone;
+* Hugging Face `transformers` 4 and 5 (all families): `model.safetensors` or `pytorch_model.bin`
+  of `openai/clip-vit-*`, `google/siglip-*` (and fixed-resolution `google/siglip2-*`, the same
+  layout), `facebook/dinov2-*` (and `-with-registers-`, and giant's SwiGLU), of the full model
+  (`vision_model.*`) or of the vision tower alone (`vision_model.*` as transformers 4 saves it,
+  no prefix as transformers 5 does); CLIP's projection (`visual_projection.weight`, in
+  `CLIPModel` and `CLIPVisionModelWithProjection`) only for `output='embedding'`, SigLIP's
+  attention-pooling head only for `output='pooled'`;
 * OpenCLIP (CLIP): `open_clip_model.safetensors` / `open_clip_pytorch_model.bin`, `visual.*`;
-* big_vision (SigLIP): the released `.npz`, `params/img/...` names.
+* big_vision (SigLIP): the released `.npz`, `params/img/...` names;
+* timm (CLIP, SigLIP): `vit_*_clip_*` (`norm_pre`, fused `attn.qkv`, the projection as a
+  zero-bias `head`) and `vit_*_siglip_*` (`attn_pool.*`: the MAP head), also as OpenCLIP's
+  `visual.trunk.*`. timm's DINOv2 names are not read (refused: no dinov2 layout recognised).
 
 `.safetensors` files are read by `safetensors_file.py` (no dependency), `.bin` / `.pth` / `.pt` by
 the torch-free `torch_checkpoint.py`, `.npz` by NumPy. Anything else in the file (the text tower,
 buffers) is ignored; a missing or mis-shaped tensor of the image tower fails in one line naming
-it. Position embeddings stored for another grid are resized as the reference does: DINOv2
-(518 px, 37 x 37) with PyTorch's bicubic (a = -0.75, no antialiasing), DINOv2 with registers
-with antialiasing; CLIP and SigLIP must match the variant's grid.
+it. The architecture comes from the `config.json` beside the file when there is one
+(`vit_arch.py`), which a given variant must agree with. Position embeddings stored for another
+grid are resized as the reference does: DINOv2 (518 px, 37 x 37) with PyTorch's bicubic
+(a = -0.75, no antialiasing), DINOv2 with registers with antialiasing; CLIP and SigLIP must
+match the variant's grid.
 """
 
 import hashlib
@@ -61,19 +70,20 @@ def file_sha256(path: str) -> str:
 class _Tensors:
   """Named tensors of one file, taken with a shape check; errors name file, tensor and variant."""
 
-  def __init__(self, tensors: Mapping[str, np.ndarray], where: str, what: str):
-    self.tensors, self.where, self.what = tensors, where, what
+  def __init__(self, tensors: Mapping[str, np.ndarray], where: str, what: str, prefix: str = ''):
+    self.tensors, self.where, self.what, self.prefix = tensors, where, what, prefix
 
   def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    full = self.prefix + name
     if name not in self.tensors:
       raise InputError(
-        f'{self.where}: tensor {name!r} is missing; expected a {self.what} file (check the file '
+        f'{self.where}: tensor {full!r} is missing; expected a {self.what} file (check the file '
         'and config.extractors.<name>.variant).'
       )
     value = self.tensors[name]
     if tuple(value.shape) != tuple(shape):
       raise InputError(
-        f'{self.where}: tensor {name!r} has shape {tuple(value.shape)}, expected {tuple(shape)} '
+        f'{self.where}: tensor {full!r} has shape {tuple(value.shape)}, expected {tuple(shape)} '
         f'for {self.what} (check config.extractors.<name>.variant).'
       )
     return np.asarray(value, np.float32)
@@ -105,9 +115,13 @@ def _hf_block(t: _Tensors, c: ViTConfig, p: str, names: dict) -> dict:
     'qkv': _concat_dense(*(t.linear(f'{p}.{names[n]}', d, d) for n in ('q', 'k', 'v'))),
     'out': t.linear(f'{p}.{names["out"]}', d, d),
     'ln2': t.norm(f'{p}.{names["ln2"]}', d),
-    'fc1': t.linear(f'{p}.{names["fc1"]}', d, c.mlp),
-    'fc2': t.linear(f'{p}.{names["fc2"]}', c.mlp, d),
   }
+  if c.act == 'swiglu':  # DINOv2-giant: HF's Dinov2SwiGLUFFN weights_in [2 * mlp, D], weights_out
+    block['fc1'] = t.linear(f'{p}.mlp.weights_in', d, 2 * c.mlp)
+    block['fc2'] = t.linear(f'{p}.mlp.weights_out', c.mlp, d)
+  else:
+    block['fc1'] = t.linear(f'{p}.{names["fc1"]}', d, c.mlp)
+    block['fc2'] = t.linear(f'{p}.{names["fc2"]}', c.mlp, d)
   if c.layer_scale:
     block['ls1'] = t.get(f'{p}.layer_scale1.lambda1', (d,))
     block['ls2'] = t.get(f'{p}.layer_scale2.lambda1', (d,))
@@ -137,17 +151,16 @@ _HF_DINO_BLOCK = {
 
 
 def _hf_clip(t: _Tensors, c: ViTConfig) -> dict:
-  d, pre = c.width, 'vision_model.'
+  d = c.width
   params = {
-    'patch_embed': {'kernel': _patch(t.get(f'{pre}embeddings.patch_embedding.weight', _conv(c)))},
-    'cls': t.get(f'{pre}embeddings.class_embedding', (d,)),
-    'pos': t.get(f'{pre}embeddings.position_embedding.weight', (c.positions, d)),
-    'pre_norm': t.norm(f'{pre}pre_layrnorm', d),
-    'norm': t.norm(f'{pre}post_layernorm', d),
-    'proj': {'kernel': t.get('visual_projection.weight', (c.proj_dim, d)).T},
+    'patch_embed': {'kernel': _patch(t.get('embeddings.patch_embedding.weight', _conv(c)))},
+    'cls': t.get('embeddings.class_embedding', (d,)),
+    'pos': t.get('embeddings.position_embedding.weight', (c.positions, d)),
+    'pre_norm': t.norm('pre_layrnorm', d),
+    'norm': t.norm('post_layernorm', d),
   }
   for i in range(c.depth):
-    params[f'block_{i}'] = _hf_block(t, c, f'{pre}encoder.layers.{i}', _HF_CLIP_BLOCK)
+    params[f'block_{i}'] = _hf_block(t, c, f'encoder.layers.{i}', _HF_CLIP_BLOCK)
   return params
 
 
@@ -159,8 +172,9 @@ def _open_clip(t: _Tensors, c: ViTConfig) -> dict:
     'pos': t.get(f'{pre}positional_embedding', (c.positions, d)),
     'pre_norm': t.norm(f'{pre}ln_pre', d),
     'norm': t.norm(f'{pre}ln_post', d),
-    'proj': {'kernel': t.get(f'{pre}proj', (d, c.proj_dim))},
   }
+  if c.proj_dim and f'{pre}proj' in t.tensors:
+    params['proj'] = {'kernel': t.get(f'{pre}proj', (d, c.proj_dim))}
   for i in range(c.depth):
     p = f'{pre}transformer.resblocks.{i}'
     params[f'block_{i}'] = {
@@ -178,28 +192,29 @@ def _open_clip(t: _Tensors, c: ViTConfig) -> dict:
 
 
 def _hf_siglip(t: _Tensors, c: ViTConfig) -> dict:
-  d, pre = c.width, 'vision_model.'
-  in_w = t.get(f'{pre}head.attention.in_proj_weight', (3 * d, d))
-  in_b = t.get(f'{pre}head.attention.in_proj_bias', (3 * d,))
+  d = c.width
   params = {
     'patch_embed': {
-      'kernel': _patch(t.get(f'{pre}embeddings.patch_embedding.weight', _conv(c))),
-      'bias': t.get(f'{pre}embeddings.patch_embedding.bias', (d,)),
+      'kernel': _patch(t.get('embeddings.patch_embedding.weight', _conv(c))),
+      'bias': t.get('embeddings.patch_embedding.bias', (d,)),
     },
-    'pos': t.get(f'{pre}embeddings.position_embedding.weight', (c.positions, d)),
-    'norm': t.norm(f'{pre}post_layernorm', d),
-    'head': {
-      'probe': t.get(f'{pre}head.probe', (1, 1, d)).reshape(d),
+    'pos': t.get('embeddings.position_embedding.weight', (c.positions, d)),
+    'norm': t.norm('post_layernorm', d),
+  }
+  if 'head.probe' in t.tensors:  # SiglipVisionModel with vision_use_head=False has none
+    in_w = t.get('head.attention.in_proj_weight', (3 * d, d))
+    in_b = t.get('head.attention.in_proj_bias', (3 * d,))
+    params['head'] = {
+      'probe': t.get('head.probe', (1, 1, d)).reshape(d),
       'q': {'kernel': in_w[:d].T, 'bias': in_b[:d]},
       'kv': {'kernel': in_w[d:].T, 'bias': in_b[d:]},
-      'out': t.linear(f'{pre}head.attention.out_proj', d, d),
-      'ln': t.norm(f'{pre}head.layernorm', d),
-      'fc1': t.linear(f'{pre}head.mlp.fc1', d, c.mlp),
-      'fc2': t.linear(f'{pre}head.mlp.fc2', c.mlp, d),
-    },
-  }
+      'out': t.linear('head.attention.out_proj', d, d),
+      'ln': t.norm('head.layernorm', d),
+      'fc1': t.linear('head.mlp.fc1', d, c.mlp),
+      'fc2': t.linear('head.mlp.fc2', c.mlp, d),
+    }
   for i in range(c.depth):
-    params[f'block_{i}'] = _hf_block(t, c, f'{pre}encoder.layers.{i}', _HF_CLIP_BLOCK)
+    params[f'block_{i}'] = _hf_block(t, c, f'encoder.layers.{i}', _HF_CLIP_BLOCK)
   return params
 
 
@@ -262,6 +277,65 @@ def _big_vision(t: _Tensors, c: ViTConfig) -> dict:
   return params
 
 
+def _timm_blocks(t: _Tensors, c: ViTConfig, params: dict) -> None:
+  """timm's `blocks.{i}` (fused qkv, proj, norm1/2, mlp.fc1/2) into `params`."""
+  d = c.width
+  for i in range(c.depth):
+    p = f'blocks.{i}'
+    params[f'block_{i}'] = {
+      'ln1': t.norm(f'{p}.norm1', d),
+      'qkv': t.linear(f'{p}.attn.qkv', d, 3 * d),
+      'out': t.linear(f'{p}.attn.proj', d, d),
+      'ln2': t.norm(f'{p}.norm2', d),
+      'fc1': t.linear(f'{p}.mlp.fc1', d, c.mlp),
+      'fc2': t.linear(f'{p}.mlp.fc2', c.mlp, d),
+    }
+
+
+def _timm_clip(t: _Tensors, c: ViTConfig) -> dict:
+  """timm's CLIP ViT (`vit_base_patch16_clip_224.openai`, ...): `head` is the projection."""
+  d = c.width
+  params = {
+    'patch_embed': {'kernel': _patch(t.get('patch_embed.proj.weight', _conv(c)))},
+    'cls': t.get('cls_token', (1, 1, d)).reshape(d),
+    'pos': t.get('pos_embed', (1, c.positions, d))[0],
+    'pre_norm': t.norm('norm_pre', d),
+    'norm': t.norm('norm', d),
+  }
+  if c.proj_dim and 'head.weight' in t.tensors:
+    bias = t.tensors.get('head.bias')
+    if bias is not None and np.any(np.asarray(bias) != 0):
+      raise InputError(f'{t.where}: head.bias is not zero: not a CLIP projection (a classifier?).')
+    params['proj'] = {'kernel': t.get('head.weight', (c.proj_dim, d)).T}
+  _timm_blocks(t, c, params)
+  return params
+
+
+def _timm_siglip(t: _Tensors, c: ViTConfig) -> dict:
+  """timm's SigLIP ViT (`vit_base_patch16_siglip_224`, OpenCLIP's `visual.trunk.*`)."""
+  d = c.width
+  params = {
+    'patch_embed': {
+      'kernel': _patch(t.get('patch_embed.proj.weight', _conv(c))),
+      'bias': t.get('patch_embed.proj.bias', (d,)),
+    },
+    'pos': t.get('pos_embed', (1, c.positions, d))[0],
+    'norm': t.norm('norm', d),
+  }
+  if 'attn_pool.latent' in t.tensors:
+    params['head'] = {
+      'probe': t.get('attn_pool.latent', (1, 1, d)).reshape(d),
+      'q': t.linear('attn_pool.q', d, d),
+      'kv': t.linear('attn_pool.kv', d, 2 * d),
+      'out': t.linear('attn_pool.proj', d, d),
+      'ln': t.norm('attn_pool.norm', d),
+      'fc1': t.linear('attn_pool.mlp.fc1', d, c.mlp),
+      'fc2': t.linear('attn_pool.mlp.fc2', c.mlp, d),
+    }
+  _timm_blocks(t, c, params)
+  return params
+
+
 def _hf_dinov2(t: _Tensors, c: ViTConfig) -> dict:
   d = c.width
   pos = t.tensors.get('embeddings.position_embeddings')
@@ -320,11 +394,13 @@ def resize_positions(pos: np.ndarray, stored: int, c: ViTConfig) -> np.ndarray:
 
 _LAYOUTS: dict[str, tuple[str, str, Callable]] = {
   # name: (family, a tensor only this layout has, converter)
-  'hf_clip': ('clip', 'vision_model.pre_layrnorm.weight', _hf_clip),
+  'hf_clip': ('clip', 'pre_layrnorm.weight', _hf_clip),
   'open_clip': ('clip', 'visual.conv1.weight', _open_clip),
-  'hf_siglip': ('siglip', 'vision_model.post_layernorm.weight', _hf_siglip),
+  'hf_siglip': ('siglip', 'embeddings.patch_embedding.bias', _hf_siglip),
   'big_vision': ('siglip', 'params/img/embedding/kernel', _big_vision),
   'hf_dinov2': ('dinov2', 'embeddings.cls_token', _hf_dinov2),
+  'timm_clip': ('clip', 'norm_pre.weight', _timm_clip),
+  'timm_siglip': ('siglip', 'patch_embed.proj.bias', _timm_siglip),
 }
 
 
@@ -340,12 +416,54 @@ def _unstack_scanned(tensors: dict[str, np.ndarray], depth: int) -> dict[str, np
   return out
 
 
-def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> dict:
+def layout(family: str, tensors: Mapping[str, np.ndarray]) -> str | None:
+  """The name of the file's layout for `family` (a key of `_LAYOUTS`), or None."""
+  if family == 'siglip' and any(k.startswith('img/') or '/img/' in k for k in tensors):
+    return 'big_vision'
+  for name, (fam, marker, _) in _LAYOUTS.items():
+    if fam == family and any(k.endswith(marker) for k in tensors):
+      return name
+  return None
+
+
+def require_layout(family: str, tensors: Mapping[str, np.ndarray], where: str) -> str:
+  """The file's layout for `family`.
+
+  Raises:
+    InputError: no layout of `family` recognised (another family's file, or another format).
+  """
+  tensors = {f'params/{k}' if k.startswith('img/') else k: v for k, v in tensors.items()}
+  found = layout(family, tensors)
+  if found is None:
+    known = [m for f, m, _ in _LAYOUTS.values() if f == family]
+    raise InputError(
+      f'{where}: not a {family} image encoder: none of {known} is in the file (it has '
+      f'{len(tensors)} tensors, e.g. {sorted(tensors)[:3]}).'
+    )
+  return found
+
+
+_MISSING = {
+  'proj': "CLIP's projection to the joint space ('visual_projection.weight', or OpenCLIP's "
+  "'visual.proj') is not in the file: output='embedding' needs it (a CLIPModel or "
+  "CLIPVisionModelWithProjection file); use output='pooled' with a vision tower alone.",
+  'head': "SigLIP's attention-pooling head ('head.probe', ...) is not in the file: "
+  "output='pooled' needs it (vision_use_head); use output='patch_mean'.",
+}
+
+
+def convert(
+  cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str, output: str | None = None
+) -> dict:
   """The `vit.VisionTransformer` parameters of a file's tensors (layout recognised by name).
 
-  A layout is recognised by one of its tensors, also under a wrapper prefix (`module.`,
-  `dinov2.` of a classification model, big_vision's `params/` missing, ...): names are read
-  below that prefix and the rest (text tower, classifier, buffers) is ignored.
+  A layout is recognised by one of its tensors, also under a wrapper prefix (`vision_model.` of
+  a full CLIP / SigLIP model or of a transformers 4 vision tower, none for a transformers 5 one,
+  `module.`, `dinov2.` of a classification model, big_vision's `params/` missing, ...): names
+  are read below that prefix and the rest (text tower, classifier, buffers) is ignored. CLIP's
+  projection (`visual_projection.weight`, outside the vision tower) is needed only for
+  `output='embedding'`, SigLIP's attention-pooling head only for `output='pooled'`; None:
+  both are required.
 
   Raises:
     InputError: no layout of `cfg.family` recognised, or a missing / mis-shaped tensor.
@@ -362,7 +480,23 @@ def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> di
     if layout == 'big_vision':
       named = _unstack_scanned(named, cfg.depth)
     what = f'{cfg.family} ({layout}, width {cfg.width}, depth {cfg.depth}, patch {cfg.patch})'
-    return fn(_Tensors(named, where + (f' (names under {prefix!r})' if prefix else ''), what), cfg)
+    t = _Tensors(named, where, what, prefix)
+    params = fn(t, cfg)
+    if layout == 'hf_clip' and cfg.proj_dim:
+      keys = sorted((k for k in tensors if k.endswith('visual_projection.weight')), key=len)
+      if keys:
+        proj = _Tensors(tensors, where, what).get(keys[0], (cfg.proj_dim, cfg.width))
+        params['proj'] = {'kernel': proj.T}
+    if output is None:
+      needed = {'clip': ['proj'] if cfg.proj_dim else [], 'siglip': ['head']}.get(cfg.family, [])
+    else:
+      needed = {('clip', 'embedding'): ['proj'], ('siglip', 'pooled'): ['head']}.get(
+        (cfg.family, output), []
+      )
+    for part in needed:
+      if part not in params:
+        raise InputError(f'{where}: {_MISSING[part]}')
+    return params
   known = [m for f, m, _ in _LAYOUTS.values() if f == cfg.family]
   raise InputError(
     f'{where}: not a {cfg.family} image encoder: none of {known} is in the file (it has '
@@ -370,11 +504,11 @@ def convert(cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str) -> di
   )
 
 
-def load(cfg: ViTConfig, path: str) -> tuple[dict, str]:
+def load(cfg: ViTConfig, path: str, output: str | None = None) -> tuple[dict, str]:
   """(parameters as float32 numpy, the file's sha256) of a local weight file.
 
   Raises:
     InputError: as `read_tensors` and `convert`.
   """
-  params = convert(cfg, read_tensors(path), path)
+  params = convert(cfg, read_tensors(path), path, output)
   return params, file_sha256(path)

@@ -1,0 +1,35 @@
+"""The photos recipe (`configs/photos.py`) on ResMem's features: the ResNet-152 pool + its score.
+
+ResMem (`pip install resmem`; its weights are under the ResMem Non-commercial License, (c) 2021
+The University of Chicago: noncommercial use only) is a ResNet-152 fine-tuned on LaMem and
+MemCat with its own memorability head. The feature is `output='pooled_score'`: the ResNet's
+2048-d average pool and ResMem's own score (2049-d), extracted once at ResMem's preprocessing
+(the whole image stretched to 256 x 256, centre 227 crop). `weights` None reads the installed
+resmem package's model.pt (memjax finds it without importing the package); or give the path.
+
+FLAGS="--config=configs/photos_resmem.py --config.data.dir=../shared/data/lnsim-dev \\
+  --config.data.features_dir=/tmp/lnsim/features_resmem"
+python main.py $FLAGS --workdir=/tmp/memjax/photos_resmem --mode=extract
+python main.py $FLAGS --workdir=/tmp/memjax/photos_resmem          # train + test, 15 folds
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from configs import photos
+
+
+def get_config():
+  config = photos.get_config()
+  spec = config.extractors.resmem = ml_collections.ConfigDict()
+  spec.kind = 'resmem'  # memjax/features/resmem.py
+  spec.variant = config_dict.placeholder(str)  # Unused by resmem.
+  spec.weights = config_dict.placeholder(str)  # model.pt; None: the installed resmem package's.
+  spec.projection = config_dict.placeholder(str)  # Unused by resmem.
+  spec.output = 'pooled_score'  # 'pooled' (2048-d), 'score' (ResMem's) or both.
+  spec.pool_depths = ()  # Unsupported by resmem.
+  spec.flip = False  # Average the features of the image and its horizontal flip.
+  spec.dtype = 'float32'  # resmem computes in float32.
+  config.model.branch_units.resmem = (256,)  # as Lite0's
+  config.features = ('resmem',)
+  return config
