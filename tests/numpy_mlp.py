@@ -91,3 +91,63 @@ def checkpoint_params(fold_dir: str, step: int, item: str = 'params') -> dict:
   tree = getattr(tree, 'tree', tree)
   args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
   return checkpointer.restore(path, restore_args=args)
+
+
+DERIVATIVES = {'relu': lambda z: (z > 0).astype(np.float64), 'tanh': lambda z: 1 - np.tanh(z) ** 2}
+
+
+def _layers(params: dict, prefix: str) -> list[str]:
+  names, i = [], 0
+  while f'{prefix}_{i}' in params:
+    names.append(f'{prefix}_{i}')
+    i += 1
+  return names
+
+
+def loss_and_grads(
+  params: dict, inputs: dict, target: np.ndarray, features, activation: str, head: str
+) -> tuple[float, dict]:
+  """Mean loss over the batch and its gradient (backpropagation written out by hand) of one
+  fusion MLP: softmax cross-entropy on integer labels (`classification`), or the squared error
+  of the sigmoid score (`regression`)."""
+  act, d_act = ACTIVATIONS[activation], DERIVATIVES[activation]
+  cache, grads = [], {}
+
+  def block(x, names):
+    for name in names:
+      z = x @ np.asarray(params[name]['kernel'], np.float64) + params[name]['bias']
+      cache.append((name, x, z))
+      x = act(z)
+    return x
+
+  branch_out = [block(np.asarray(inputs[n], np.float64), _layers(params, n)) for n in features]
+  widths = [b.shape[1] for b in branch_out]
+  h = block(np.concatenate(branch_out, axis=1), _layers(params, 'fusion'))
+  out = h @ np.asarray(params['head']['kernel'], np.float64) + params['head']['bias']
+  n = out.shape[0]
+  if head == 'regression':
+    score = 1 / (1 + np.exp(-out[:, 0]))
+    loss = float(np.mean((score - target) ** 2))
+    d_out = (2 * (score - target) / n * score * (1 - score))[:, None]
+  else:
+    p = softmax(out)
+    loss = float(-np.mean(np.log(p[np.arange(n), target])))
+    d_out = p.copy()
+    d_out[np.arange(n), target] -= 1
+    d_out /= n
+  grads['head'] = {'kernel': h.T @ d_out, 'bias': d_out.sum(0)}
+  d_h = d_out @ np.asarray(params['head']['kernel'], np.float64).T
+
+  def back(d_x, names_in_order):
+    for name in reversed(names_in_order):
+      _, x, z = next(c for c in cache if c[0] == name)
+      d_z = d_x * d_act(z)
+      grads[name] = {'kernel': x.T @ d_z, 'bias': d_z.sum(0)}
+      d_x = d_z @ np.asarray(params[name]['kernel'], np.float64).T
+    return d_x
+
+  d_concat = back(d_h, _layers(params, 'fusion'))
+  starts = np.cumsum([0] + widths)
+  for i, name in enumerate(features):
+    back(d_concat[:, starts[i] : starts[i + 1]], _layers(params, name))
+  return loss, grads

@@ -218,3 +218,24 @@ def test_predict_is_the_fold_mean_of_the_numpy_forward(runs):
   np.testing.assert_allclose(got, np.mean(scores, axis=0), rtol=0, atol=2e-6)
   got_probs = np.array([[float(written[n][f'prob_{k}']) for k in range(4)] for n in names])
   np.testing.assert_allclose(got_probs, np.mean(probs, axis=0), rtol=0, atol=5e-6)
+
+
+def test_evaluate_mode_scores_a_named_step(runs):
+  by_rule, truth, features = runs
+  config, workdir, _ = by_rule['class_mean']
+  fold_dir = os.path.join(workdir, 'fold_0')
+  best, latest = _best_step(fold_dir)
+  (step,) = set(numpy_mlp.checkpoint_steps(fold_dir)) - {best, latest}  # 2 latest + best kept
+  config = config.copy_and_resolve_references()
+  config.eval.checkpoint = str(step)
+  fold_result = evaluate.evaluate(config, workdir)['folds'][0]
+  ids, split = _fold_rows(config, 0)
+  x = np.stack([features[i] for i in ids])[split.test]
+  train_scores = np.array([truth[i] for i in ids[split.train]])
+  cuts = numpy_mlp.thresholds(train_scores, config.num_classes)
+  values = numpy_mlp.score_values(train_scores, cuts, 'class_mean')
+  params = numpy_mlp.checkpoint_params(fold_dir, step)
+  m = numpy_mlp.softmax(numpy_mlp.forward(params, {'color_grid': x}, config.features)) @ values
+  scores = np.array([truth[i] for i in ids[split.test]])
+  assert fold_result['checkpoint_step'] == step
+  assert fold_result['spearman'] == pytest.approx(stats.spearmanr(m, scores).statistic, abs=1e-4)
