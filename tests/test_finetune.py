@@ -15,7 +15,7 @@ import scored_folders
 from jax.sharding import Mesh
 
 from configs import photos_finetune
-from memjax import augment, finetune, models, parallel, predict, results, steps, train
+from memjax import augment, finetune, models, parallel, predict, steps, train
 from memjax.errors import InputError, StoppedError
 from memjax.features import efficientnet_lite, vit
 from memjax.features.extractor import Extractor
@@ -280,13 +280,32 @@ def test_evaluate_and_predict_restore_the_fine_tuned_backbone(finetuned, tmp_pat
   assert sorted(trained['block_1']) == ['fc1', 'fc2', 'out', 'qkv']
   lora_b = trained['block_2']['fc2']['kernel']['lora_b'][0]  # fold 0 of the stacked folds
   assert np.abs(lora_b).max() > 0  # B started at zero: the adapters trained and predict has them
-  # predict scores the test images as evaluation did (one fold: its own predictions)
-  fold_dir = results.fold_dir(workdir, 0)
-  ids = np.array(sorted(os.listdir(config.data.dir)))
-  paths = [os.path.join(config.data.dir, i) for i in ids if i.endswith('.png')]
+  # predict scores the test images as evaluation did (one fold: its own predictions): the
+  # evaluation path's per-image predictions of the fold's test rows, and their Spearman is the
+  # one eval.json reports.
+  from scipy import stats
+
+  from memjax import datasets, fold_data
+
+  data = datasets.load(config)
+  mesh = parallel.make_mesh()
+  plan = fold_data.plan_folds(config, data)[0]
+  params, meta, step = evaluate.restore_fold(config, data, 0, workdir, mesh)
+  assert step == summary['folds'][0]['checkpoint_step']
+  fd = fold_data.prepare(config, data, plan, 0, stored=meta)
+  consts = parallel.replicate(fd.consts(), mesh)
+  frozen = parallel.replicate(evaluate.frozen_weights(config, data), mesh)
+  eval_fn = evaluate.eval_program(config, data, mesh)
+  test = fd.split.test
+  preds, _ = evaluate.predict(
+    eval_fn, params, fd, test, consts, frozen, config.eval_batch_size, mesh
+  )
+  rho = stats.spearmanr(preds['score'], fd.arrays['score'][test]).statistic
+  assert rho == pytest.approx(summary['folds'][0]['spearman'], abs=1e-6)
+  paths = [os.path.join(config.data.dir, data.ids[r]) for r in test]
   scores, _, errors = predictor.predict_paths(paths, batch_size=16)
-  assert not any(errors) and np.isfinite(scores).all() and np.std(scores) > 0
-  assert os.path.isdir(fold_dir)
+  assert not any(errors) and np.std(scores) > 0
+  np.testing.assert_allclose(scores, preds['score'], rtol=0, atol=1e-5)
   # a checkpoint of another fine-tune mode is refused, naming the field
   other = _small(config.data.dir)
   other.finetune.mode, other.finetune.last_blocks = 'last', 1

@@ -7,12 +7,14 @@ import os
 import shutil
 
 import numpy as np
+import numpy_mlp
 import pytest
 import scored_folders
 
-from memjax import datasets, evaluate, fold_data, parallel, predict, train
+from memjax import datasets, evaluate, fold_data, parallel, predict, results, train
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions
+from memjax.features import images
 
 
 @pytest.fixture(scope='module')
@@ -66,7 +68,19 @@ def test_regression_head_trains_evaluates_and_predicts_the_fold_ensemble(regress
   expected = np.mean(per_fold, axis=0)
   got = np.array([by_name[i] for i in data.ids])
   np.testing.assert_allclose(got, expected, atol=2e-6)
-  assert np.all((got > 0) & (got < 1))
+  # ... and independently of memjax: each fold's chosen checkpoint restored by orbax, the MLP
+  # with its sigmoid head in NumPy, on NumPy colour-grid means of the decoded crops.
+  crops = np.stack([images.load_image(p, 256, 224) for p in data.features['image'].paths])
+  n = len(crops)
+  x = (crops / 255.0).reshape(n, 4, 56, 4, 56, 3).mean(axis=(2, 4)).reshape(n, 48)
+  independent = []
+  for fold in (0, 1):
+    fold_dir = os.path.join(workdir, f'fold_{fold}')
+    step = results.read_json(os.path.join(fold_dir, 'eval.json'))['checkpoint_step']
+    params = numpy_mlp.checkpoint_params(fold_dir, step)
+    assert set(params) == {'color_grid_0', 'fusion_0', 'head'} and params['head']['bias'].size == 1
+    independent.append(numpy_mlp.forward(params, {'color_grid': x}, config.features))
+  np.testing.assert_allclose(got, np.mean(independent, axis=0), rtol=0, atol=2e-6)
 
 
 def test_a_rerun_with_a_result_changing_field_is_refused_naming_it(regression_run, tmp_path):

@@ -10,6 +10,7 @@ import zipfile
 import ml_dtypes
 import numpy as np
 import pytest
+import references
 import torch_files as tf_
 
 from memjax.errors import InputError
@@ -23,7 +24,7 @@ EFFNET_SHA256 = '579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77d
 
 def _effnet_path():
   if importlib.util.find_spec(EFFNET_PACKAGE) is None:
-    pytest.skip(f'{EFFNET_PACKAGE} is not installed')
+    references.missing(f'{EFFNET_PACKAGE} is not installed')
   return str(importlib.resources.files(EFFNET_PACKAGE) / 'models' / EFFNET_FILE)
 
 

@@ -7,11 +7,14 @@ PyTorch shapes; OpenCLIP and big_vision renamed from them as their converters ma
 
 import dataclasses
 import json
+import os
 
 import jax
 import numpy as np
+import numpy_mlp
 import pytest
 from PIL import Image
+from references import require
 
 from memjax.errors import InputError
 from memjax.features import safetensors_file, vit, vit_extractor, vit_weights
@@ -202,7 +205,7 @@ def features(family: str, variant: str, path: str, images: np.ndarray, **kw) -> 
 
 @pytest.fixture(scope='module')
 def clip_file(tmp_path_factory):
-  pytest.importorskip('safetensors')
+  require('safetensors')
   hf = hf_tensors(TINY['clip'])
   return hf, save_safetensors(hf, tmp_path_factory.mktemp('clip') / 'model.safetensors')
 
@@ -246,7 +249,7 @@ def test_open_clip_and_pytorch_bin_equal_the_safetensors(clip_file, tmp_path):
 
 
 def test_big_vision_npz_equals_the_hf_siglip(tmp_path):
-  pytest.importorskip('safetensors')
+  require('safetensors')
   c = TINY['siglip']
   hf = hf_tensors(c, seed=1)
   path = save_safetensors(hf, tmp_path / 'model.safetensors')
@@ -258,7 +261,7 @@ def test_big_vision_npz_equals_the_hf_siglip(tmp_path):
 
 
 def test_wrapped_dinov2_and_scanned_big_vision(tmp_path):
-  pytest.importorskip('safetensors')
+  require('safetensors')
   c = TINY['dinov2']
   hf = hf_tensors(c, seed=2, pos_grid=5)
   images = random_images(2, 32, seed=2)
@@ -376,7 +379,7 @@ def test_extract_end_to_end(tmp_path, test_config):
   """A tiny CLIP file -> --mode=extract of a folder -> CLIP features in the store; fused with the
   colour grid (another image geometry), CLIP follows the grid's crops and resizes them itself.
   Alone, CLIP's images are cut as its reference processor cuts them (bicubic, truncated)."""
-  pytest.importorskip('safetensors')
+  require('safetensors')
   from memjax.features import extract, store
   from memjax.features import images as images_lib
 
@@ -420,7 +423,7 @@ def test_extract_end_to_end(tmp_path, test_config):
 
 def test_on_the_fly_training_and_predict(tmp_path, test_config):
   """CLIP fused with the colour grid, computed inside the training steps, then in predict."""
-  pytest.importorskip('safetensors')
+  require('safetensors')
   import csv
 
   from memjax import predict, train
@@ -453,8 +456,26 @@ def test_on_the_fly_training_and_predict(tmp_path, test_config):
   out = predict.predict(config, str(tmp_path / 'live'))
   assert out['num_images'] == 24
   with open(out['output']) as f:
-    scores = [float(r['score']) for r in csv.DictReader(f)]
-  assert len(scores) == 24 and np.all(np.isfinite(scores))
+    written = {os.path.basename(r['path']): float(r['score']) for r in csv.DictReader(f)}
+  assert len(written) == 24
+  # The fold's chosen checkpoint (orbax) through the MLP in NumPy, on the CLIP features of the
+  # shared crops (shorter side 256, centre 224; the ViT resizes to its 32 inside) and the NumPy
+  # colour-grid means of the same crops, with the fold's s_k: predict's scores.
+  from memjax.features import images as images_lib
+
+  names = [f'{i}.png' for i in range(24)]
+  crops = np.stack([images_lib.load_image(str(folder / n), 256, 224) for n in names])
+  e = vit_extractor.make_extractor('clip', 'tiny_clip', weights)
+  x = {
+    'clip': np.asarray(jax.jit(e.forward)(e.params, crops)),
+    'color_grid': (crops / 255.0).reshape(24, 4, 56, 4, 56, 3).mean(axis=(2, 4)).reshape(24, 48),
+  }
+  fold_dir = tmp_path / 'live' / 'fold_0'
+  step = live['folds'][0]['checkpoint_step']
+  params = numpy_mlp.checkpoint_params(str(fold_dir), step)
+  values = numpy_mlp.checkpoint_meta(str(fold_dir), step)['values']
+  probs = numpy_mlp.softmax(numpy_mlp.forward(params, x, config.features))
+  np.testing.assert_allclose([written[n] for n in names], probs @ values, rtol=0, atol=1e-5)
 
 
 def test_share_geometry():

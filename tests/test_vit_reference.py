@@ -15,13 +15,14 @@ Keras); with KERAS_BACKEND=jax the differences are the same (<= 1.8e-6 either wa
 import numpy as np
 import pytest
 import test_vit as tv
+from references import require
 
 from memjax.features import vit
 
-keras_hub = pytest.importorskip('keras_hub')
+keras_hub = require('keras_hub')
 import keras  # noqa: E402  (already imported by TensorFlow, with its backend)
 
-pytest.importorskip('safetensors')
+require('safetensors')
 
 TOLERANCE = 1e-4
 BACKEND = (
