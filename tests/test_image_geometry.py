@@ -152,15 +152,10 @@ def test_vit_geometry(spy, model, size):
 
 def test_extractors_declare_their_familys_geometry(monkeypatch):
   """Each family's extractor carries the (resize_to, image_size) above (no weights needed: the
-  weight loaders are replaced by empty ones)."""
-  from memjax.features import (
-    efficientnet_lite,
-    efficientnet_lite_weights,
-    vgg,
-    vgg_weights,
-    vit_extractor,
-    vit_weights,
-  )
+  weight loaders are replaced by empty ones). The ViT families read their architecture from the
+  weight file and cut images as their reference processors do: tests/test_vit_preprocessing.py
+  checks those geometries against hand-derived PIL calls."""
+  from memjax.features import efficientnet_lite, efficientnet_lite_weights, vgg, vgg_weights
 
   monkeypatch.setattr(
     vgg_weights,
@@ -168,16 +163,12 @@ def test_extractors_declare_their_familys_geometry(monkeypatch):
     lambda path, arch: types.SimpleNamespace(params={}, origin=vgg_weights.KERAS, sha256=None),
   )
   monkeypatch.setattr(efficientnet_lite_weights, 'load', lambda variant, path: ({}, None, None))
-  monkeypatch.setattr(vit_weights, 'load', lambda cfg, path: ({}, None))
   for depth in (16, 19):
     e = vgg.make_vgg_extractor('unused.h5', depth)
     assert (e.resize_to, e.image_size) == VGG
   for variant, geometry in EFFICIENTNET.items():
     e = efficientnet_lite.make_extractor(variant, 'unused.pth')
     assert (e.resize_to, e.image_size) == geometry, variant
-  for (family, variant), geometry in VIT_GEOMETRY.items():
-    e = vit_extractor.make_extractor(family, variant, 'unused.safetensors')
-    assert (e.resize_to, e.image_size) == geometry, (family, variant)
 
 
 def test_an_image_file_is_read_at_the_same_coordinates(tmp_path):
