@@ -11,6 +11,7 @@ status (memjax/command_line.py); `--verbose` adds the traceback.
 
 import difflib
 import importlib
+import importlib.metadata
 import sys
 
 from absl import app, flags, logging
@@ -39,16 +40,31 @@ flags.DEFINE_bool('verbose', False, 'Print the traceback of an error, not only i
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def hide_gpus_from_tensorflow() -> bool:
+  """Keeps TensorFlow (tf.data only) off the GPUs, which JAX owns; True if it had to import it.
+
+  requirements.txt installs the `tensorflow-cpu` wheel, which sees no GPU, so TensorFlow is not
+  imported here (7-10 s) unless the full `tensorflow` wheel is installed.
+  """
+  try:
+    importlib.metadata.distribution('tensorflow')
+  except importlib.metadata.PackageNotFoundError:
+    return False
+  import tensorflow as tf
+
+  tf.config.set_visible_devices([], 'GPU')
+  return True
+
+
 def run(config, workdir: str, mode: str) -> None:
   """Sets up JAX and runs `mode` holding the workdir's lock."""
   import jax
-  import tensorflow as tf
 
   from memjax.runtime import compile_cache, distributed, host_memory, workdir_lock
 
   logging.get_absl_handler().python_handler.addFilter(command_line.quiet_orbax)
   host_memory.fix_mmap_threshold()  # batch buffers go back to the OS when freed
-  tf.config.set_visible_devices([], 'GPU')  # tf.data only; JAX owns the accelerators.
+  hide_gpus_from_tensorflow()
   distributed.initialize_distributed(config.distributed)
   if config.compile_cache:  # only the command line turns the persistent cache on
     compile_cache.enable(workdir)
