@@ -9,6 +9,7 @@ imported, so a bad field costs no start-up time. Errors are one `memjax: error:`
 status (memjax/command_line.py); `--verbose` adds the traceback.
 """
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata
@@ -75,10 +76,26 @@ def run(config, workdir: str, mode: str) -> None:
     mode_fn(config, workdir)
 
 
+def unset_none_overrides(config, argv: list[str]) -> None:
+  """`--config.FIELD=None` sets a text field to None, as for every other type (ml_collections
+  keeps the text 'None' for a text field); validation then judges None as for any value."""
+  for arg in argv:
+    if not (arg.startswith('--config.') and arg.endswith('=None')):
+      continue
+    *parents, name = arg.removeprefix('--config.').removesuffix('=None').split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    if node[name] == 'None':
+      with contextlib.suppress(TypeError):  # a field that refuses None: validation names it
+        node[name] = None
+
+
 def main(argv):
   with command_line.reporting_errors(FLAGS.verbose):
     if len(argv) > 1:
       command_line.usage_error(f'unexpected arguments {argv[1:]}; flags look like --name=value.')
+    unset_none_overrides(FLAGS.config, sys.argv)
     config_schema.validate(FLAGS.config, FLAGS.mode, FLAGS.workdir)
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
 

@@ -88,3 +88,16 @@ def test_train_through_the_command(tmp_path):
     summary = json.load(f)
   assert [fold['fold'] for fold in summary['folds']] == [0, 1]
   assert summary['spearman_mean'] > 0.3  # configs/test.py's planted signal is learnt
+
+
+def test_none_unsets_an_optional_field():
+  """`--config.report.sweep=None` unsets the field (ml_collections alone keeps the text 'None')."""
+  from configs import report as report_config
+
+  config = report_config.get_config()
+  config.report.sweep, config.data.name = 'None', 'None'
+  argv = ['memjax', '--config.report.sweep=None', '--config.data.name=None', '--config.seed=0']
+  cli.unset_none_overrides(config, argv)
+  assert config.report.sweep is None
+  assert config.data.name is None  # validation then names it (a dataset name is required)
+  assert config.report.search == '/tmp/memjax/search'
