@@ -123,4 +123,5 @@ def mode_argv(argv: list[str]) -> list[str]:
 def console_main() -> None:
   """Entry point of the installed `memjax` command and of `python -m memjax`."""
   argv = mode_argv(sys.argv)
+  sys.modules['__main__'].__doc__ = __doc__  # what --help prints
   app.run(main, argv=argv, flags_parser=command_line.parse_flags)
