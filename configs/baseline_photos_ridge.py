@@ -16,7 +16,7 @@ folds), 2026-11-30: mean Spearman 0.493, SD over the 15 folds 0.046 (per seed 0.
 0.51-0.72 vs true 0.36-0.81 (range_ratio 0.47); 51-62 s per fold seed on 2 shared cores.
 `--config.baseline.method=ridge` (alpha by Optuna TPE, 20 trials on the fold's validation rows)
 gets 0.477 +- 0.049 on the same folds: a few hundred validation rows make a noisy tuner.
-Other feature stores: see /work/notes/baselines-readme.md (README "Real photos").
+Other feature stores: see /work/notes/baselines-readme.md (docs/real-photos.md).
 """
 
 from configs import default

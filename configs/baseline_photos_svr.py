@@ -21,7 +21,7 @@ of the training + validation rows instead (`config.baseline.tune_folds=5`, once
 configs/default.py has the field; 5x the fits) gave 0.513 +- 0.054 and 0.488 +- 0.047 on fold
 seeds 0 and 1 (0.501 +- 0.049 over those 10 folds, against 0.470 +- 0.040 val-tuned).
 EfficientNet-Lite0 pooled at depths 3,4,5,6 (1704-d): 0.522 +- 0.040 over the 15 folds.
-Other feature stores: /work/notes/baselines-readme.md (README "Real photos").
+Other feature stores: /work/notes/baselines-readme.md (docs/real-photos.md).
 """
 
 from configs import default

@@ -172,7 +172,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.transfer = ml_collections.ConfigDict()
   config.transfer.datasets = ml_collections.ConfigDict()  # See configs/transfer.py for entries.
 
-  # Tables and figures (--mode=report, memjax/report.py): which workdir is which result.
+  # Tables and figures (--mode=report, memjax/experiments/report.py): which workdir is which result.
   config.report = ml_collections.ConfigDict()
   config.report.table1 = ml_collections.ConfigDict()
   config.report.table1.cnn_svr = config_dict.placeholder(str)  # Workdir of 'CNN SVR'.
@@ -187,6 +187,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.report.transfer = config_dict.placeholder(str)  # Workdir of --mode=transfer.
   config.report.scatter_rows = ('cnn_ic_mlp_k4',)  # Rows whose per-fold scatter plot is drawn.
   config.report.grid_size = 8  # Fig. 3: this many most and least memorable images (if any).
+  # Your runs to compare (workdirs, folders of workdirs, globs); set, the report is one row per
+  # run instead of Table 1, e.g. --config.report.runs="('/tmp/memjax/photos*',)".
+  config.report.runs = ()
 
   config.distributed = ml_collections.ConfigDict()
   config.distributed.enabled = False  # Call jax.distributed.initialize (several processes).

@@ -1,6 +1,6 @@
 """The recommended recipe for real photo datasets (hundreds to tens of thousands of images).
 
-The paper's fusion MLP on frozen features, made reliable on small data (README "Real photos"):
+The paper's fusion MLP on frozen features, made reliable on small data (docs/real-photos.md):
 * features: EfficientNet-Lite0's pooled head plus the pooled outputs of its stages 3-6
   (1704-d; `pool_depths`), extracted once (`--mode=extract`), standardised with each training
   fold's mean and SD (the stages' scales differ by orders of magnitude);
@@ -20,8 +20,8 @@ python main.py $FLAGS --workdir=/tmp/memjax/photos --mode=extract   # ~2 min for
 python main.py $FLAGS --workdir=/tmp/memjax/photos                  # train + test, 15 folds
 python main.py $FLAGS --workdir=/tmp/memjax/photos --mode=predict --config.predict.input=DIR
 
-Measured on lnsim-dev (1,316 photos; mean +- SD of test Spearman over the 15 folds; README
-"Real photos" has the table and the commands): 0.5506 +- 0.0437 with these features, against
+Measured on lnsim-dev (1,316 photos; mean +- SD of test Spearman over the 15 folds;
+docs/real-photos.md has the table and the commands): 0.5506 +- 0.0437 with these features, against
 0.522 for an exact RBF SVR tuned inside the same training folds on the same features. The EMA
 assumes a few hundred steps per fold (here 590); on much smaller data lower `ema_decay`.
 """

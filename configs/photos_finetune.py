@@ -1,4 +1,4 @@
-"""Fine-tuning EfficientNet-Lite0 end to end on a folder of photos (README "Fine-tuning").
+"""Fine-tuning EfficientNet-Lite0 end to end on a folder of photos (docs/fine-tuning.md).
 
 The real-photos recipe of `configs/photos.py` (Lite0's pooled head plus its stages 3-6,
 standardised per training fold; regression head; parameter EMA; 5-member ensemble; the last
@@ -11,7 +11,7 @@ train:
 * on-device augmentation: random resized crops of 50-100% of the area and horizontal flips.
 Evaluation and prediction use the centre crop and the fine-tuned backbone.
 
-Measured on lnsim-dev (5 folds of seed 0; README "Fine-tuning the backbone"): 0.5406 +- 0.0570
+Measured on lnsim-dev (5 folds of seed 0; docs/fine-tuning.md): 0.5406 +- 0.0570
 against 0.5309 +- 0.0550 for the same protocol with the backbone frozen (`finetune.mode=none`),
 higher on every fold; LoRA on every block and full fine-tuning did not beat it on the folds
 measured (3 and 2).
@@ -38,6 +38,6 @@ def get_config():
   config.augment.crop_scale = (0.5, 1.0)
   config.augment.crop_ratio = (3 / 4, 4 / 3)
   config.augment.flip = True
-  config.num_epochs = 6  # 4 with the head alone, 2 fine-tuning (README: measured so)
+  config.num_epochs = 6  # 4 with the head alone, 2 fine-tuning (docs/fine-tuning.md: measured so)
   config.eval_batch_size = 64  # images through the backbone at once
   return config

@@ -10,7 +10,9 @@ hint to re-run with it. In a multi-process run the failing process also stops th
 """
 
 import contextlib
+import difflib
 import logging as std_logging
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -118,11 +120,9 @@ def describe_parse_error(error: BaseException, argv: list[str]) -> str:
       '(start from configs/default.py).'
     )
   if isinstance(error, (AttributeError, KeyError)):  # ml_collections: a --config.FIELD it lacks
-    overrides = [a.split('=', 1)[0] for a in argv[1:] if a.startswith('--config.')]
-    return (
-      f'unknown config field in {" ".join(overrides) or "the config"}: {text}. '
-      'configs/default.py lists every field.'
-    )
+    return unknown_field(str(error.args[0] if error.args else error), argv)
+  if isinstance(error, flags.UnrecognizedFlagError):
+    return unknown_flag(error.flagname)
   if isinstance(error, flags.Error):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if 'Error whilst parsing config file' in str(error):  # get_config() raised
@@ -153,6 +153,28 @@ def with_recorded_config(argv: list[str]) -> list[str]:
   from memjax import recorded_config
 
   return [argv[0], f'--config={recorded_config.__file__}:{workdir}', *argv[1:]]
+
+
+def unknown_flag(name: str) -> str:
+  """`unknown flag --nam; did you mean --name?`: the one unknown flag and its closest match."""
+  close = difflib.get_close_matches(name, list(flags.FLAGS), n=1, cutoff=0.6)
+  hint = f'; did you mean --{close[0]}?' if close else ' (--helpfull lists every flag).'
+  return f'unknown flag --{name}{hint}'
+
+
+def unknown_field(message: str, argv: list[str]) -> str:
+  """`unknown config field --config.data.nam; did you mean --config.data.name?` from
+  ml_collections' message (which quotes the field's last name and suggests one)."""
+  key = re.search(r"'([^']+)'", message)
+  key = key.group(1) if key else message.strip('\'"')
+  overrides = [a[2:].split('=', 1)[0] for a in argv[1:] if a.startswith('--config.')]
+  given = next((o for o in overrides if o.split('.')[-1] == key), None)
+  given = given or (overrides[0] if len(overrides) == 1 else f'config.{key}')
+  suggestion = re.search(r'Did you mean "([^"]+)"', message)
+  if suggestion:
+    close = given.rsplit('.', 1)[0] + '.' + suggestion.group(1)
+    return f'unknown config field --{given}; did you mean --{close}?'
+  return f'unknown config field --{given} (configs/default.py lists every field).'
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -235,6 +235,11 @@ FIELDS: dict[str, Rule] = {
   'report.transfer': _path('workdir of --mode=transfer'),
   'report.scatter_rows': Seq('rows with a scatter plot', item=Str('a row key'), distinct=True),
   'report.grid_size': Int('images per side of Fig. 3', 0),
+  'report.runs': Seq(
+    'runs to compare',
+    item=Str('a workdir, a folder of workdirs or a glob', shape=_PATH),
+    distinct=True,
+  ),
   'distributed.enabled': Bool('start jax.distributed'),
   'distributed.coordinator_address': Str(
     'coordinator of a multi-process run', optional=True, pattern=r'\S+:[0-9]+', shape="'host:port'"

@@ -301,7 +301,13 @@ MAIN_CASES = {
   'syntax-error': (['--config={tmp}/syntax.py'], r'syntax\.py line 1: syntax error'),
   'no-get-config': (['--config={tmp}/no_get_config.py'], r'has no get_config\(\) function'),
   'wrong-type-in-file': (['--config={tmp}/wrong_type.py'], r"get_config\(\) failed: .*'num_ep"),
-  'unknown-field': (['--config.no_such=1'], r'unknown config field in --config\.no_such'),
+  'unknown-field': (['--config.no_such=1'], r'error: unknown config field --config\.no_such \('),
+  'close-field': (
+    ['--config.data.nam=x'],
+    r'error: unknown config field --config\.data\.nam; did you mean --config\.data\.name\?$',
+  ),
+  'unknown-flag': (['--wrokdir=x'], r'error: unknown flag --wrokdir; did you mean --workdir\?$'),
+  'far-flag': (['--xyz=1'], r'error: unknown flag --xyz \(--helpfull lists every flag\)\.$'),
   'bad-flag-value': (['--config.num_epochs=ten'], r'--config\.num_epochs=ten: invalid literal'),
   'out-of-range': (['--config.model.dropout=1.5'], r'config\.model\.dropout=1\.5: expected a n'),
   'unknown-name': (['--config.optimizer.name=adamw'], r"optimizer\.name='adamw': expected one"),
@@ -345,7 +351,8 @@ def test_check_readable_config_file(tmp_path):
 
 def test_compile_cache_is_switched_on_by_main_only(tmp_path):
   """config.compile_cache=True: main.py points JAX's persistent cache at WORKDIR/jax_cache (one
-  quick --mode=report run); no library module switches it on itself."""
+  quick --mode=report run); no library module but the command line (memjax/cli.py, which
+  main.py runs) switches it on itself."""
   workdir = tmp_path / 'report'
   proc = subprocess.run(
     [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={workdir}']
@@ -364,7 +371,7 @@ def test_compile_cache_is_switched_on_by_main_only(tmp_path):
       text = f.read()
     if 'compile_cache.enable(' in text or 'jax_compilation_cache_dir' in text:
       callers.append(os.path.relpath(path, ROOT))
-  assert callers == ['memjax/runtime/compile_cache.py'], callers
+  assert sorted(callers) == ['memjax/cli.py', 'memjax/runtime/compile_cache.py'], callers
 
 
 ODD_VALUES = (None, -1, 2**40, float('nan'), True, '', ('x', 'x'), {})

@@ -3,7 +3,7 @@
 shared `trained` run, tests/conftest.py); one process evaluates their checkpoints; an error in
 one process stops both.
 
-The two-process command is README's ("Several hosts") with a free port and a fresh workdir. The
+The two-process command is docs/several-hosts.md's with a free port and a fresh workdir. The
 launches here share JAX's persistent compilation cache, so programs they have in common (the
 second fold's, the failure test's) compile once. Every launch has a timeout: a hang fails. The
 one-process evaluation runs in this process: only the training and the failure are multi-process.
@@ -22,7 +22,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_SECS = 300  # per launch; healthy runs take well under a minute each
 README_PORT, README_WORKDIR = '12355', '/tmp/memjax/two_processes'
-# README's two-process command; {process_id} is 0 in one shell and 1 in the other.
+# docs/several-hosts.md's two-process command; {process_id} is 0 in one shell and 1 in the other.
 TWO_PROCESS_COMMAND = (
   '.venv/bin/python main.py --config=configs/test.py --workdir=/tmp/memjax/two_processes '
   '--config.distributed.enabled=True --config.distributed.coordinator_address=127.0.0.1:12355 '
@@ -192,8 +192,8 @@ def test_an_error_in_one_process_stops_both(cache_dir, tmp_path):
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
 
 
-def test_readme_gives_the_two_process_command():
-  with open(os.path.join(ROOT, 'README.md')) as f:
+def test_docs_give_the_two_process_command():
+  with open(os.path.join(ROOT, 'docs', 'several-hosts.md')) as f:
     readme = f.read()
   for process_id in (0, 1):
     assert TWO_PROCESS_COMMAND.format(process_id=process_id) in readme

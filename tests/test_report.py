@@ -11,6 +11,7 @@ from figure_checks import assert_figure
 from PIL import Image
 
 from memjax import metrics, results, train
+from memjax.errors import InputError
 from memjax.experiments import baselines, fold_predictions, report, search, sweep, transfer
 
 
@@ -181,3 +182,60 @@ def test_report_reads_a_read_only_workdir_without_writing_to_it(workdirs, test_c
   with open(os.path.join(str(tmp_path / 'out'), 'table1.csv')) as f:
     row = list(csv.DictReader(f))[5]
   assert float(row['memjax mean Spearman']) == pytest.approx(mlp['spearman_mean'], abs=1e-4)
+
+
+def test_runs_report_compares_your_runs(workdirs, test_config, tmp_path):
+  """`config.report.runs`: a workdir, a folder of workdirs and a glob give one row per run."""
+  root = os.path.dirname(workdirs['mlp'])
+  unfinished = tmp_path / 'unfinished'
+  (unfinished / 'fold_0').mkdir(parents=True)
+  fold0 = results.read_json(os.path.join(workdirs['mlp'], 'fold_0', 'eval.json'))
+  results.write_json(str(unfinished / 'fold_0' / 'eval.json'), fold0)
+  config = test_config
+  config.report.runs = (workdirs['mlp'], root, os.path.join(root, 'sv*'), str(unfinished))
+  out = str(tmp_path / 'out')
+  summary = report.report(config, out)
+
+  # mlp once (named directly, then again through the folder), svr once, the unfinished run.
+  assert [r['label'] for r in summary['runs']] == ['mlp', 'svr', 'unfinished']
+  mlp = results.read_json(os.path.join(workdirs['mlp'], 'summary.json'))
+  svr = results.read_json(os.path.join(workdirs['svr'], 'summary.json'))
+  with open(os.path.join(out, 'runs.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [r['run'] for r in rows] == ['mlp', 'svr', 'unfinished']
+  assert float(rows[0]['spearman_mean']) == pytest.approx(mlp['spearman_mean'])
+  assert float(rows[0]['spearman_sd']) == pytest.approx(mlp['spearman_std'])
+  assert float(rows[0]['pearson_mean']) == pytest.approx(mlp['pearson_mean'])
+  assert float(rows[1]['spearman_mean']) == pytest.approx(svr['spearman_mean'])
+  assert rows[0]['head'] == 'MLP K=4' and rows[1]['head'].startswith('SVR (nystroem')
+  assert rows[0]['features'] == 'cnn+semantic' and rows[0]['folds'] == '2'
+  assert rows[0]['data'] == 'synthetic (synthetic), cv5'
+  assert rows[2]['finished'] == 'False' and rows[2]['folds'] == '1'
+  assert float(rows[2]['spearman_mean']) == pytest.approx(fold0['spearman'])
+  with open(os.path.join(out, 'runs.md')) as f:
+    table = f.read()
+  assert table.count('\n') == 5  # header, rule, three runs
+  assert f'{mlp["spearman_mean"]:.4f} ± {mlp["spearman_std"]:.4f}' in table
+  assert '1 (unfinished)' in table
+  for name in ('fold_spearman', 'scatter_run0', 'scatter_run1'):
+    assert_figure(os.path.join(out, 'figures', f'{name}.png'))
+  assert not os.path.exists(os.path.join(out, 'figures', 'scatter_run2.png'))
+  with open(os.path.join(out, 'report.html')) as f:
+    page = f.read()
+  assert page.count('<tr>') == 1 + 3 and 'figures/scatter_run0.png' in page
+  assert 'table1.csv' not in os.listdir(out)
+
+
+def test_runs_report_names_an_entry_with_no_run(test_config, tmp_path):
+  config = test_config
+  config.report.runs = (str(tmp_path / 'nothing*'),)
+  with pytest.raises(InputError, match=r"config\.report\.runs: '.*nothing\*' names no run"):
+    report.report(config, str(tmp_path / 'out'))
+
+
+def test_missing_sweep_is_skipped_not_fatal(test_config, tmp_path):
+  config = test_config
+  config.report.sweep = str(tmp_path / 'no_sweep')
+  config.report.search = 'None'
+  summary = report.report(config, str(tmp_path / 'out'))
+  assert 'sweep' not in summary['written'] and os.path.exists(summary['written']['html'])

@@ -60,13 +60,13 @@ def sweep_plot(path: str, rows: Sequence[dict], title: str) -> None:
   save(fig, path)
 
 
-def scatter_folds(path: str, folds: Sequence[dict], title: str) -> None:
+def scatter_folds_figure(folds: Sequence[dict], title: str) -> figure.Figure:
   """Predicted against true score, one panel per fold (`folds`: dicts of `true`, `pred`,
-  `name`, `spearman`)."""
+  `name`, `spearman`); constrained layout keeps each panel's title clear of the x label above."""
   n = len(folds)
   cols = min(n, 3)
   nrows = math.ceil(n / cols)
-  fig = figure.Figure(figsize=(3.4 * cols, 3.2 * nrows))
+  fig = figure.Figure(figsize=(3.4 * cols, 3.2 * nrows), layout='constrained')
   axes = fig.subplots(nrows, cols, squeeze=False)
   for ax, f in zip(axes.flat, folds, strict=False):
     ax.scatter(f['true'], f['pred'], s=3, alpha=0.3, linewidths=0)
@@ -79,32 +79,54 @@ def scatter_folds(path: str, folds: Sequence[dict], title: str) -> None:
   for ax in axes.flat[n:]:
     ax.axis('off')
   fig.suptitle(title, fontsize=10)
-  save(fig, path)
+  return fig
 
 
-def fold_bars(path: str, rows: Sequence[dict], title: str) -> None:
+def scatter_folds(path: str, folds: Sequence[dict], title: str) -> None:
+  """Saves `scatter_folds_figure` as a PNG at `path`."""
+  save(scatter_folds_figure(folds, title), path)
+
+
+def fold_colours(num_folds: int) -> list:
+  """One colour per fold, none repeated: tab10 / tab20 up to 20 folds, then a sampled map."""
+  if num_folds <= 10:
+    return [matplotlib.colormaps['tab10'](k) for k in range(num_folds)]
+  if num_folds <= 20:
+    return [matplotlib.colormaps['tab20'](k) for k in range(num_folds)]
+  return [matplotlib.colormaps['turbo'](v) for v in np.linspace(0.05, 0.95, num_folds)]
+
+
+def fold_bars_figure(rows: Sequence[dict], title: str) -> figure.Figure:
   """Grouped bars: per-fold test Spearman of each result row (`rows`: dicts of `label`,
-  `fold_spearman`)."""
-  fig = figure.Figure(figsize=(max(5.5, 1.3 * len(rows) + 2), 3.8))
-  ax = fig.add_subplot()
+  `fold_spearman`). Each fold has its own colour; the legend sits right of the axes, where it
+  hides no bar."""
   num_folds = max(len(r['fold_spearman']) for r in rows)
+  legend_cols = 1 if num_folds <= 12 else 2
+  width_in = max(5.5, (0.25 + 0.06 * num_folds) * len(rows) + 2) + 0.9 * legend_cols
+  fig = figure.Figure(figsize=(width_in, 3.8), layout='constrained')
+  ax = fig.add_subplot()
   width = 0.8 / max(num_folds, 1)
   x = np.arange(len(rows))
-  for k in range(num_folds):
+  for k, colour in enumerate(fold_colours(num_folds)):
     values = [
       np.nan
       if k >= len(r['fold_spearman']) or r['fold_spearman'][k] is None
       else r['fold_spearman'][k]
       for r in rows
     ]
-    ax.bar(x - 0.4 + width * (k + 0.5), values, width, label=f'fold {k}')
+    ax.bar(x - 0.4 + width * (k + 0.5), values, width, label=f'fold {k}', color=colour)
   ax.set_xticks(x)
   ax.set_xticklabels([r['label'] for r in rows], rotation=20, ha='right', fontsize=8)
   ax.set_ylabel('test Spearman')
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3, axis='y')
-  ax.legend(fontsize=7, ncol=min(num_folds, 5))
-  save(fig, path)
+  ax.legend(fontsize=7, ncol=legend_cols, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+  return fig
+
+
+def fold_bars(path: str, rows: Sequence[dict], title: str) -> None:
+  """Saves `fold_bars_figure` as a PNG at `path`."""
+  save(fold_bars_figure(rows, title), path)
 
 
 def image_grid(path: str, top: Sequence[dict], bottom: Sequence[dict], title: str) -> None:

@@ -1,34 +1,43 @@
-"""`--mode=report`: workdirs in, the paper's tables and figures out (Markdown, CSV, PNG).
+"""`--mode=report`: workdirs in, tables and figures out (Markdown, CSV, PNG and one HTML page).
 
-`config.report` says which workdir holds which result: the six rows of Table 1
-(`config.report.table1`, MLP runs of `--mode=train` or baselines of `--mode=baseline`), extra
-rows, the K sweep, the search and the cross-dataset evaluation. Missing ones are listed as not
-run. Written to WORKDIR:
+Two configurations of one report:
 
-* `table1.md`, `table1.csv`: each row's mean +- SD test Spearman beside the paper's number;
-* `figures/fold_spearman.png`: per-fold test Spearman of every row;
-* `figures/scatter_ROW.png`: predicted against true score per fold (`config.report.scatter_rows`;
-  MLP predictions are computed from the checkpoints once and kept as `fold_K/predictions.npz`
-  where that workdir can be written: a read-only one is only read);
-* `figures/sweep.png`, `figures/search.png`, `transfer` table: when those workdirs are given;
-* `figures/memorable_grid.png`: the paper's Fig. 3 when the main row's data has images;
-* `report.md`: all of it in one page.
+* **Your runs** (`config.report.runs`: workdirs, folders of them, or globs; see
+  memjax/experiments/run_rows.py): `runs.md` and `runs.csv`, one row per run (data, features,
+  head, folds, mean ± SD test Spearman, Pearson, MSE, predicted / true range);
+  `figures/fold_spearman.png`; per run `figures/scatter_runI.png` (predicted against true score
+  per fold) and, where its data has image files, the `config.report.grid_size` most and least
+  memorable images by prediction as thumbnails in `images/`.
+* **The paper's Table 1** (`config.report.runs` empty; `config.report` says which workdir holds
+  which result: the six rows of `config.report.table1`, extra rows, the K sweep, the search and
+  the cross-dataset evaluation; missing ones are listed as not run): `table1.md`, `table1.csv`
+  (each row beside the paper's number), `figures/fold_spearman.png`, `figures/scatter_ROW.png`
+  (`config.report.scatter_rows`), `figures/sweep.png`, `figures/search.png`, the transfer table,
+  and the paper's Fig. 3 (`figures/memorable_grid_ROW.png`) when the row's data has images.
+
+MLP predictions are computed from the checkpoints once and kept as `fold_K/predictions.npz` where
+that workdir can be written (a read-only one is only read). Both write `report.md` and
+`report.html` (the same page; the HTML opens offline, with the figures and thumbnails as files
+beside it) and `report.json`.
 """
 
 import os
 import time
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from PIL import Image
 
-from memjax import datasets, metrics, results
+from memjax import datasets, metrics, results, run_record
 from memjax.errors import InputError
-from memjax.experiments import figures, fold_predictions, tables
+from memjax.experiments import figures, fold_predictions, report_page, run_rows, tables
 from memjax.experiments import search as search_lib
 from memjax.experiments import sweep as sweep_lib
 from memjax.experiments import transfer as transfer_lib
 from memjax.features import image_decode
+from memjax.runtime import atomic_files
 
 # (config.report.table1 key, label, the paper's mean Spearman on LaMem).
 TABLE1 = (
@@ -131,16 +140,17 @@ def _thumbnail(path: str, size: int) -> np.ndarray:
   return np.asarray(img.crop((left, top, left + side, top + side)).resize((size, size)))
 
 
-def memorable_grid(path: str, row: dict, preds: list[dict], count: int) -> str | None:
-  """The paper's Fig. 3 for a row whose data has images; None (and a log line) otherwise."""
-  config = fold_predictions.config_of(row['workdir'])
+def extremes(config: ml_collections.ConfigDict, preds: list[dict], count: int):
+  """The `count` most and least memorable images by prediction: two lists (highest first,
+  lowest first) of dicts of `id`, `path`, `true`, `pred`, `image` (a 128x128 thumbnail); None
+  (and a log line) when the data has no image files."""
   if config.data.name not in ('lamem', 'image_folder') or not config.data.dir:
-    logging.info('report: Fig. 3 skipped: %s data has no images', config.data.name)
+    logging.info('report: no image extremes: %s data has no images', config.data.name)
     return None
   try:
     ids, paths = datasets.image_paths(config)
   except InputError as e:
-    logging.info('report: Fig. 3 skipped: %s', e)
+    logging.info('report: no image extremes: %s', e)
     return None
   path_of = dict(zip(np.asarray(ids).astype(str).tolist(), paths, strict=True))
   seen, entries = set(), []
@@ -148,79 +158,116 @@ def memorable_grid(path: str, row: dict, preds: list[dict], count: int) -> str |
     for i, t, s in zip(p['ids'].tolist(), p['true'], p['pred'], strict=True):
       if i not in seen and i in path_of and os.path.exists(path_of[i]):
         seen.add(i)
-        entries.append({'id': i, 'true': float(t), 'pred': float(s)})
+        entries.append({'id': i, 'path': path_of[i], 'true': float(t), 'pred': float(s)})
   if len(entries) < 2:
-    logging.info('report: Fig. 3 skipped: no image files found for the predictions')
+    logging.info('report: no image extremes: no image files found for the predictions')
     return None
   entries.sort(key=lambda e: e['pred'], reverse=True)
   k = min(count, len(entries) // 2)
   for e in entries[:k] + entries[-k:]:
-    e['image'] = _thumbnail(path_of[e['id']], 128)
-  figures.image_grid(path, entries[:k], entries[-k:][::-1], f'{row["label"]}: predicted extremes')
+    e['image'] = _thumbnail(e['path'], 128)
+  return entries[:k], entries[-k:][::-1]
+
+
+def memorable_grid(path: str, row: dict, preds: list[dict], count: int) -> str | None:
+  """The paper's Fig. 3 for a row whose data has images; None (and a log line) otherwise."""
+  found = extremes(fold_predictions.config_of(row['workdir']), preds, count)
+  if found is None:
+    return None
+  top, bottom = found
+  figures.image_grid(path, top, bottom[::-1], f'{row["label"]}: predicted extremes')
   return path
 
 
-def _sweep_section(workdir: str, figdir: str) -> list[str]:
-  s = results.read_json(os.path.join(workdir, sweep_lib.SWEEP_FILE))
+def _strips(page: report_page.Page, workdir: str, row: dict, preds: list[dict], count: int):
+  """Adds the most and least memorable images of `row` to `page` (thumbnails in images/)."""
+  config = fold_predictions.config_of(row['workdir'])
+  found = extremes(config, preds, count) if count else None
+  if found is None:
+    return
+  for side, entries in zip(('most', 'least'), found, strict=True):
+    thumbs = []
+    for j, e in enumerate(entries):
+      file = f'images/{row["key"]}_{side}_{j}.png'
+      if jax.process_index() == 0:
+        os.makedirs(os.path.join(workdir, 'images'), exist_ok=True)
+        with atomic_files.replacing(os.path.join(workdir, file), 'wb') as f:
+          Image.fromarray(e['image']).save(f, format='PNG')
+      name = os.path.relpath(e['path'], config.data.dir)
+      caption = [name, f'predicted {e["pred"]:.3f}', f'true {e["true"]:.3f}']
+      thumbs.append(report_page.Thumb(file, caption))
+    page.strip(f'{row["label"]}: the {side} memorable by prediction', thumbs)
+
+
+def _optional_json(workdir: str | None, name: str, what: str) -> dict | None:
+  """`workdir/name` of a configured sweep, search or transfer run; None (and a warning) when
+  none is configured or it has not run."""
+  if not workdir or workdir == 'None':
+    return None
+  path = os.path.join(workdir, name)
+  if not os.path.isfile(path):
+    logging.warning('report: no %s: %s does not exist (not run yet?); skipped', what, path)
+    return None
+  return results.read_json(path)
+
+
+def _sweep_section(page: report_page.Page, s: dict, figdir: str) -> None:
   figures.sweep_plot(os.path.join(figdir, 'sweep.png'), s['rows'], 'K sweep')
   header = ['K', 'mean Spearman', 'SD', 'folds']
   body = [
     [r['K'], tables.fmt(r['spearman_mean']), tables.fmt(r['spearman_std']), r['num_folds']]
     for r in s['rows']
   ]
-  return [
-    f'## K sweep ({s["dataset"]}, features {"+".join(s["features"])}; best K={s["best_K"]})',
-    '',
-    tables.markdown(header, body),
-    '',
-    '![K sweep](figures/sweep.png)',
-  ]
+  page.heading(
+    f'K sweep ({s["dataset"]}, features {"+".join(s["features"])}; best K={s["best_K"]})'
+  )
+  page.table(header, body)
+  page.figure('figures/sweep.png', 'K sweep')
 
 
-def _search_section(workdir: str, figdir: str) -> list[str]:
-  s = results.read_json(os.path.join(workdir, search_lib.SEARCH_FILE))
+def _search_section(page: report_page.Page, s: dict, figdir: str) -> None:
   figures.search_history(
     os.path.join(figdir, 'search.png'),
     [(t['number'], t['value'], t['state']) for t in s['trials']],
     f'Optuna study {s["study_name"]!r}',
   )
-  lines = [f'## Hyper-parameter search ({s["num_trials"]} trials: {s["states"]})', '']
+  page.heading(f'Hyper-parameter search ({s["num_trials"]} trials: {s["states"]})')
   if 'best_value' in s:
-    lines += [
+    page.text(
       f'Best trial {s["best_trial"]}: mean Spearman {s["best_value"]:.4f}; config '
-      f'`{s["best_config"]}`.',
-      '',
-      tables.markdown(
-        ['parameter', 'value'],
-        [[k, f'{v:.4g}' if isinstance(v, float) else v] for k, v in s['best_params'].items()],
-      ),
-    ]
-  return lines + ['', '![search](figures/search.png)']
+      f'`{s["best_config"]}`.'
+    )
+    page.table(
+      ['parameter', 'value'],
+      [[k, f'{v:.4g}' if isinstance(v, float) else v] for k, v in s['best_params'].items()],
+    )
+  page.figure('figures/search.png', 'search')
 
 
-def report(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`--mode=report`: writes the tables and figures described in the module docstring.
+def _write_page(page: report_page.Page, workdir: str, written: dict) -> None:
+  written['report'] = os.path.join(workdir, 'report.md')
+  written['html'] = os.path.join(workdir, 'report.html')
+  tables.write_text(written['report'], page.markdown())
+  tables.write_text(written['html'], page.html())
 
-  Returns:
-    A summary: Table 1 rows and the paths written.
-  """
-  start = time.time()
+
+def _table1_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
   figdir = os.path.join(workdir, 'figures')
   rows = table1(config)
   header, body = table1_text(rows)
   tables.write_csv(os.path.join(workdir, 'table1.csv'), header, body)
-  md = tables.markdown(header, body)
-  tables.write_text(os.path.join(workdir, 'table1.md'), md + '\n')
-  page = ['# memjax report', '', '## Table 1: mean test Spearman over folds', '', md, '']
+  tables.write_text(os.path.join(workdir, 'table1.md'), tables.markdown(header, body) + '\n')
+  page = report_page.Page('memjax report')
+  page.heading('Table 1: mean test Spearman over folds')
+  page.table(header, body)
   done = [r for r in rows if r['run']]
-  datasets_seen = sorted({r['dataset'] for r in done})
-  if any('synthetic' in d for d in datasets_seen):
-    page += ['Data: the SYNTHETIC stand-in for LaMem, not LaMem; paper numbers are LaMem.', '']
+  if any('synthetic' in r['dataset'] for r in done):
+    page.text('Data: the SYNTHETIC stand-in for LaMem, not LaMem; paper numbers are LaMem.')
   written = {'table1': os.path.join(workdir, 'table1.md')}
   if done:
     written['fold_bars'] = os.path.join(figdir, 'fold_spearman.png')
     figures.fold_bars(written['fold_bars'], done, 'Per-fold test Spearman')
-    page += ['![per-fold Spearman](figures/fold_spearman.png)', '']
+    page.figure('figures/fold_spearman.png', 'per-fold Spearman')
   for key in config.report.scatter_rows:
     row = next((r for r in done if r['key'] == key), None)
     if row is None:
@@ -229,24 +276,90 @@ def report(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preds = fold_predictions_of(row)
     written[f'scatter_{key}'] = os.path.join(figdir, f'scatter_{key}.png')
     figures.scatter_folds(written[f'scatter_{key}'], preds, f'{row["label"]}: test predictions')
-    page += [f'![{row["label"]}](figures/scatter_{key}.png)', '']
+    page.figure(f'figures/scatter_{key}.png', row['label'])
     grid = memorable_grid(
       os.path.join(figdir, f'memorable_grid_{key}.png'), row, preds, config.report.grid_size
     )
     if grid:
       written[f'grid_{key}'] = grid
-      page += [f'![Fig. 3](figures/memorable_grid_{key}.png)', '']
-  if config.report.sweep:
-    page += _sweep_section(config.report.sweep, figdir) + ['']
-  if config.report.search:
-    page += _search_section(config.report.search, figdir) + ['']
-  if config.report.transfer:
-    t = results.read_json(os.path.join(config.report.transfer, transfer_lib.TRANSFER_FILE))
+      page.figure(f'figures/memorable_grid_{key}.png', 'Fig. 3')
+  sweep = _optional_json(config.report.sweep, sweep_lib.SWEEP_FILE, 'K sweep')
+  if sweep:
+    _sweep_section(page, sweep, figdir)
+  search = _optional_json(config.report.search, search_lib.SEARCH_FILE, 'search')
+  if search:
+    _search_section(page, search, figdir)
+  t = _optional_json(config.report.transfer, transfer_lib.TRANSFER_FILE, 'cross-dataset table')
+  if t:
     header, body = transfer_lib.table(t['datasets'])
-    page += ['## Cross-dataset evaluation (Tables 2-3)', '', tables.markdown(header, body), '']
-  written['report'] = os.path.join(workdir, 'report.md')
-  tables.write_text(written['report'], '\n'.join(page))
-  summary = {'table1': rows, 'written': written, 'wall_seconds': time.time() - start}
+    page.heading('Cross-dataset evaluation (Tables 2-3)')
+    page.table(header, body)
+  _write_page(page, workdir, written)
+  return {'table1': rows, 'written': written}
+
+
+def _runs_report(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  figdir = os.path.join(workdir, 'figures')
+  rows = run_rows.read(run_rows.find(config.report.runs))
+  header, body = run_rows.table(rows)
+  written = {'runs': os.path.join(workdir, 'runs.md'), 'csv': os.path.join(workdir, 'runs.csv')}
+  tables.write_text(written['runs'], tables.markdown(header, body) + '\n')
+  tables.write_csv(written['csv'], run_rows.CSV_HEADER, run_rows.csv_rows(rows))
+  page = report_page.Page(f'memjax report: {len(rows)} run{"s" * (len(rows) != 1)}')
+  page.heading('Runs: test Spearman over folds and calibration')
+  page.table(header, body)
+  page.text(
+    'Spearman: mean ± SD (ddof=1) over folds of the test Spearman; Pearson, MSE and the '
+    'predicted / true 5-95 percentile range: means over folds.'
+  )
+  if any('synthetic' in r['data'] for r in rows):
+    page.text('Runs marked (synthetic) ran on the SYNTHETIC stand-in data, not on photos.')
+  written['fold_bars'] = os.path.join(figdir, 'fold_spearman.png')
+  figures.fold_bars(written['fold_bars'], rows, 'Per-fold test Spearman')
+  page.figure('figures/fold_spearman.png', 'per-fold test Spearman of every run')
+  for row in rows:
+    page.heading(f'{row["label"]}: {row["head"]} on {row["features"]}')
+    page.text(f'workdir {row["workdir"]}; data {row["data"]}')
+    if not row['finished']:
+      page.text(f'Unfinished: {row["folds"]} folds so far; no predictions drawn.')
+      continue
+    try:
+      preds = fold_predictions_of(row)
+    except InputError as e:
+      logging.warning('report: %s: no per-example predictions: %s', row['label'], e)
+      page.text(f'No per-example predictions: {e}')
+      continue
+    if not preds:
+      continue
+    written[f'scatter_{row["key"]}'] = os.path.join(figdir, f'scatter_{row["key"]}.png')
+    figures.scatter_folds(
+      written[f'scatter_{row["key"]}'], preds, f'{row["label"]}: test predictions'
+    )
+    page.figure(f'figures/scatter_{row["key"]}.png', f'{row["label"]}: test predictions')
+    _strips(page, workdir, row, preds, config.report.grid_size)
+  _write_page(page, workdir, written)
+  return {'runs': [{k: v for k, v in r.items() if k != 'config'} for r in rows], 'written': written}
+
+
+def report(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """`--mode=report`: writes the tables, figures and pages described in the module docstring.
+
+  Given the `--workdir` of a run and no `config.report.runs`, it reports that run into
+  WORKDIR/report/ (`memjax report --workdir=W`).
+
+  Returns:
+    A summary: the rows (`runs`, or `table1`) and the paths written.
+  """
+  start = time.time()
+  if not config.report.runs and run_record.kind_of(workdir) is not None:
+    # `--workdir` of a run and nothing else to report: that run, in WORKDIR/report/.
+    config = config.copy_and_resolve_references()
+    config.report.runs = (workdir,)
+    workdir = os.path.join(workdir, 'report')
+  make = _runs_report if config.report.runs else _table1_report
+  summary = make(config, workdir)
+  summary['wall_seconds'] = time.time() - start
   results.write_json(os.path.join(workdir, 'report.json'), summary)
-  logging.info('report written to %s', written['report'])
+  written = summary['written']
+  logging.info('report written to %s and %s', written['report'], written['html'])
   return summary

@@ -6,7 +6,7 @@ library fusions by default. Whether that wins depends on the function: on the 2-
 ([16, 4096] x [4096, 512]) that XLA's own dot does in ~0.5 ms, and VGG16 fc7 ran at ~2.6
 images/s with it against ~3.6 without; a 4096^3 matmul runs faster with it (~125 against ~81
 GFLOP/s). `config.cpu_library_fusions` chooses: 'on' (XLA's default), 'off', or 'auto', which
-looks the function up in `AUTO`, the measured choice (README "Performance" has the table).
+looks the function up in `AUTO`, the measured choice (docs/performance.md has the table).
 Other backends get no options.
 """
 
