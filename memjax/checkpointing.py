@@ -17,21 +17,17 @@ evaluation names the next intact one.
 """
 
 import contextlib
-import glob as glob_lib
-import logging as std_logging
 import os
-import sys
 import time
-import traceback
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from etils.epath import gpath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax import run_record, steps
-from memjax.errors import NO_SPACE, InputError, out_of_space
+from memjax import checkpoint_files, run_record, steps
+from memjax.errors import InputError, out_of_space
+from memjax.runtime import orbax_workarounds
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
@@ -42,83 +38,15 @@ def _best_value(metrics: dict) -> float:
   return metrics[BEST_METRIC]
 
 
-def _library_thread_failure(record: std_logging.LogRecord) -> bool:
-  """Keeps the traceback of a failure in Orbax's worker threads and event loops out of the log
-  (absl's `Thread.run() raised`, asyncio's `Task exception was never retrieved`): the same error
-  reaches the caller of `save` or `restore`, which reports it in one line. The message stays,
-  except for a full disk, whose one line is the caller's."""
-  if not record.exc_info or record.exc_info[1] is None:
-    return True
-  error = record.exc_info[1]
-  frames = traceback.extract_tb(error.__traceback__)
-  if '/orbax/' not in record.pathname and not any('/orbax/' in f.filename for f in frames):
-    return True
-  if isinstance(error, OSError) and error.errno in NO_SPACE or 'RESOURCE_EXHAUSTED' in str(error):
-    return False
-  record.exc_info, record.exc_text = None, None
-  return True
-
-
-def _quiet_unraisable(unraisable) -> None:
-  """Drops TensorStore's callbacks onto an event loop Orbax closed after a failed write or read
-  (`RuntimeError: Event loop is closed`, raised in a library thread, with nothing to report);
-  everything else goes to the previous hook."""
-  error = unraisable.exc_value
-  if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
-    return
-  _previous_unraisablehook(unraisable)
-
-
-_previous_unraisablehook = sys.unraisablehook
-
-
-def quiet_library_threads() -> None:
-  """Installs (once) `_library_thread_failure` on absl's and asyncio's loggers, and
-  `_quiet_unraisable`."""
-  for name in ('absl', 'asyncio'):
-    logger = std_logging.getLogger(name)
-    if _library_thread_failure not in logger.filters:
-      logger.addFilter(_library_thread_failure)
-  if sys.unraisablehook is not _quiet_unraisable:
-    global _previous_unraisablehook
-    _previous_unraisablehook = sys.unraisablehook
-    sys.unraisablehook = _quiet_unraisable
-
-
-def literal_directory_globs() -> None:
-  """Makes `epath.Path(d).glob(pattern)` take a local `d` literally (installed once).
-
-  etils 1.15 joins the directory and the pattern and globs the whole string, so a directory
-  whose name holds `[`, `]`, `*` or `?` (a workdir named `exp[lr=3e-3]`) is itself read as a
-  pattern. Orbax lists the per-process OCDBT files of a checkpoint with it: under such a
-  workdir it found none, skipped their merge, and wrote checkpoints it could not read back.
-  Paths with a URI scheme (gs://, s3://) keep their backend's glob.
-  """
-  if getattr(gpath._GPath.glob, 'literal_directory', False):
-    return
-  original = gpath._GPath.glob
-
-  def glob(self, pattern: str):
-    directory = os.fspath(self)
-    if '://' in directory:
-      yield from original(self, pattern)
-      return
-    for found in glob_lib.glob(os.path.join(glob_lib.escape(directory), pattern)):
-      yield type(self)(found)
-
-  glob.literal_directory = True
-  gpath._GPath.glob = glob
-
-
 def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager:
   """The fold's manager; creating it removes unfinished (tmp) checkpoints a crash left.
 
-  Failures of Orbax's and TensorStore's worker threads print no traceback of their own
-  (`quiet_library_threads`): the caller gets the error and reports it. Any directory name the
-  OS accepts works (`literal_directory_globs`).
+  Failures of Orbax's and TensorStore's worker threads print no traceback of their own: the
+  caller gets the error and reports it. Any directory name the OS accepts works (both in
+  `orbax_workarounds`).
   """
-  quiet_library_threads()
-  literal_directory_globs()
+  orbax_workarounds.quiet_library_threads()
+  orbax_workarounds.literal_directory_globs()
   options = ocp.CheckpointManagerOptions(
     best_fn=_best_value,
     best_mode='max',
@@ -228,6 +156,7 @@ def save(mngr: ocp.CheckpointManager, step: int, state: steps.TrainState, meta, 
         mngr.wait_until_finished()
       raise
     mngr.wait_until_finished()
+    checkpoint_files.record(mngr, step)
 
 
 def saved_steps(fold_dir: str) -> list[int]:
@@ -338,14 +267,29 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
 
 
 def _damaged(mngr, fold_dir: str, step: int, error: BaseException, abstract) -> InputError:
-  """The one-line error for an unreadable checkpoint, naming the next intact one."""
+  """The one-line error for an unreadable checkpoint, naming the next readable one; it says the
+  files are damaged only when they differ from what `save` recorded."""
   others = [s for s in sorted(mngr.all_steps(), reverse=True) if s != step]
-  intact = next((s for s in others if _readable(mngr, s, abstract)), None)
-  then = (
-    f'the newest intact checkpoint is step {intact} (--config.eval.checkpoint={intact})'
-    if intact is not None
-    else 'no other checkpoint of this fold is intact: train it again'
-  )
+  readable = next((s for s in others if _readable(mngr, s, abstract)), None)
+  intact = checkpoint_files.intact(str(mngr.directory), step)
+  if intact:
+    then = (
+      'its files are exactly as written (sizes and sha256 match the record), so they are not '
+      'damaged: the cause is how they are read (path, permissions, library versions)'
+    )
+  elif readable is not None:
+    flag = f'--config.eval.checkpoint={readable}'
+    then = f'the newest intact checkpoint is step {readable} ({flag})'
+  elif intact is False:
+    then = (
+      'its files differ from those written and no other checkpoint of this fold can be read: '
+      'train it again'
+    )
+  else:
+    then = (
+      'no other checkpoint of this fold can be read either (no record of their files to tell '
+      'damage from a reading problem)'
+    )
   return InputError(
     f'{os.path.basename(fold_dir)}: checkpoint step {step} at '
     f'{os.path.join(str(mngr.directory), str(step))} cannot be read ({reason(error)}); {then}.'
@@ -396,8 +340,20 @@ def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: steps.
 
 
 def set_aside(mngr: ocp.CheckpointManager, step: int, fold_dir: str) -> str:
-  """Moves an unreadable checkpoint to `fold_dir/damaged_checkpoints/` (never deletes it)."""
+  """Moves an unreadable checkpoint to `fold_dir/damaged_checkpoints/` (never deletes it).
+
+  Raises:
+    InputError: its files are exactly as written (`checkpoint_files.intact`): they are not
+      damaged, so the checkpoint stays where it is and nothing is trained again.
+  """
   source = os.path.join(str(mngr.directory), str(step))
+  if checkpoint_files.intact(str(mngr.directory), step):
+    raise InputError(
+      f'{os.path.basename(fold_dir)}: checkpoint step {step} at {source} cannot be read, but its '
+      'files are exactly as written (sizes and sha256 match the record): they are not damaged, '
+      'so it is kept and nothing is trained again; the cause is how they are read (path, '
+      'permissions, library versions). Re-run with --verbose for the reason.'
+    )
   target_dir = os.path.join(fold_dir, DAMAGED_DIR)
   os.makedirs(target_dir, exist_ok=True)
   target = os.path.join(target_dir, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')

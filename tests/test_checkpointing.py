@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from memjax import checkpointing, models, optimizers, parallel, steps
+from memjax import checkpoint_files, checkpointing, models, optimizers, parallel, steps
 from memjax.errors import InputError
 
 DIMS = {'cnn': 64, 'semantic': 32}
@@ -175,6 +175,45 @@ def test_a_damaged_checkpoint_is_named_with_the_next_intact_one(test_config, tmp
   assert '\n' not in message
   assert message.startswith(f'fold_0: checkpoint step 20 at {ckpt}/20 cannot be read (')
   assert message.endswith('the newest intact checkpoint is step 30 (--config.eval.checkpoint=30).')
+
+
+def test_a_checkpoint_whose_files_are_as_written_is_never_called_damaged(
+  test_config, tmp_path, monkeypatch
+):
+  """An unreadable checkpoint with intact files (a reading problem: the path, permissions,
+  library versions) is neither called damaged nor set aside; once a file changes, it is."""
+  mesh = parallel.make_mesh()
+  fold_dir = str(tmp_path / 'fold_0')
+  ckpt = os.path.join(fold_dir, 'checkpoints')
+  _save_run(test_config, ckpt, mesh, [(10, 0.3), (20, 0.5), (30, 0.4), (40, 0.1)])
+  records = sorted(os.listdir(os.path.join(fold_dir, checkpoint_files.FILES_DIR)))
+  assert records == ['20.json', '30.json', '40.json']  # those of the kept checkpoints
+  assert all(checkpoint_files.intact(ckpt, s) for s in (20, 30, 40))
+
+  def unreadable(*args):
+    raise ValueError('NOT_FOUND: a reading problem, not damage')
+
+  monkeypatch.setattr(checkpointing, '_read_params', unreadable)
+  model = models.create_model(test_config)
+  args = (steps.abstract_params(model, DIMS, mesh), checkpointing.run_meta(test_config, DIMS))
+  with pytest.raises(InputError) as e:
+    checkpointing.restore_params(fold_dir, 'best', *args)
+  message = str(e.value)
+  assert 'exactly as written' in message and 'not damaged' in message
+  assert 'train it again' not in message and 'newest intact' not in message
+  mngr = checkpointing.manager(ckpt)
+  with pytest.raises(InputError, match='files are exactly as written'):
+    checkpointing.set_aside(mngr, 20, fold_dir)
+  assert mngr.all_steps() == [20, 30, 40]
+
+  _damage(os.path.join(ckpt, '20'), 'truncated data file')
+  assert checkpoint_files.intact(ckpt, 20) is False
+  with pytest.raises(InputError) as e:
+    checkpointing.restore_params(fold_dir, 'best', *args)
+  assert 'exactly as written' not in str(e.value)
+  moved = checkpointing.set_aside(mngr, 20, fold_dir)
+  assert os.path.isdir(moved) and not os.path.exists(os.path.join(ckpt, '20'))
+  mngr.close()
 
 
 def test_no_checkpoint_is_a_clear_error(tmp_path):

@@ -10,7 +10,7 @@ import types
 import mounts
 import pytest
 
-from memjax import checkpointing
+from memjax.runtime import orbax_workarounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ def _record(pathname: str, error: BaseException | None) -> logging.LogRecord:
 
 
 def test_only_orbax_thread_tracebacks_are_dropped(monkeypatch):
-  keep = checkpointing._library_thread_failure
+  keep = orbax_workarounds._library_thread_failure
   mine = _record('/x/memjax/train.py', ValueError('a bug'))
   assert keep(mine) and mine.exc_info  # not Orbax's: untouched
   orbax = _record('/x/orbax/checkpoint/future.py', ValueError('NOT_FOUND: x'))
@@ -60,8 +60,8 @@ def test_only_orbax_thread_tracebacks_are_dropped(monkeypatch):
   assert keep(_record('/x/orbax/future.py', None))
 
   seen = []
-  checkpointing.quiet_library_threads()
-  monkeypatch.setattr(checkpointing, '_previous_unraisablehook', seen.append)
+  orbax_workarounds.quiet_library_threads()
+  monkeypatch.setattr(orbax_workarounds, '_previous_unraisablehook', seen.append)
   closed = types.SimpleNamespace(exc_value=RuntimeError('Event loop is closed'))
   other = types.SimpleNamespace(exc_value=RuntimeError('something else'))
   sys.unraisablehook(closed)
