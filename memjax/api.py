@@ -23,8 +23,8 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from memjax import results
 from memjax.errors import InputError
+from memjax.features import image_decode
 
 
 class Scored(NamedTuple):
@@ -67,15 +67,15 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a trained `workdir` recorded (`WORKDIR/config.json`).
+  """The config a trained `workdir` recorded (its `run.json`, or `config.json` before), laid over
+  `configs/default.py` (`memjax.recorded_config`).
 
   Raises:
-    InputError: `workdir` has no config.json (it was never trained).
+    InputError: `workdir` records no run.
   """
-  path = os.path.join(workdir, results.CONFIG_FILE)
-  if not os.path.isfile(path):
-    raise InputError(f'{path} does not exist: {workdir} is not a trained workdir.')
-  return ml_collections.ConfigDict(results.read_json(path))
+  from memjax import recorded_config
+
+  return recorded_config.config_of(workdir)
 
 
 def load(workdir: str, config: ml_collections.ConfigDict | None = None) -> 'Model':
@@ -135,7 +135,6 @@ class Model:
     Example:
       >>> [round(r.score, 3) for r in model.score(['a.jpg', np.zeros((64, 64, 3), np.uint8)])]
     """
-    from memjax.features import images
 
     out: list[Scored | None] = [None] * len(inputs)
     is_path = [isinstance(x, str | os.PathLike) for x in inputs]
@@ -150,10 +149,8 @@ class Model:
     step = math.ceil(max(batch_size, 1) / devices) * devices
     for start in range(0, len(arrays), step):
       chunk = arrays[start : start + step]
-      crops = [
-        images.resize_and_crop(images.to_rgb(Image.fromarray(a)), p.resize_to, p.image_size)
-        for _, a in chunk
-      ]
+      # cut as the extractors cut image files
+      crops = [p.geometry.apply(image_decode.to_rgb(Image.fromarray(a))) for _, a in chunk]
       crops += [crops[0]] * (-len(crops) % devices)  # pad to the device count
       scores, _ = p.predict_images(np.stack(crops))
       for (i, _), s in zip(chunk, scores, strict=False):

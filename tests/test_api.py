@@ -40,7 +40,7 @@ def test_train_and_extract_return_their_summaries(trained):
 def test_load_and_score_paths_and_arrays(trained, tmp_path):
   config, workdir, _, _, root = trained
   model = api.load(workdir)  # the config comes from the workdir
-  assert model.num_folds == 2 and model.config.features == ['color_grid']
+  assert model.num_folds == 2 and model.config.features == ('color_grid',)
   names = sorted(n for n in os.listdir(root / 'images') if n.endswith('.png'))[:12]
   paths = [str(root / 'images' / n) for n in names]
   bad = tmp_path / 'broken.jpg'
@@ -68,5 +68,5 @@ def test_score_refuses_what_is_not_an_image(trained):
 
 
 def test_load_names_an_untrained_workdir(tmp_path):
-  with pytest.raises(InputError, match='is not a trained workdir'):
+  with pytest.raises(InputError, match=r'records no run \(no run.json or config.json\)'):
     api.load(str(tmp_path))
