@@ -17,12 +17,16 @@ import contextlib
 import difflib
 import importlib
 import importlib.metadata
+import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from memjax import command_line, config_schema
+
+if '--verbose' not in sys.argv:  # TensorFlow/XLA's C++ start-up notices; read when they start
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # mode -> (module, function(config, workdir)); imported only once the config is valid.
 MODES = {
@@ -63,15 +67,32 @@ def hide_gpus_from_tensorflow() -> bool:
   return True
 
 
-def run(config, workdir: str, mode: str) -> None:
+def quiet_console(verbose: bool) -> None:
+  """The console a person reads: without `verbose`, no Orbax chatter, no TensorFlow/XLA start-up
+  notices (oneDNN, CUDA probing on a CPU host), and on a terminal only the run's progress bar,
+  its result lines and warnings (`runtime.progress`); `verbose` shows everything, debug lines
+  (every epoch's scalars) included."""
+  from memjax.runtime import progress
+
+  handler = logging.get_absl_handler().python_handler
+  if verbose:
+    logging.set_verbosity(logging.DEBUG)
+    return
+  handler.addFilter(command_line.quiet_orbax)
+  if progress.enabled():
+    handler.addFilter(progress.console_only)
+    handler.setFormatter(progress.ConsoleFormatter())
+
+
+def run(config, workdir: str, mode: str, verbose: bool = False) -> None:
   """Sets up JAX and runs `mode` holding the workdir's lock."""
+  quiet_console(verbose)
   import jax
 
   from memjax import run_record
   from memjax.runtime import compile_cache, distributed, host_memory, workdir_lock
 
   run_record.check_kind(workdir, mode)  # before the lock or anything else is written
-  logging.get_absl_handler().python_handler.addFilter(command_line.quiet_orbax)
   host_memory.fix_mmap_threshold()  # batch buffers go back to the OS when freed
   hide_gpus_from_tensorflow()
   distributed.initialize_distributed(config.distributed)
@@ -111,7 +132,7 @@ def main(argv):
           command_line.usage_error(f'--{flag} is for --mode=predict (config.predict.{flag}).')
         FLAGS.config.predict[flag] = value
     config_schema.validate(FLAGS.config, FLAGS.mode, FLAGS.workdir)
-    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.verbose)
 
 
 def mode_argv(argv: list[str]) -> list[str]:

@@ -35,9 +35,17 @@ def one_line(text: str) -> str:
   return ' '.join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
+# Orbax's notices of a read-only manager (every restore for evaluation or prediction makes one).
+_EXPECTED_ORBAX = ('Given directory is read only', 'read_only=True, setting save_interval_steps=0')
+
+
 def quiet_orbax(record) -> bool:
-  """Keeps Orbax's per-checkpoint INFO chatter out of the log; its warnings still show."""
-  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+  """Keeps Orbax's per-checkpoint INFO chatter and its expected read-only notices out of the
+  log; its other warnings still show."""
+  if '/orbax/' not in record.pathname:
+    return True
+  message = record.getMessage()
+  return record.levelno >= std_logging.WARNING and not any(m in message for m in _EXPECTED_ORBAX)
 
 
 def classify(error: BaseException) -> tuple[int, str, bool]:

@@ -27,7 +27,7 @@ from memjax import (
   steps,
 )
 from memjax.errors import InputError
-from memjax.runtime import xla_options
+from memjax.runtime import progress, xla_options
 
 
 def eval_program(
@@ -154,6 +154,7 @@ def evaluate_fold(
     result['spearman'],
     result['num_examples'],
     step,
+    extra=progress.CONSOLE,
   )
   return result
 
@@ -212,5 +213,5 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if changes:
     summary['resumed_with_changes'] = changes
   results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
-  logging.info('%s', results.mean_line(summary))
+  logging.info('%s', results.mean_line(summary), extra=progress.CONSOLE)
   return summary

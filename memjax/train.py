@@ -17,6 +17,7 @@ interrupted one is ignored (and removed); data order and dropout keys are functi
 SIGINT stops at the next chunk of steps with a checkpoint at that step (`runtime.interrupts`).
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -28,7 +29,6 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, periodic_actions
 from jax.sharding import Mesh
 
 from memjax import (
@@ -49,7 +49,7 @@ from memjax import (
 )
 from memjax.errors import DivergedError, InputError, StoppedError
 from memjax.features import registry
-from memjax.runtime import fault_points, interrupts, progress, xla_options
+from memjax.runtime import fault_points, interrupts, progress, scalar_writer, xla_options
 
 NOT_RANKED = -2.0  # the ranking value of a checkpoint written mid-epoch (never the best)
 
@@ -192,8 +192,12 @@ def train_fold(
   mesh: Mesh,
   workdir: str,
   programs: Programs,
+  shown: progress.RunProgress,
+  index: int,
 ) -> None:
   """Trains fold `fd.fold` to `config.num_epochs`, resuming from its latest checkpoint if any.
+
+  `shown`: the run's progress; this fold is its `index`-th (1-based).
 
   Raises:
     DivergedError: a non-finite training loss.
@@ -214,6 +218,7 @@ def train_fold(
     model, programs.tx, feature_dims, mesh, ema=programs.ema, backbone=backbone
   )
   state, step = _resume(config, mngr, fdir, fold, abstract, expected)
+  shown.skip(step)
   if state is None:
     init_key, dropout_key = jax.random.split(fold_data.fold_key(config.seed, fold))
     weights = None
@@ -234,10 +239,7 @@ def train_fold(
     meta['shift'] = {n: v.tolist() for n, v in fd.shift.items()}
     meta['scale'] = {n: v.tolist() for n, v in fd.scale.items()}
 
-  writer = metric_writers.create_default_writer(fdir, just_logging=jax.process_index() > 0)
-  report = periodic_actions.ReportProgress(
-    num_train_steps=total_steps, writer=writer, every_steps=None, every_secs=config.log_every_secs
-  )
+  writer = scalar_writer.create_writer(fdir, just_logging=jax.process_index() > 0)
   share = parallel.process_share(config.batch_size)
   resident, why = device_table.choose(config.data.device_resident, fd.arrays)
   table = device_table.put(fd.arrays, mesh) if resident else None
@@ -254,8 +256,7 @@ def train_fold(
     why,
   )
   for epoch in range(step // steps_per_epoch, config.num_epochs):
-    shown = progress.bar(steps_per_epoch, f'fold {fold} epoch {epoch + 1}', 'step')
-    shown.update(step - epoch * steps_per_epoch)
+    shown.at(index, epoch + 1, config.num_epochs)
     sums = None
     calls = _train_calls(
       fd,
@@ -276,11 +277,9 @@ def train_fold(
       fault_points.reached('train_chunk')
       sums = chunk_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, chunk_sums)
       step += num_steps
-      report(step)
-      shown.update(num_steps)
+      shown.advance(num_steps)
       if step < (epoch + 1) * steps_per_epoch and interrupts.requested():
         _stop(mngr, step, state, {**meta, 'epoch': epoch, 'val': None}, fold)
-    shown.close()
     scalars = _epoch_metrics(sums, fold, step, mngr.latest_step())
     val = evaluate.score(
       programs.eval, state.eval_params, fd, fd.split.val, consts, frozen, config, mesh
@@ -296,12 +295,13 @@ def train_fold(
       {checkpointing.BEST_METRIC: rank_value},
     )
     logging.info(
-      'fold %d epoch %d (step %d): train loss %.4f, val Spearman %.4f',
+      '%s (fold %d, step %d): train loss %.4f, val Spearman %.4f; %s',
+      shown.where,
       fold,
-      epoch + 1,
       step,
       scalars['train_loss'],
       val['spearman'],
+      shown.summary(),
     )
     if epoch + 1 < config.num_epochs and interrupts.requested():
       _stop(mngr, step, None, None, fold)
@@ -445,19 +445,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   programs: dict[int, Programs] = {}  # by steps per epoch (schedules depend on it)
   fold_results = []
-  with interrupts.stop_requests():
-    for fold in to_run:
-      done = finished_result(workdir, fold, spe[fold] * config.num_epochs, config.eval.checkpoint)
-      if done is not None:
+  finished = {
+    f: finished_result(workdir, f, spe[f] * config.num_epochs, config.eval.checkpoint)
+    for f in to_run
+  }
+  shown = progress.RunProgress(
+    sum(spe[f] * config.num_epochs for f in to_run if finished[f] is None),
+    len(to_run),
+    config.batch_size,
+  )
+  with interrupts.stop_requests(), contextlib.closing(shown):
+    for index, fold in enumerate(to_run, start=1):
+      if finished[fold] is not None:
         logging.info('fold %d already finished; skipping', fold)
-        fold_results.append(done)
+        fold_results.append(finished[fold])
         continue
       by_epoch = config.optimizer.schedule != 'constant' or config.finetune.mode != 'none'
       key = spe[fold] if by_epoch else 0  # schedules and the unfreeze step depend on it
       if key not in programs:
         programs[key] = build_programs(config, data, mesh, spe[fold])
       fd = fold_data.prepare(config, data, plans[fold], fold)
-      train_fold(config, data, fd, mesh, workdir, programs[key])
+      train_fold(config, data, fd, mesh, workdir, programs[key], shown, index)
       fold_results.append(
         evaluate.evaluate_fold(
           config,
@@ -482,5 +490,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if changes:
     summary['resumed_with_changes'] = changes
   results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
-  logging.info('%s', results.mean_line(summary))
+  logging.info('%s', results.mean_line(summary), extra=progress.CONSOLE)
   return summary

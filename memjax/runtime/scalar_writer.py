@@ -1,14 +1,14 @@
 """TensorBoard scalars without TensorFlow: the part of clu's metric writer that training uses.
 
 `create_writer(logdir, just_logging)` returns a writer with clu's `write_scalars(step, dict)`,
-`flush()` and `close()`: every call logs one line (`[step] name=value, ...`, as clu's
-LoggingWriter does) and, unless `just_logging`, appends the scalars to a TensorBoard event file
-`logdir/events.out.tfevents.<time>.<host>.<pid>.<n>`. The records are TensorFlow's TFRecord
-framing (length, masked CRC-32C, event proto, masked CRC-32C) written by tensorboard's own
-`RecordWriter`, and each value is a rank-0 float32 tensor under the `scalars` plugin: what
-`tf.summary.scalar` writes, so TensorBoard and `EventAccumulator` read the files the same way.
-Only tensorboard's protobufs are imported: clu's writer imports TensorFlow (7-10 s on a 2-core
-host) for the same files.
+`flush()` and `close()`: every call logs one line at debug level (`[step] name=value, ...`, as
+clu's LoggingWriter does; `--verbose` shows it) and, unless `just_logging`, appends the scalars
+to a TensorBoard event file `logdir/events.out.tfevents.<time>.<host>.<pid>.<n>`. The records
+are TensorFlow's TFRecord framing (length, masked CRC-32C, event proto, masked CRC-32C) written
+by tensorboard's own `RecordWriter`, and each value is a rank-0 float32 tensor under the
+`scalars` plugin: what `tf.summary.scalar` writes, so TensorBoard and `EventAccumulator` read
+the files the same way. Only tensorboard's protobufs are imported: clu's writer imports
+TensorFlow (7-10 s on a 2-core host) for the same files.
 """
 
 import itertools
@@ -56,7 +56,7 @@ class ScalarWriter:
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """Logs `scalars` at `step` and appends them to the event file (one event per value)."""
-    logging.info('%s', log_line(step, scalars))
+    logging.debug('%s', log_line(step, scalars))
     if self._records is None:
       return
     now = time.time()
