@@ -86,7 +86,6 @@ def quiet_console(verbose: bool) -> None:
 
 def run(config, workdir: str, mode: str, verbose: bool = False) -> None:
   """Sets up JAX and runs `mode` holding the workdir's lock."""
-  quiet_console(verbose)
   import jax
 
   from memjax import run_record
@@ -96,6 +95,7 @@ def run(config, workdir: str, mode: str, verbose: bool = False) -> None:
   host_memory.fix_mmap_threshold()  # batch buffers go back to the OS when freed
   hide_gpus_from_tensorflow()
   distributed.initialize_distributed(config.distributed)
+  quiet_console(verbose)  # after jax.distributed: it asks which process this is
   if config.compile_cache:  # only the command line turns the persistent cache on
     compile_cache.enable(workdir)
   logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())

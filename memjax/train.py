@@ -295,10 +295,12 @@ def train_fold(
       {checkpointing.BEST_METRIC: rank_value},
     )
     logging.info(
-      '%s (fold %d, step %d): train loss %.4f, val Spearman %.4f; %s',
-      shown.where,
+      'fold %d epoch %d of %d (step %d; %s of the run): train loss %.4f, val Spearman %.4f; %s',
       fold,
+      epoch + 1,
+      config.num_epochs,
       step,
+      shown.where.split(' epoch')[0],
       scalars['train_loss'],
       val['spearman'],
       shown.summary(),

@@ -80,15 +80,15 @@ def config_of(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(results.read_json(path))
 
 
-def fold_numbers(workdir: str) -> list[int]:
-  """Fold numbers with checkpoints in `workdir`, sorted."""
+def fold_numbers(workdir: str, holding: str = 'checkpoints') -> list[int]:
+  """Fold numbers whose `fold_K/` in `workdir` holds `holding` (their checkpoints), sorted."""
   if not os.path.isdir(workdir):
     return []
   found = []
   for name in os.listdir(workdir):
     number = name.removeprefix('fold_')
-    checkpoints = os.path.join(workdir, name, 'checkpoints')
-    if name.startswith('fold_') and number.isdigit() and os.path.isdir(checkpoints):
+    held = os.path.join(workdir, name, holding)
+    if name.startswith('fold_') and number.isdigit() and os.path.exists(held):
       found.append(int(number))
   return sorted(found)
 
@@ -135,7 +135,7 @@ def mlp_predictions(workdir: str, *, overwrite: bool = False) -> dict[int, dict[
     InputError: not a trained workdir, or its data or checkpoints are missing.
   """
   config = config_of(workdir)
-  numbers = fold_numbers(workdir)
+  numbers = sorted(set(fold_numbers(workdir)) | set(fold_numbers(workdir, PREDICTIONS_FILE)))
   paths = {f: os.path.join(results.fold_dir(workdir, f), PREDICTIONS_FILE) for f in numbers}
   out = {f: load(paths[f]) for f in numbers if not overwrite and os.path.exists(paths[f])}
   todo = [f for f in numbers if f not in out]
