@@ -61,7 +61,7 @@ def test_preprocessing_is_resmems_transformer():
   image = _photo(320, 200, 0)
   want = np.asarray(image.resize((256, 256), Image.Resampling.BILINEAR))[14:241, 14:241]
   np.testing.assert_array_equal(resmem.GEOMETRY.apply(image), want)
-  assert resmem.GEOMETRY == Geometry(256, 227, 'bilinear', 'truncate', 'stretch')
+  assert Geometry(256, 227, 'bilinear', 'truncate', 'stretch') == resmem.GEOMETRY
 
 
 def test_score_images_and_unreadable_files(model_file, tmp_path):
