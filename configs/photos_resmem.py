@@ -11,6 +11,20 @@ FLAGS="--config=configs/photos_resmem.py --config.data.dir=../shared/data/lnsim-
   --config.data.features_dir=/tmp/lnsim/features_resmem"
 python main.py $FLAGS --workdir=/tmp/memjax/photos_resmem --mode=extract
 python main.py $FLAGS --workdir=/tmp/memjax/photos_resmem          # train + test, 15 folds
+
+Measured on lnsim-dev (1,316 photos; 2026-12-03, the 2-core CPU machine shared with other jobs;
+mean +- SD over the 15 test folds of configs/photos.py's protocol):
+* ResMem's own score, no training (`resmem.score_images`, or this store's last column): Spearman
+  0.500 +- 0.040 (0.501 over all photos at once);
+* this config (ResMem pooled + score, 2049-d): 0.5939 +- 0.0384 (extraction 33 min at ~0.66
+  images/s on the busy CPU; training 9.5 min);
+* ResMem fused with Lite0 + stages 3-6 (`--config.features="('resmem','efficientnet')"`):
+  0.6214 +- 0.0324. The two extractors want different image geometries, so `--mode=extract`
+  cannot write both in one store yet: they were extracted into two stores and joined by image id.
+* configs/photos.py (Lite0 + stages 3-6), rerun beside them: 0.5506 +- 0.0437 (as in the README).
+Paired per test fold against configs/photos.py: this config +0.043 +- 0.038, better on 14 of 15
+folds; the fused features +0.071 +- 0.023, better on 15 of 15; ResMem's zero-shot score -0.050
++- 0.037 (better on 2 of 15).
 """
 
 import ml_collections
