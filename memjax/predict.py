@@ -251,8 +251,20 @@ def write_csv(path: str, paths, scores, probs, errors, num_classes: int | None =
       out.writerow([p, score] + ([''] * num_classes if errors[i] else row_probs) + [errors[i]])
 
 
+def zero_shot(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config` scores with ResMem's own memorability head, which needs no training: its
+  one feature is `kind='resmem'` with `output='score'` (configs/resmem_score.py)."""
+  if len(config.features) != 1 or config.features[0] not in config.extractors:
+    return False
+  spec = config.extractors[config.features[0]]
+  return spec.kind == 'resmem' and spec.output == 'score'
+
+
 def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """`--mode=predict`: writes `config.predict.output` (default WORKDIR/predictions.csv).
+
+  With a `zero_shot` config (ResMem's score), no trained workdir is needed: WORKDIR is only where
+  the CSV goes by default.
 
   Unreadable images get an empty score and their error in the CSV
   (`config.predict.on_error='skip'`), or stop the run before anything is written (`'stop'`).
@@ -266,8 +278,17 @@ def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f'config.predict.on_error must be one of {ON_ERROR}, got {config.predict.on_error!r}.'
     )
   paths = list_inputs(config)
-  predictor = Predictor(config, workdir)
-  scores, probs, errors = predictor.predict_paths(paths, config.extract.batch_size)
+  if zero_shot(config):  # ResMem's own score: no trained workdir
+    from memjax.features import resmem
+
+    spec = config.extractors[config.features[0]]
+    scores, errors = resmem.score_images(paths, spec.weights, config.extract.batch_size)
+    probs, classes, num_folds = None, 0, 0
+  else:
+    predictor = Predictor(config, workdir)
+    scores, probs, errors = predictor.predict_paths(paths, config.extract.batch_size)
+    classes = config.num_classes if predictor.head == 'classification' else 0
+    num_folds = predictor.num_folds
   failed = [(p, e) for p, e in zip(paths, errors, strict=True) if e]
   output = config.predict.output or os.path.join(workdir, 'predictions.csv')
   if failed and config.predict.on_error == 'stop':
@@ -278,7 +299,6 @@ def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'fix or remove them, or set config.predict.on_error=skip.'
     )
   if jax.process_index() == 0:
-    classes = config.num_classes if predictor.head == 'classification' else 0
     write_csv(output, paths, scores, probs, errors, classes)
   for p, e in failed:
     logging.warning('unreadable image %s (%s): not scored', p, e)
@@ -286,7 +306,7 @@ def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'output': output,
     'num_images': len(paths),
     'num_unreadable': len(failed),
-    'num_folds': predictor.num_folds,
+    'num_folds': num_folds,
     'wall_seconds': time.time() - start,
   }
   logging.info('predictions: %s', summary)

@@ -358,7 +358,7 @@ def check_kind(workdir: str, mode: str) -> None:
       f'{workdir} holds a {found} run ({RUN_FILE}); --mode={mode} runs only in a {wanted} '
       f'workdir: use another --workdir.'
     )
-  if found is None and mode in ('evaluate', 'predict', 'transfer'):
+  if found is None and mode in ('evaluate', 'transfer'):
     raise InputError(f'{workdir} holds no trained run (no {RUN_FILE}): train first.')
 
 

@@ -121,3 +121,30 @@ def test_registry_kind(model_file, test_config):
   config.extractors.cnn.output = 'score'
   e = registry.build(config, 'cnn')
   assert (e.name, e.feature_dim, e.image_size, e.crop) == ('resmem/score', 1, 227, 'stretch')
+
+
+def test_predict_scores_a_folder_with_no_trained_workdir(model_file, tmp_path):
+  """configs/resmem_score.py: `predict` writes ResMem's own scores; the workdir holds nothing."""
+  import csv
+
+  from configs import resmem_score
+  from memjax import predict
+
+  _, path = model_file
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  for i, (w, h) in enumerate(((300, 200), (180, 260), (227, 227))):
+    _photo(w, h, i).save(folder / f'{i}.jpg', quality=95)
+  config = resmem_score.get_config()
+  config.extractors.resmem.weights = path
+  config.predict.input, config.predict.output = str(folder), str(tmp_path / 'scores.csv')
+  assert predict.zero_shot(config)
+  summary = predict.predict(config, str(tmp_path / 'empty_workdir'))
+  assert summary['num_images'] == 3 and summary['num_folds'] == 0
+  with open(tmp_path / 'scores.csv', newline='') as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ['path', 'score', 'error']
+  paths = [r['path'] for r in rows]
+  want, _ = resmem.score_images(paths, path)
+  np.testing.assert_allclose([float(r['score']) for r in rows], want, atol=1e-6)
+  assert not os.path.exists(tmp_path / 'empty_workdir')
