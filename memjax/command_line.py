@@ -103,15 +103,19 @@ def reporting_errors(verbose: bool) -> Iterator[None]:
     exit_with(code, message, e, verbose, bug)
 
 
-def _config_argument(argv: list[str]) -> str | None:
-  """The value of the last `--config=PATH` or `--config PATH` in `argv` (absl's pick), if any."""
+def _flag_argument(argv: list[str], name: str) -> str | None:
+  """The value of the last `--NAME=VALUE` or `--NAME VALUE` in `argv` (absl's pick), if any."""
   found = None
   for i, arg in enumerate(argv[1:], start=1):
-    if arg.startswith('--config='):
+    if arg.startswith(f'--{name}='):
       found = arg.split('=', 1)[1]
-    elif arg == '--config' and i + 1 < len(argv):
+    elif arg == f'--{name}' and i + 1 < len(argv):
       found = argv[i + 1]
   return found
+
+
+def _config_argument(argv: list[str]) -> str | None:
+  return _flag_argument(argv, 'config')
 
 
 def describe_parse_error(error: BaseException, argv: list[str]) -> str:
@@ -141,21 +145,11 @@ def describe_parse_error(error: BaseException, argv: list[str]) -> str:
   return f'--config={config}: loading the config file failed: {type(error).__name__}: {text}'
 
 
-def _workdir_argument(argv: list[str]) -> str | None:
-  found = None
-  for i, arg in enumerate(argv[1:], start=1):
-    if arg.startswith('--workdir='):
-      found = arg.split('=', 1)[1]
-    elif arg == '--workdir' and i + 1 < len(argv):
-      found = argv[i + 1]
-  return found
-
-
 def with_recorded_config(argv: list[str]) -> list[str]:
   """`argv`, given no `--config`, with the config the `--workdir` recorded as the config file."""
   if _config_argument(argv) is not None:
     return argv
-  workdir = _workdir_argument(argv)
+  workdir = _flag_argument(argv, 'workdir')
   if not workdir:
     return argv
   from memjax import recorded_config
