@@ -44,8 +44,9 @@ def test_scalars_read_back(tmp_path):
 
 
 def test_just_logging_writes_no_file_and_logs_clu_lines(tmp_path, monkeypatch):
+  """The scalars' line is a debug line (`--verbose` shows it; the epoch line says enough)."""
   lines = []
-  monkeypatch.setattr(logging, 'info', lambda fmt, *args: lines.append(fmt % args))
+  monkeypatch.setattr(logging, 'debug', lambda fmt, *args: lines.append(fmt % args))
   writer = scalar_writer.create_writer(str(tmp_path / 'other'), just_logging=True)
   writer.write_scalars(3, {'b': 2, 'a': 0.1234567})
   writer.flush()
