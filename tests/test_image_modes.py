@@ -92,16 +92,24 @@ def rows(tmp_path):
 
 @pytest.mark.parametrize('cache', [True, False])
 @pytest.mark.parametrize('mode', ['clip', 'wrap', 'raise'])
-def test_take_modes_and_out_as_numpy(rows, cache, mode):
+def test_take_modes_and_out_as_numpy(rows, cache, mode, monkeypatch):
   paths, direct = rows
+  decoded = []
+  load = images.load_image
+  monkeypatch.setattr(images, 'load_image', lambda p, *a: decoded.append(p) or load(p, *a))
   image_rows = images.ImageRows(paths, 10, 8, cache=cache)
-  index = np.array([[0, 2], [-1, 1]]) if mode == 'raise' else np.array([[-1, 4], [2, 5]])
+  index = np.array([[0, 2], [-1, 2]]) if mode == 'raise' else np.array([[-1, 4], [2, 5]])
   want = np.take(direct, index, axis=0, mode=mode)
-  np.testing.assert_array_equal(np.take(image_rows, index, axis=0, mode=mode), want)
+  got = np.take(image_rows, index, axis=0, mode=mode)
+  np.testing.assert_array_equal(got, want)
+  # Only the rows asked for are decoded: NumPy falls back to converting the whole object (every
+  # file) when `take` raises a TypeError, which would hide a broken `take` behind right values.
+  asked = {paths[i] for i in np.take(np.arange(3), index, mode=mode).ravel()}
+  assert len(asked) == 2 and set(decoded) == asked
+  assert len(decoded) == (2 if cache else 4)
   out = np.zeros_like(want)
-  got = np.take(image_rows, index, axis=0, out=out, mode=mode)
+  assert np.take(image_rows, index, axis=0, out=out, mode=mode) is out
   np.testing.assert_array_equal(out, want)
-  assert got is out
 
 
 def test_an_unreadable_row_names_its_file_and_reason(tmp_path):
@@ -110,3 +118,37 @@ def test_an_unreadable_row_names_its_file_and_reason(tmp_path):
   with pytest.raises(InputError) as e:
     images.ImageRows([str(bad)], 10, 8, cache=False)[0]
   assert str(e.value) == f'unreadable image {bad}: empty file (0 bytes); expected an image'
+
+
+@pytest.mark.parametrize('mode', ['I;16B', 'I;16L'])
+def test_big_and_little_endian_16_bit_grey_is_scaled_too(mode):
+  values = np.array([[0, 1000], [2000, 4000]], np.uint16)
+  dtype = '>u2' if mode == 'I;16B' else '<u2'
+  image = Image.frombytes(mode, (2, 2), values.astype(dtype).tobytes())
+  rgb = np.asarray(images.to_rgb(image))
+  np.testing.assert_array_equal(rgb[..., 0], np.floor(values * 255.0 / 4000).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+  'values, want',
+  [
+    ([[0, 100], [150, 200]], [[0, 100], [150, 200]]),  # max <= 255: kept, not stretched to 255
+    ([[0, 128], [255, 256]], [[0, 127], [254, 255]]),  # max 256: scaled by 255 / 256
+    ([[-10, 100], [500, 1000]], [[0, 25], [127, 255]]),  # negatives clip to 0
+  ],
+)
+def test_float_grey_scaling_at_the_edges(values, want):
+  rgb = np.asarray(images.to_rgb(Image.fromarray(np.array(values, np.float32))))
+  np.testing.assert_array_equal(rgb[..., 2], want)
+
+
+def test_a_folder_is_an_os_error_not_an_image_error(tmp_path):
+  with pytest.raises(IsADirectoryError):
+    images.load_image(str(tmp_path), 8, 8)
+
+
+def test_take_only_along_rows(rows):
+  paths, _ = rows
+  with pytest.raises(ValueError) as e:
+    images.ImageRows(paths, 10, 8).take(np.array([0]), axis=1)
+  assert str(e.value) == 'ImageRows.take: only axis=0 is supported, got axis=1'
