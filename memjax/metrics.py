@@ -31,8 +31,8 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
   """Pearson correlation; NaN when either input is constant."""
-  a = np.asarray(a, np.float64) - np.mean(a)
-  b = np.asarray(b, np.float64) - np.mean(b)
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  a, b = a - a.mean(), b - b.mean()
   denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
   return float(np.sum(a * b) / denom) if denom > 0 else float('nan')
 

@@ -93,3 +93,30 @@ def test_a_fold_without_spearman_counts_as_nan_in_its_seed():
   by_seed = metrics.spearman_by_fold_seed(results)
   assert set(by_seed) == {'3', '4'} and np.isnan(by_seed['3'])
   assert by_seed['4'] == pytest.approx(0.4)
+
+
+def _float32_scores():
+  # Evaluation hands float32 predictions and labels to metrics; sums and means in float32 of
+  # values far from zero lose digits (here 1e-5 of the Pearson).
+  rng = np.random.default_rng(0)
+  true = (100.0 + rng.normal(size=5000) * 1e-3).astype(np.float32)
+  pred = (true + rng.normal(size=5000) * 1e-3).astype(np.float32)
+  return pred, true, pred.astype(np.float64), true.astype(np.float64)
+
+
+def test_pearson_of_float32_inputs_is_computed_in_float64():
+  pred, true, p, t = _float32_scores()
+  assert metrics.pearson(pred, true) == pytest.approx(np.corrcoef(p, t)[0, 1], abs=1e-12)
+
+
+def test_metrics_of_float32_scores_are_computed_in_float64():
+  pred, true, p, t = _float32_scores()
+  want_pearson = float(np.corrcoef(p, t)[0, 1])
+  for got in (metrics.calibration(pred, true), metrics.regression_metrics(pred, true)):
+    assert got['pearson'] == pytest.approx(want_pearson, abs=1e-12)
+    assert got['mse'] == pytest.approx(np.mean((p - t) ** 2), rel=1e-12)
+    assert got['pred_mean'] == pytest.approx(p.mean(), abs=1e-12)
+    assert got['true_std'] == pytest.approx(t.std(), rel=1e-9)
+  ranged = metrics.score_range(pred, 'x')
+  assert ranged['x_mean'] == pytest.approx(p.mean(), abs=1e-12)
+  assert ranged['x_std'] == pytest.approx(p.std(), rel=1e-9)
