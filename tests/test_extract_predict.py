@@ -178,3 +178,22 @@ def test_on_the_fly_features_match_the_stored_ones(test_config, tmp_path):
   assert live['folds'][0]['num_examples'] == stored['folds'][0]['num_examples'] == 20
   assert live['folds'][0]['spearman'] == pytest.approx(stored['folds'][0]['spearman'], abs=1e-4)
   assert live['folds'][0]['loss'] == pytest.approx(stored['folds'][0]['loss'], abs=1e-4)
+
+
+def test_extract_needs_no_scores(test_config, tmp_path):
+  """A folder of images with no scores.csv: every image file under it is extracted, ids relative
+  to the folder, as the CSV would name them."""
+  root = tmp_path / 'images'
+  _write_folder(root, n=6)
+  os.remove(root / 'scores.csv')
+  (root / 'notes.txt').write_text('not an image')
+  config = _config(test_config, tmp_path)
+  extract.extract(config, str(tmp_path))
+  ids, features, _ = store.read_store(config.data.features_dir)
+  want = ['000.jpg', '002_gray.png', '003_cmyk.jpg', '004.gif', '005.bmp', 'sub/001.png']
+  assert sorted(ids.tolist()) == want
+  for i, name in enumerate(ids.tolist()):
+    crop = images.load_image(str(root / name), 256, 224)
+    np.testing.assert_allclose(
+      features['color_grid'][i], registry.color_grid().forward({}, crop[None])[0], atol=1e-5
+    )

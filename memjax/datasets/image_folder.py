@@ -35,7 +35,26 @@ def read_scores(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarr
 
 
 def image_paths(config: ml_collections.ConfigDict) -> tuple[np.ndarray, list[str]]:
-  """(ids, file paths) of every image the CSV lists."""
+  """(ids, file paths) of every image the CSV lists; with no CSV (no `config.data.csv` and no
+  `dir/scores.csv`), of every image file under the folder (extraction needs no scores), ids
+  relative to it.
+
+  Raises:
+    InputError: as `read_scores`, or a folder without a CSV that holds no image files.
+  """
+  root = config.data.dir
+  if not config.data.csv and root and not os.path.exists(os.path.join(root, 'scores.csv')):
+    if not os.path.isdir(root):
+      raise InputError(f'config.data.dir={root!r}: expected the folder of images.')
+    from PIL import Image
+
+    from memjax.datasets import image_walk
+
+    paths = image_walk.list_files(root, Image.registered_extensions())
+    if not paths:
+      raise InputError(f'config.data.dir={root!r} holds no image files (and no scores.csv).')
+    logging.info('%s has no scores.csv: every image under it (%d files)', root, len(paths))
+    return np.array([os.path.relpath(p, root) for p in paths]), paths
   ids, _, _ = read_scores(config)
   return ids, [os.path.join(config.data.dir, i) for i in ids]
 
