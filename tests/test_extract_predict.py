@@ -195,5 +195,5 @@ def test_extract_needs_no_scores(test_config, tmp_path):
   for i, name in enumerate(ids.tolist()):
     crop = images.load_image(str(root / name), 256, 224)
     np.testing.assert_allclose(
-      features['color_grid'][i], registry.color_grid().forward({}, crop[None])[0], atol=1e-5
+      features['color_grid'][i], registry.color_grid().forward({}, crop[None])[0], rtol=1e-4
     )
