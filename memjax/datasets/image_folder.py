@@ -28,7 +28,9 @@ def read_scores(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarr
   if not root or not os.path.isdir(root):
     raise InputError(f'config.data.dir={root!r}: expected the folder of images.')
   path = config.data.csv or os.path.join(root, 'scores.csv')
-  layout = score_files.CsvLayout(config.data.image_column, config.data.score_column)
+  layout = score_files.CsvLayout(
+    config.data.image_column, config.data.score_column, fields='config.data.'
+  )
   rows = [row for split in score_files.read_score_csv(path, layout).values() for row in split]
   ids = np.array([r[0] for r in rows])
   return ids, np.array([r[1] for r in rows], np.float64), path

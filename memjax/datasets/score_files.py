@@ -140,12 +140,14 @@ class CsvLayout:
     score_column: column holding each image's score in [0, 1].
     split_column: optional column naming each row's split; without it every row is `train`.
     delimiter: the CSV field separator.
+    fields: how messages name the column fields (`config.data.` for a run's config).
   """
 
   image_column: str = 'image'
   score_column: str = 'score'
   split_column: str | None = None
   delimiter: str = ','
+  fields: str = ''
 
 
 def read_score_csv(path: str, config: CsvLayout) -> dict[str, list[tuple[str, float, int]]]:
@@ -171,7 +173,9 @@ def read_score_csv(path: str, config: CsvLayout) -> dict[str, list[tuple[str, fl
       header = reader.fieldnames
       if not header:
         raise InputError(f'{path} is empty; expected a header row with {sorted(columns.values())}.')
-      missing = [f'{col!r} ({key})' for key, col in columns.items() if col not in header]
+      missing = [
+        f'{col!r} ({config.fields}{key})' for key, col in columns.items() if col not in header
+      ]
       if missing:
         raise InputError(
           f'{path}: missing column(s) {", ".join(missing)}; the header has {header}.'
