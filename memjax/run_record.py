@@ -9,8 +9,8 @@
 * `fields`: every config field that can change results (`result_fields`);
 * `extractors`: the identity of the extractor behind every feature (kind, variant, output,
   pooled depths, flip, dtype, preprocessing, weights sha256, dimension), from the feature store's
-  own record or from the extractors built on the fly (`feature_identities`);
-* `data`: a fingerprint of the data itself (`data_fingerprint`).
+  own record or from the extractors built on the fly (`data_identity.feature_identities`);
+* `data`: a fingerprint of the data itself (`data_identity.data_fingerprint`).
 
 Fields fall into three groups, written down here only:
 * `IGNORED`: how a run executes (logging, batch size of evaluation, devices, paths, which folds
@@ -24,15 +24,14 @@ Each checkpoint keeps the `fields` of the run that wrote it (`checkpointing.run_
 against the same groups by `compare`.
 """
 
-import hashlib
 import json
 import os
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
+from memjax import data_identity
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
 from memjax.runtime import atomic_files
@@ -86,10 +85,7 @@ MEANING = (
 # A baseline workdir's results depend on the data, the features and the baseline's own fields.
 BASELINE_FIELDS = ('seed', 'features', 'extractors', 'data', 'baseline')
 _PATHS = ('weights', 'projection')  # extractor files: their content is in the identity
-_SAMPLE_ROWS = 8  # rows at each end of every feature that enter the data fingerprint
 _SHOW = 6  # differing fields quoted in the message
-# The parts of a feature store's entry that identify its extractor.
-IDENTITY_KEYS = ('extractor', 'weights_sha256', 'input_size', 'preprocessing', 'dim')
 
 
 def flatten(tree: dict, prefix: str = '') -> dict:
@@ -175,85 +171,6 @@ def compare(old: dict, now: dict, *, only_meaning: bool = False) -> list[str]:
   ]
 
 
-def extractor_identity(extractor) -> dict:
-  """What identifies an extractor's features: `IDENTITY_KEYS` of its store entry."""
-  return _identity({**extractor.store_descriptor(), 'dim': extractor.feature_dim})
-
-
-def _identity(entry: dict) -> dict:
-  out = {k: entry.get(k) for k in IDENTITY_KEYS}
-  if isinstance(out['input_size'], int):
-    out['input_size'] = [out['input_size'], out['input_size']]
-  if isinstance(out['input_size'], tuple):
-    out['input_size'] = list(out['input_size'])
-  return out
-
-
-def feature_identities(data: MemorabilityData, features) -> dict | None:
-  """Feature name -> the identity of its extractor (None where the data cannot say, e.g. the
-  synthetic generator); None when no feature has one."""
-  if data.extractors is not None:
-    found = {n: extractor_identity(data.extractors[n]) for n in features}
-  else:
-    sources = data.sources or {}
-    found = {n: _identity(sources[n]) if n in sources else None for n in features}
-  return found if any(v is not None for v in found.values()) else None
-
-
-def check_identities(recorded: dict | None, now: dict | None, recorded_what: str, now_what: str):
-  """Raises when the extractor behind a feature differs between two sets of identities.
-
-  Args:
-    recorded: feature name -> identity, of what the parameters or a store were made with (None:
-      nothing recorded, nothing to check).
-    now: feature name -> identity, of what is at hand (`feature_identities`, or built
-      extractors).
-    recorded_what, now_what: what each describes, for the message (a format string with
-      `{name}`, the feature).
-
-  Raises:
-    InputError: naming the feature, both sides and each differing key with both values.
-  """
-  if not recorded or not now:
-    return
-  for name in sorted(set(recorded) & set(now)):
-    old, new = recorded[name], now[name]
-    if old is None or new is None:
-      continue
-    diffs = [f'{k} {old.get(k)!r} vs {new.get(k)!r}' for k in IDENTITY_KEYS if old[k] != new[k]]
-    if diffs:
-      raise InputError(
-        f'feature {name!r}: {now_what.format(name=name)} is not the extractor of '
-        f'{recorded_what.format(name=name)}: {"; ".join(diffs)} (there vs here). Use the same '
-        'extractor, weights and preprocessing, or train a new model.'
-      )
-
-
-def data_fingerprint(data: MemorabilityData, features) -> str:
-  """sha256 over the ids, scores, given splits, and a sample of every used feature's values (of
-  the extractors' weights when features are computed on the fly)."""
-  h = hashlib.sha256()
-  h.update('\n'.join(map(str, data.ids)).encode())
-  h.update(np.nan_to_num(np.asarray(data.scores, np.float64), nan=-1.0).tobytes())
-  for split in data.splits:
-    for rows in (split.train, split.val, split.test):
-      h.update(np.asarray(rows, np.int64).tobytes())
-    h.update(np.nan_to_num(np.asarray(split.scores, np.float64), nan=-1.0).tobytes())
-  if data.extractors is not None:  # on the fly: the extractors' preprocessing and weights
-    for name in features:
-      extractor = data.extractors[name]
-      h.update(f'{extractor.feature_dim} {extractor.preprocessing}'.encode())
-      for leaf in jax.tree.leaves(extractor.params):
-        h.update(np.asarray(leaf).reshape(-1)[:_SAMPLE_ROWS].astype(np.float32).tobytes())
-  else:
-    for name in features:
-      table = data.features[name]
-      n = table.shape[0]
-      rows = sorted(set(range(min(_SAMPLE_ROWS, n))) | set(range(max(n - _SAMPLE_ROWS, 0), n)))
-      h.update(np.asarray(table[rows], np.float32).tobytes())
-  return h.hexdigest()
-
-
 def record_of(
   config: ml_collections.ConfigDict, data: MemorabilityData, kind: str = 'train'
 ) -> dict:
@@ -267,8 +184,8 @@ def record_of(
     'format': FORMAT,
     'kind': kind,
     'fields': result_fields(config, kind),
-    'data': data_fingerprint(data, config.features),
-    'extractors': feature_identities(data, config.features),
+    'data': data_identity.data_fingerprint(data, config.features),
+    'extractors': data_identity.feature_identities(data, config.features),
     'config': json.loads(json.dumps(config.to_dict())),
   }
 
@@ -398,7 +315,7 @@ def check(
   if found != kind:
     check_kind(workdir, kind)
   if 'extractors' in before:
-    check_identities(
+    data_identity.check_identities(
       before['extractors'], now['extractors'], f'the run recorded in {path_of(workdir)}', 'the data'
     )
   else:
@@ -449,8 +366,8 @@ def check_model(config: ml_collections.ConfigDict, workdir: str, extractors=None
     if 'extractors' not in record:
       _warn_once(workdir, 'the extractors behind the features')
     else:
-      now = {n: extractor_identity(e) for n, e in extractors.items()}
-      check_identities(
+      now = {n: data_identity.extractor_identity(e) for n, e in extractors.items()}
+      data_identity.check_identities(
         record['extractors'],
         now,
         f'the model trained in {workdir} ({RUN_FILE})',

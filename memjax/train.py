@@ -34,6 +34,7 @@ from jax.sharding import Mesh
 from memjax import (
   augment,
   checkpointing,
+  data_identity,
   datasets,
   device_table,
   evaluate,
@@ -378,7 +379,7 @@ def check_store_extractors(config: ml_collections.ConfigDict, data: datasets.Mem
   """
   if data.extractors is not None or not data.sources:
     return
-  stored = {n: run_record.feature_identities(data, [n]) for n in config.features}
+  stored = {n: data_identity.feature_identities(data, [n]) for n in config.features}
   for name in config.features:
     if name not in config.extractors or not stored[name]:
       continue
@@ -387,9 +388,9 @@ def check_store_extractors(config: ml_collections.ConfigDict, data: datasets.Mem
     except InputError as e:
       logging.info('feature %s: its config extractor is not checked against the store: %s', name, e)
       continue
-    run_record.check_identities(
+    data_identity.check_identities(
       stored[name],
-      {name: run_record.extractor_identity(extractor)},
+      {name: data_identity.extractor_identity(extractor)},
       f'the feature store {config.data.features_dir}',
       'config.extractors.{name}',
     )

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, evaluate, metrics, parallel, results, run_record
+from memjax import data_identity, datasets, evaluate, metrics, parallel, results, run_record
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions, tables
 
@@ -72,9 +72,9 @@ def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None) 
   sub = dataset_config(config, name, entry)
   data = datasets.load(sub)
   if record is not None:
-    run_record.check_identities(
+    data_identity.check_identities(
       record.get('extractors'),
-      run_record.feature_identities(data, sub.features),
+      data_identity.feature_identities(data, sub.features),
       f'the model trained in {workdir} ({run_record.RUN_FILE})',
       f'the features of config.transfer.datasets.{name}',
     )
