@@ -125,3 +125,13 @@ def test_predict_output_has_the_same_columns_whatever_the_input(tmp_path):
   assert _header(regression) == ['path', 'score', 'error']
   with pytest.raises(ValueError, match='num_classes'):
     predict.write_csv(full, ['a'], np.zeros(1), np.zeros((1, 3)), [''], num_classes=4)
+
+
+def test_a_missing_column_is_named_as_the_config_field(tmp_path, test_config):
+  from memjax.datasets import image_folder
+
+  (tmp_path / 'scores.csv').write_text('file,score\na.jpg,0.5\n')
+  config = test_config
+  config.data.name, config.data.dir = 'image_folder', str(tmp_path)
+  with pytest.raises(InputError, match=r"'image' \(config\.data\.image_column\)"):
+    image_folder.read_scores(config)

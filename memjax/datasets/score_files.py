@@ -173,9 +173,8 @@ def read_score_csv(path: str, config: CsvLayout) -> dict[str, list[tuple[str, fl
       header = reader.fieldnames
       if not header:
         raise InputError(f'{path} is empty; expected a header row with {sorted(columns.values())}.')
-      missing = [
-        f'{col!r} ({config.fields}{key})' for key, col in columns.items() if col not in header
-      ]
+      fields = getattr(config, 'fields', '')  # a TFDS builder config has no `fields`
+      missing = [f'{col!r} ({fields}{key})' for key, col in columns.items() if col not in header]
       if missing:
         raise InputError(
           f'{path}: missing column(s) {", ".join(missing)}; the header has {header}.'
