@@ -134,6 +134,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.checkpoint = 'best'  # Checkpoint scored per fold: 'best', 'latest' or a step.
+  config.eval.output = config_dict.placeholder(
+    str
+  )  # evaluate: summary JSON here, WORKDIR untouched.
 
   # Regression baselines of Table 1 (--mode=baseline, memjax/baselines.py).
   config.baseline = ml_collections.ConfigDict()
@@ -171,6 +174,7 @@ def get_config() -> ml_collections.ConfigDict:
   # scores other datasets. name -> {data: overrides of config.data, seed, first_row, paper, about}.
   config.transfer = ml_collections.ConfigDict()
   config.transfer.datasets = ml_collections.ConfigDict()  # See configs/transfer.py for entries.
+  config.transfer.output = config_dict.placeholder(str)  # Results folder; None: WORKDIR itself.
 
   # Tables and figures (--mode=report, memjax/experiments/report.py): which workdir is which result.
   config.report = ml_collections.ConfigDict()

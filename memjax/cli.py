@@ -101,7 +101,10 @@ def run(config, workdir: str, mode: str, verbose: bool = False) -> None:
   logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())
   module, function = MODES[mode]
   mode_fn = getattr(importlib.import_module(module), function)
-  with workdir_lock.hold_for_mode(workdir, mode):  # one writer per workdir
+  reads_only = (mode == 'evaluate' and config.eval.output) or (
+    mode == 'transfer' and config.transfer.output
+  )
+  with workdir_lock.hold_for_mode(workdir, mode, reads_only=bool(reads_only)):  # one writer
     mode_fn(config, workdir)
 
 

@@ -188,6 +188,7 @@ FIELDS: dict[str, Rule] = {
   'predict.output': _path('CSV to write'),
   'predict.path_column': Str('CSV column of image paths'),
   'predict.on_error': Str('unreadable image while predicting', choices=ON_ERROR),
+  'eval.output': _path('evaluate: the summary JSON to write instead of WORKDIR/summary.json'),
   'eval.checkpoint': Str(
     'checkpoint scored per fold', pattern=r'best|latest|[0-9]+', shape="'best', 'latest' or a step"
   ),
@@ -226,6 +227,7 @@ FIELDS: dict[str, Rule] = {
   'search.grace_secs': Int('seconds without heartbeat before a trial is retried', 1),
   'search.max_retry': Int('re-queues of a dead trial', 0),
   'transfer.datasets': Entries('name -> dataset to score', fields=TRANSFER_FIELDS),
+  'transfer.output': _path('transfer: the results folder instead of WORKDIR'),
   **{f'report.table1.{row}': _path(f'workdir of Table 1 row {row}') for row in TABLE1_ROWS},
   'report.extra_rows': Entries(
     'Table 1 label -> workdir', value=Str('a workdir', shape=_PATH), key_pattern=r'[^\n]*\S[^\n]*'

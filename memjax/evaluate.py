@@ -120,10 +120,12 @@ def evaluate_fold(
   workdir: str,
   eval_fn=None,
   backbone: finetune.Backbone | None = None,
+  write: bool = True,
 ) -> dict:
   """Restores fold `fold`'s chosen checkpoint, scores its test rows, writes `eval.json`.
 
   `eval_fn` and `backbone`: the run's, built once for all folds (built here when None).
+  `write`: False leaves the fold's folder untouched (`config.eval.output`).
   """
   backbone = backbone or finetune.backbone(config, data.extractors)
   params, meta, step = restore_fold(config, data, fold, workdir, mesh, backbone)
@@ -147,7 +149,8 @@ def evaluate_fold(
     result.update(thresholds=meta['thresholds'], score_values=meta['values'])
   else:  # a sigmoid score: no classes
     result.pop('accuracy', None)
-  results.write_json(os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE), result)
+  if write:
+    results.write_json(os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE), result)
   logging.info(
     'fold %d: test Spearman %.4f on %d examples (checkpoint step %d)',
     fold,
@@ -181,7 +184,9 @@ def unfinished_folds(config, plans, folds, workdir: str) -> list[str]:
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`--mode=evaluate`: re-scores every fold from its checkpoint alone; writes the summary.
+  """`--mode=evaluate`: re-scores every fold from its checkpoint alone; writes the summary (and
+  each fold's eval.json), or with `config.eval.output` only that file, leaving WORKDIR untouched
+  (a read-only workdir can be evaluated).
 
   Raises:
     InputError: the workdir holds no trained run or another run; a fold is unfinished (nothing
@@ -203,8 +208,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
   backbone = finetune.backbone(config, data.extractors)
   eval_fn = eval_program(config, data, mesh, backbone)
+  out = config.eval.output
   fold_results = [
-    evaluate_fold(config, data, plans[fold], fold, mesh, workdir, eval_fn, backbone)
+    evaluate_fold(config, data, plans[fold], fold, mesh, workdir, eval_fn, backbone, not out)
     for fold in folds
   ]
   summary = results.summarize(
@@ -212,6 +218,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   if changes:
     summary['resumed_with_changes'] = changes
-  results.write_json(os.path.join(workdir, results.SUMMARY_FILE), summary)
+  results.write_json(out or os.path.join(workdir, results.SUMMARY_FILE), summary)
   logging.info('%s', results.mean_line(summary), extra=progress.CONSOLE)
   return summary

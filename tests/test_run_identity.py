@@ -263,3 +263,41 @@ def test_main_evaluates_and_predicts_from_the_workdir_alone(image_run, tmp_path)
   nothing = _main('--mode=evaluate', f'--workdir={tmp_path / "empty"}')
   assert nothing.returncode == 2
   assert 'records no run' in nothing.stderr.strip().splitlines()[-1]
+
+
+def test_evaluate_and_transfer_with_an_output_read_a_read_only_workdir(image_run, tmp_path):
+  """`config.eval.output` and `config.transfer.output`: the results go there and the trained
+  workdir, on a read-only mount, is only read (the lock too)."""
+  import ml_collections
+  import mounts
+
+  from memjax.experiments import transfer
+
+  config, workdir, summary, tmp = image_run
+  copy = _copy(workdir, tmp_path)
+  with mounts.read_only_view(copy, str(tmp_path / 'ro')) as ro:
+    out = str(tmp_path / 'evaluated.json')
+    done = _main('--mode=evaluate', f'--workdir={ro}', f'--config.eval.output={out}')
+    assert done.returncode == 0, done.stderr[-2000:]
+    evaluated = results.read_json(out)
+    assert [f['spearman'] for f in evaluated['folds']] == pytest.approx(
+      [f['spearman'] for f in summary['folds']], abs=1e-6
+    )
+    refused = _main('--mode=evaluate', f'--workdir={ro}')  # it would write summary.json there
+    assert refused.returncode == 2 and 'Read-only file system' in refused.stderr
+    other = config.copy_and_resolve_references()
+    other.transfer.datasets.same = ml_collections.ConfigDict(
+      {
+        'data': {'name': 'image_folder', 'dir': config.data.dir},
+        'seed': None,
+        'first_row': 0,
+        'paper': None,
+        'about': 'the training images again',
+      }
+    )
+    other.transfer.output = str(tmp_path / 'transfer_out')
+    moved = transfer.transfer(other, ro)
+  assert moved['datasets'][0]['num_images'] == 96
+  assert os.path.exists(tmp_path / 'transfer_out' / 'transfer' / 'same.json')
+  assert os.path.exists(tmp_path / 'transfer_out' / 'transfer.json')
+  assert sorted(os.listdir(copy)) == sorted(os.listdir(workdir))  # nothing new in the workdir

@@ -62,8 +62,9 @@ def dataset_config(
   return sub
 
 
-def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None) -> dict:
-  """Scores dataset `name` with every fold of `workdir`; writes its JSON and predictions.
+def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None, out=None) -> dict:
+  """Scores dataset `name` with every fold of `workdir`; writes its JSON and predictions into
+  `out/transfer/` (`out`: `config.transfer.output`, or None for `workdir`).
 
   `record`: the workdir's (`run_record.check_model`); the extractors behind the dataset's
   features must be the ones it names.
@@ -94,7 +95,7 @@ def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None) 
       fold_predictions.predict_rows(sub, data, data.scores, rows, params, meta, mesh, eval_fn)
     )
   pred = np.mean(fold_preds, axis=0)
-  out_dir = os.path.join(workdir, 'transfer')
+  out_dir = os.path.join(out or workdir, 'transfer')
   fold_predictions.save(os.path.join(out_dir, f'{name}.npz'), rows, data.ids[rows], true, pred)
   result = {
     'name': name,
@@ -157,13 +158,14 @@ def transfer(config: ml_collections.ConfigDict, workdir: str) -> dict:
   record = run_record.check_model(config, workdir)
   mesh = parallel.make_mesh()
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
+  out = config.transfer.output or workdir  # another folder leaves a read-only workdir untouched
   rows = [
-    evaluate_dataset(config, workdir, name, entry, mesh, record)
+    evaluate_dataset(config, workdir, name, entry, mesh, record, out)
     for name, entry in config.transfer.datasets.items()
   ]
   header, body = table(rows)
-  tables.write_csv(os.path.join(workdir, 'transfer.csv'), header, body)
-  tables.write_text(os.path.join(workdir, 'transfer.md'), tables.markdown(header, body) + '\n')
+  tables.write_csv(os.path.join(out, 'transfer.csv'), header, body)
+  tables.write_text(os.path.join(out, 'transfer.md'), tables.markdown(header, body) + '\n')
   summary = {
     'model_workdir': os.path.abspath(workdir),
     'features': list(config.features),
@@ -171,5 +173,5 @@ def transfer(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'datasets': rows,
     'wall_seconds': time.time() - start,
   }
-  results.write_json(os.path.join(workdir, TRANSFER_FILE), summary)
+  results.write_json(os.path.join(out, TRANSFER_FILE), summary)
   return summary

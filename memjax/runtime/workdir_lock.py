@@ -52,9 +52,11 @@ MODE_LOCKS = {
 }
 
 
-def hold_for_mode(workdir: str, mode: str):
-  """The lock `main.py` holds on WORKDIR while it runs `mode` (see `MODE_LOCKS`)."""
-  kind, create = MODE_LOCKS[mode]
+def hold_for_mode(workdir: str, mode: str, *, reads_only: bool = False):
+  """The lock `main.py` holds on WORKDIR while it runs `mode` (see `MODE_LOCKS`); `reads_only`:
+  this run writes its results elsewhere (evaluate or transfer with an output), so it reads WORKDIR
+  as predict does."""
+  kind, create = MODE_LOCKS['predict' if reads_only else mode]
   if kind is None or (not create and not os.path.isdir(workdir)):
     return contextlib.nullcontext()
   # A read-only trained workdir can still be read (predict): only writers need the lock file.
