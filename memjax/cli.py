@@ -46,7 +46,14 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
 flags.DEFINE_enum('mode', 'train', list(MODES), 'What to run.')
 flags.DEFINE_string('input', None, 'predict: the folder or CSV of images (config.predict.input).')
-flags.DEFINE_string('output', None, 'predict: the CSV to write (config.predict.output).')
+flags.DEFINE_string(
+  'output', None, 'predict: the CSV; evaluate: the summary JSON; transfer: the results folder.'
+)
+# --input / --output -> the config group whose field they set, per mode.
+FLAG_FIELDS = {
+  'input': {'predict': 'predict'},
+  'output': {'predict': 'predict', 'evaluate': 'eval', 'transfer': 'transfer'},
+}
 flags.DEFINE_bool('verbose', False, 'Print the traceback of an error, not only its one line.')
 flags.mark_flags_as_required(['workdir'])
 
@@ -130,10 +137,12 @@ def main(argv):
     unset_none_overrides(FLAGS.config, sys.argv)
     for flag in ('input', 'output'):
       value = getattr(FLAGS, flag)
+      group = FLAG_FIELDS[flag].get(FLAGS.mode)
       if value is not None:
-        if FLAGS.mode != 'predict':
-          command_line.usage_error(f'--{flag} is for --mode=predict (config.predict.{flag}).')
-        FLAGS.config.predict[flag] = value
+        if group is None:
+          modes = ', '.join(f'--mode={m} (config.{g}.{flag})' for m, g in FLAG_FIELDS[flag].items())
+          command_line.usage_error(f'--{flag} is for {modes}.')
+        FLAGS.config[group][flag] = value
     config_schema.validate(FLAGS.config, FLAGS.mode, FLAGS.workdir)
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.verbose)
 

@@ -277,7 +277,7 @@ def test_evaluate_and_transfer_with_an_output_read_a_read_only_workdir(image_run
   copy = _copy(workdir, tmp_path)
   with mounts.read_only_view(copy, str(tmp_path / 'ro')) as ro:
     out = str(tmp_path / 'evaluated.json')
-    done = _main('--mode=evaluate', f'--workdir={ro}', f'--config.eval.output={out}')
+    done = _main('--mode=evaluate', f'--workdir={ro}', f'--output={out}')  # config.eval.output
     assert done.returncode == 0, done.stderr[-2000:]
     evaluated = results.read_json(out)
     assert [f['spearman'] for f in evaluated['folds']] == pytest.approx(
