@@ -9,7 +9,7 @@ decoding is one jitted function, vmapped over the stacked fold parameters.
   scores, probs = predictor.predict_images(uint8_images)   # [B, S, S, 3] RGB crops
 
 The config's fields that say what the parameters mean, and the extractors it builds, must be the
-ones the workdir recorded (`run_record.check_model`).
+ones the workdir recorded (`run_record.check_model`, `run_record.check_extractors`).
 """
 
 import csv
@@ -25,7 +25,16 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import checkpointing, finetune, models, parallel, recorded_config, run_record, steps
+from memjax import (
+  checkpointing,
+  data_identity,
+  finetune,
+  models,
+  parallel,
+  recorded_config,
+  run_record,
+  steps,
+)
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
 from memjax.runtime import atomic_files, progress, xla_options
@@ -59,9 +68,10 @@ class Predictor:
       config = recorded_config.config_of(workdir)
     self.config = config
     run_record.check_kind(workdir, 'predict')
-    run_record.check_model(config, workdir)  # fields first: they name a wrong config best
+    record = run_record.check_model(config, workdir)  # fields first: they name a wrong config best
     self.extractors = registry.build_all(config)
-    run_record.check_model(config, workdir, self.extractors)
+    identities = {n: data_identity.extractor_identity(e) for n, e in self.extractors.items()}
+    run_record.check_extractors(record, workdir, identities, 'config.extractors.{name}')
     self.mesh = parallel.make_mesh()
     dims = {n: e.feature_dim for n, e in self.extractors.items()}
     model = models.create_model(config)

@@ -339,16 +339,16 @@ def check(
   return diffs
 
 
-def check_model(config: ml_collections.ConfigDict, workdir: str, extractors=None) -> dict | None:
+def check_model(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """What `predict` and `transfer` check before using a trained workdir: the config's `MEANING`
-  fields, and the `extractors` they will run (name -> Extractor), against the record.
+  fields against the record.
 
   Returns:
     The record (None for a workdir trained before records existed: only its checkpoints'
-    fields are checked then).
+    fields are checked then), for `check_extractors`.
 
   Raises:
-    InputError: a differing field (named, with both values) or extractor.
+    InputError: a differing field, named with both values.
   """
   record = read(workdir)
   if record is None:
@@ -362,15 +362,21 @@ def check_model(config: ml_collections.ConfigDict, workdir: str, extractors=None
       f'parameters mean: {"; ".join(diffs[:_SHOW])}{more}. Leave these fields as recorded '
       '(drop --config to use the recorded config).'
     )
-  if extractors is not None:
-    if 'extractors' not in record:
-      _warn_once(workdir, 'the extractors behind the features')
-    else:
-      now = {n: data_identity.extractor_identity(e) for n, e in extractors.items()}
-      data_identity.check_identities(
-        record['extractors'],
-        now,
-        f'the model trained in {workdir} ({RUN_FILE})',
-        'config.extractors.{name}',
-      )
   return record
+
+
+def check_extractors(record: dict | None, workdir: str, identities: dict | None, what: str):
+  """The extractors behind the features at hand (`identities`, feature -> identity; `what` names
+  them in the message, with `{name}` for the feature) against the ones `record` was trained on.
+
+  Raises:
+    InputError: a differing extractor (`data_identity.check_identities`).
+  """
+  if record is None:
+    return
+  if 'extractors' not in record:
+    _warn_once(workdir, 'the extractors behind the features')
+    return
+  data_identity.check_identities(
+    record['extractors'], identities, f'the model trained in {workdir} ({RUN_FILE})', what
+  )

@@ -72,13 +72,12 @@ def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None, 
   start = time.time()
   sub = dataset_config(config, name, entry)
   data = datasets.load(sub)
-  if record is not None:
-    data_identity.check_identities(
-      record.get('extractors'),
-      data_identity.feature_identities(data, sub.features),
-      f'the model trained in {workdir} ({run_record.RUN_FILE})',
-      f'the features of config.transfer.datasets.{name}',
-    )
+  run_record.check_extractors(
+    record,
+    workdir,
+    data_identity.feature_identities(data, sub.features),
+    f'the features of config.transfer.datasets.{name}',
+  )
   rows = np.flatnonzero(np.isfinite(data.scores))
   rows = rows[rows >= entry.first_row]
   if rows.size < 2:
