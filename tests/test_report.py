@@ -239,3 +239,24 @@ def test_missing_sweep_is_skipped_not_fatal(test_config, tmp_path):
   config.report.search = 'None'
   summary = report.report(config, str(tmp_path / 'out'))
   assert 'sweep' not in summary['written'] and os.path.exists(summary['written']['html'])
+
+
+def test_runs_table_of_a_one_fold_run_shows_no_sd():
+  """A one-fold run records no SD (`spearman_std` None): the table shows its mean alone."""
+  from memjax.experiments import run_rows
+
+  row = {
+    'label': 'one',
+    'data': 'synthetic, cv5',
+    'features': 'cnn',
+    'head': 'MLP K=4',
+    'folds': 1,
+    'finished': True,
+    'spearman_mean': 0.61234,
+    'spearman_std': None,
+    'pearson_mean': 0.5,
+    'mse_mean': 0.02,
+    'range_ratio_mean': 0.8,
+  }
+  _, body = run_rows.table([row, dict(row, label='two', folds=2, spearman_std=0.01)])
+  assert body[0][5] == '0.6123' and body[1][5] == '0.6123 ± 0.0100'

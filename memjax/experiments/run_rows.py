@@ -73,7 +73,7 @@ def _summary(workdir: str) -> tuple[dict, bool]:
   summary = {
     'folds': folds,
     'spearman_mean': float(rho.mean()),
-    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else 0.0,
+    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else None,  # as results.summarize
   }
   for key in ('pearson', 'mse', 'range_ratio'):
     if all(f.get(key) is not None for f in folds):
@@ -150,6 +150,11 @@ def _num(value, digits: int = 4) -> str:
   return '' if value is None else f'{value:.{digits}f}'
 
 
+def _mean_sd(mean: float, sd: float | None) -> str:
+  """`0.5512 ± 0.0437`, or the mean alone for one fold (no SD)."""
+  return f'{mean:.4f}' + ('' if sd is None else f' ± {sd:.4f}')
+
+
 def table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
   """The Markdown table: one line per run, mean ± SD Spearman and the calibration."""
   header = ['run', 'data', 'features', 'head', 'folds', 'Spearman (mean ± SD)', 'Pearson']
@@ -164,7 +169,7 @@ def table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
         r['features'],
         r['head'],
         folds,
-        f'{r["spearman_mean"]:.4f} ± {r["spearman_std"]:.4f}',
+        _mean_sd(r['spearman_mean'], r['spearman_std']),
         _num(r['pearson_mean']),
         _num(r['mse_mean']),
         _num(r['range_ratio_mean'], 2),
