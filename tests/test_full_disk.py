@@ -44,9 +44,9 @@ def test_a_full_disk_is_one_error_line_and_no_traceback(tmp_path, jax_cache_dir,
   assert 'cannot write checkpoint' in errors[0] and 'free space and re-run' in errors[0]
 
 
-def _record(pathname: str, error: BaseException | None) -> logging.LogRecord:
+def _record(pathname: str, error: BaseException | None, name='absl') -> logging.LogRecord:
   exc_info = (type(error), error, error.__traceback__) if error else None
-  return logging.LogRecord('absl', logging.ERROR, pathname, 1, 'failed: %s', (error,), exc_info)
+  return logging.LogRecord(name, logging.ERROR, pathname, 1, 'failed: %s', (error,), exc_info)
 
 
 def test_only_orbax_thread_tracebacks_are_dropped(monkeypatch):
@@ -58,6 +58,12 @@ def test_only_orbax_thread_tracebacks_are_dropped(monkeypatch):
   assert not keep(_record('/x/orbax/future.py', ValueError('RESOURCE_EXHAUSTED: disk')))
   assert not keep(_record('/x/orbax/future.py', OSError(28, 'No space left on device')))
   assert keep(_record('/x/orbax/future.py', None))
+  # A TensorStore future's error has no Python frames; asyncio reports it from its own module.
+  future = _record('/x/asyncio/base_events.py', ValueError('RESOURCE_EXHAUSTED: x'), 'asyncio')
+  assert not keep(future)
+  other = _record('/x/asyncio/base_events.py', ValueError('NOT_FOUND: x'), 'asyncio')
+  assert keep(other) and other.exc_info is None
+  assert keep(_record('/x/absl/base.py', ValueError('RESOURCE_EXHAUSTED: x')))  # not a library's
 
   seen = []
   orbax_workarounds.quiet_library_threads()

@@ -18,21 +18,31 @@ import traceback
 
 from etils.epath import gpath
 
-from memjax.errors import NO_SPACE
+from memjax.errors import no_space_reason
 
 
 def _library_thread_failure(record: std_logging.LogRecord) -> bool:
   """Keeps the traceback of a failure in Orbax's worker threads and event loops out of the log
-  (absl's `Thread.run() raised`, asyncio's `Task exception was never retrieved`): the same error
-  reaches the caller of `save` or `restore`, which reports it in one line. The message stays,
-  except for a full disk, whose one line is the caller's."""
+  (absl's `Thread.run() raised`, asyncio's `Task/Future exception was never retrieved`): the same
+  error reaches the caller of `save` or `restore`, which reports it in one line. The message
+  stays, except for a full disk, whose one line is the caller's.
+
+  memjax runs no event loop of its own, so everything asyncio reports is a library's; an absl
+  record is Orbax's when it was logged from, or its error raised through, Orbax's code. A
+  TensorStore future's error carries no Python frames at all, hence the first rule.
+  """
   if not record.exc_info or record.exc_info[1] is None:
     return True
   error = record.exc_info[1]
   frames = traceback.extract_tb(error.__traceback__)
-  if '/orbax/' not in record.pathname and not any('/orbax/' in f.filename for f in frames):
+  from_library = (
+    record.name == 'asyncio'
+    or '/orbax/' in record.pathname
+    or any('/orbax/' in f.filename for f in frames)
+  )
+  if not from_library:
     return True
-  if isinstance(error, OSError) and error.errno in NO_SPACE or 'RESOURCE_EXHAUSTED' in str(error):
+  if no_space_reason(error) or 'RESOURCE_EXHAUSTED' in str(error):
     return False
   record.exc_info, record.exc_text = None, None
   return True
