@@ -64,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
       'clip': (256,),
       'siglip': (256,),
       'dinov2': (256,),
+      'dinov3': (256,),
       'color_grid': (32,),
     }
   )  # Dense widths of each feature's branch.
@@ -91,6 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
     ('clip', 'clip'),
     ('siglip', 'siglip'),
     ('dinov2', 'dinov2'),
+    ('dinov3', 'dinov3'),
     ('color_grid', 'color_grid'),
   ):
     spec = config.extractors[name] = ml_collections.ConfigDict()

@@ -30,7 +30,8 @@ class Extractor:
     name: the extractor's name, recorded in the feature store (e.g. `vgg16_fc7`).
     feature_dim: D, the width of the feature.
     params: pytree of weight arrays (never trained, never checkpointed).
-    forward: `(params, images) -> [B, D] float32` for uint8 RGB `images` [B, S, S, 3].
+    forward: `(params, images) -> [B, D] float32` for uint8 RGB `images` [B, S, S, 3] (float32
+      0..255 when `pixels` says so).
     image_size: S, the center-crop size the network takes.
     resize_to: the shorter image side is resized to this before the center crop.
     preprocessing: human-readable description of the pixel preprocessing, for the store.
@@ -38,6 +39,7 @@ class Extractor:
     resample: the resize filter, 'bilinear' or 'bicubic' (`geometry.Geometry`).
     rounding: the longer side after resizing, 'round' or 'truncate'.
     crop: 'center', 'center_round' (torchvision's offset) or 'stretch' (no crop).
+    pixels: 'uint8', or 'float32' (resized in float, not rounded: DINOv3).
   """
 
   name: str
@@ -51,11 +53,14 @@ class Extractor:
   resample: str = 'bilinear'
   rounding: str = 'round'
   crop: str = 'center'
+  pixels: str = 'uint8'
 
   @property
   def geometry(self) -> Geometry:
     """How the image pipeline turns an image into this extractor's input square."""
-    return Geometry(self.resize_to, self.image_size, self.resample, self.rounding, self.crop)
+    return Geometry(
+      self.resize_to, self.image_size, self.resample, self.rounding, self.crop, self.pixels
+    )
 
   def store_descriptor(self) -> dict:
     """The feature's entry in a feature store's `metadata.json`."""

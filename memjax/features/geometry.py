@@ -9,11 +9,15 @@ families follow their reference processors instead, exactly:
 * OpenAI / OpenCLIP CLIP (torchvision `Resize`, `CenterCrop`): the same, the crop at offset
   round((n - s) / 2);
 * SigLIP (`SiglipImageProcessor`, OpenCLIP's 'squash', big_vision): the whole image resized to
-  s x s with PIL bicubic, no crop (stretched).
+  s x s with PIL bicubic (SigLIP 2's processor: bilinear), no crop (stretched);
+* DINOv3 (`DINOv3ViTImageProcessor`): the whole image resized to s x s, bilinear, antialiased, in
+  float after the rescale to [0, 1] (torchvision on a float tensor, which computes PIL's filter):
+  `pixels='float32'`, PIL's resize of each channel in mode 'F', values not rounded to 8 bits.
 
 "Truncated": the longer side is int(resize_to * long / short), as transformers'
 `get_resize_output_image_size` and torchvision's `Resize` compute it. All resizing is PIL's (the
-reference processors' PIL path), so memjax's uint8 crops are the reference's, bit for bit.
+reference processors' PIL path), so memjax's uint8 crops are the reference's, bit for bit, and
+its float32 ones within float rounding.
 """
 
 import dataclasses
@@ -24,6 +28,7 @@ from PIL import Image
 RESAMPLE = {'bilinear': Image.Resampling.BILINEAR, 'bicubic': Image.Resampling.BICUBIC}
 ROUNDING = ('round', 'truncate')
 CROPS = ('center', 'center_round', 'stretch')
+PIXELS = ('uint8', 'float32')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +45,9 @@ class Geometry:
       torchvision's CenterCrop) or 'stretch' (the whole image resized to `resize_to` squared,
       aspect not kept; then, when `resize_to` > S, torchvision's centre crop: ResMem's 256 / 227;
       SigLIP: `resize_to` = S, no crop).
+    pixels: 'uint8' (the resized image rounded to 8 bits, as PIL resizes RGB images) or
+      'float32' (each channel resized in PIL's float mode, values 0..255 not rounded: DINOv3's
+      processor resizes after the rescale to float).
   """
 
   resize_to: int
@@ -47,16 +55,27 @@ class Geometry:
   resample: str = 'bilinear'
   rounding: str = 'round'
   crop: str = 'center'
+  pixels: str = 'uint8'
 
   def __post_init__(self):
-    if self.resample not in RESAMPLE or self.rounding not in ROUNDING or self.crop not in CROPS:
+    if (
+      self.resample not in RESAMPLE
+      or self.rounding not in ROUNDING
+      or self.crop not in CROPS
+      or self.pixels not in PIXELS
+    ):
       raise ValueError(f'bad Geometry {self}: resample {list(RESAMPLE)}, rounding {ROUNDING}, '
-                       f'crop {CROPS}')  # fmt: skip
+                       f'crop {CROPS}, pixels {PIXELS}')  # fmt: skip
 
   @property
   def is_default(self) -> bool:
     """memjax's own recipe (bilinear, rounded, centre crop), described as before."""
-    return (self.resample, self.rounding, self.crop) == ('bilinear', 'round', 'center')
+    return (self.resample, self.rounding, self.crop, self.pixels) == (
+      'bilinear',
+      'round',
+      'center',
+      'uint8',
+    )
 
   def resized_size(self, width: int, height: int) -> tuple[int, int]:
     """(width, height) after resizing a `width` x `height` image."""
@@ -70,24 +89,34 @@ class Geometry:
     return (self.resize_to, new_long) if width <= height else (new_long, self.resize_to)
 
   def apply(self, image: Image.Image) -> np.ndarray:
-    """uint8 [S, S, 3] of an RGB PIL image."""
+    """[S, S, 3] of an RGB PIL image: uint8, or float32 0..255 for `pixels='float32'`."""
     size = self.resized_size(*image.size)
+    if self.pixels == 'float32':
+      box = self._box(size)
+      return np.stack([_resize_float(c, size, self.resample, box) for c in image.split()], -1)
     if size != image.size:
       image = image.resize(size, RESAMPLE[self.resample])
+    box = self._box(size)
+    return np.asarray(image if box is None else image.crop(box))
+
+  def _box(self, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The crop (left, top, right, bottom) of the resized image of `size`; None: all of it."""
     s = self.image_size
     if self.crop == 'stretch' and size[0] == s:
-      return np.asarray(image)
+      return None
     if self.crop == 'center':
       left, top = (size[0] - s) // 2, (size[1] - s) // 2
     else:  # torchvision's CenterCrop ('center_round', and 'stretch' to a larger square)
       left, top = int(round((size[0] - s) / 2.0)), int(round((size[1] - s) / 2.0))
-    return np.asarray(image.crop((left, top, left + s, top + s)))
+    return left, top, left + s, top + s
 
   def describe(self) -> str:
     """The geometry in words, for the feature store's metadata."""
     s = self.image_size
     if self.is_default:
       return f'resize shorter side to {self.resize_to}, center crop {s}'
+    if self.crop == 'stretch' and self.resize_to == s and self.pixels == 'float32':
+      return f'resize the whole image to {s} x {s} ({self.resample} in float32, stretched, no crop)'
     if self.crop == 'stretch' and self.resize_to == s:
       return f'resize the whole image to {s} x {s} ({self.resample}, stretched, no crop)'
     if self.crop == 'stretch':
@@ -102,3 +131,12 @@ class Geometry:
       f'{"truncated" if self.rounding == "truncate" else "rounded"}), center crop {s} '
       f'(offset {offset})'
     )
+
+
+def _resize_float(channel: Image.Image, size: tuple[int, int], resample: str, box) -> np.ndarray:
+  """One 8-bit channel resized to `size` in PIL's float mode, then cut to `box` (None: not
+  cut): float32 [S, S], not rounded."""
+  channel = channel.convert('F')
+  if size != channel.size:
+    channel = channel.resize(size, RESAMPLE[resample])
+  return np.asarray(channel if box is None else channel.crop(box), np.float32)

@@ -60,8 +60,13 @@ def load_image(
   return resize_and_crop(image, resize_to, image_size)
 
 
+def _pixel_dtype(geometry: Geometry | None) -> np.dtype:
+  """uint8, or float32 for a geometry that resizes in float (DINOv3's)."""
+  return np.dtype(np.uint8 if geometry is None else geometry.pixels)
+
+
 def _safe_loader(resize_to: int, image_size: int, geometry: Geometry | None = None):
-  blank = np.zeros((image_size, image_size, 3), np.uint8)
+  blank = np.zeros((image_size, image_size, 3), _pixel_dtype(geometry))
 
   def load(path: bytes):
     try:
@@ -86,8 +91,9 @@ def image_batches(
   `geometry`: the extractor's resize / crop (`load_image`); None: `resize_and_crop`.
 
   Yields:
-    dicts with `image` uint8 [B, S, S, 3], `ok` bool [B] (False for unreadable files and for
-    padding), `error` bytes [B], `index` int64 [B] (position in `paths`, -1 for padding).
+    dicts with `image` uint8 (float32 for a float geometry) [B, S, S, 3], `ok` bool [B]
+    (False for unreadable files and for padding), `error` bytes [B], `index` int64 [B]
+    (position in `paths`, -1 for padding).
   """
   paths = list(paths)[start:]
   if not paths:
@@ -96,9 +102,10 @@ def image_batches(
   index = np.concatenate([np.arange(start, start + len(paths)), np.full(pad, -1)])
   padded = paths + paths[:1] * pad
   load = _safe_loader(resize_to, image_size, geometry)
+  dtype = tf.as_dtype(_pixel_dtype(geometry))
 
   def decode(i, path):
-    image, ok, error = tf.numpy_function(load, [path], (tf.uint8, tf.bool, tf.string))
+    image, ok, error = tf.numpy_function(load, [path], (dtype, tf.bool, tf.string))
     return {'image': image, 'ok': tf.logical_and(ok, i >= 0), 'error': error, 'index': i}
 
   ds = tf.data.Dataset.from_tensor_slices((index, padded))
@@ -156,8 +163,8 @@ class ImageRows:
     self.resize_to, self.image_size, self.threads = resize_to, image_size, threads
     self.geometry = geometry
     self.shape = (len(self.paths), image_size, image_size, 3)
-    self.dtype = np.dtype(np.uint8)
-    self.cached, why = _choose_cache(cache, int(np.prod(self.shape)))
+    self.dtype = _pixel_dtype(geometry)
+    self.cached, why = _choose_cache(cache, int(np.prod(self.shape)) * self.dtype.itemsize)
     what = 'cached' if self.cached else 'not cached'
     logging.info('Decoded images of %d files %s: %s', len(self.paths), what, why)
     self._lock = threading.Lock()

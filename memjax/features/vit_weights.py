@@ -1,10 +1,13 @@
-"""Weights of the CLIP / SigLIP / DINOv2 encoders (`vit.py`) from the files users have.
+"""Weights of the CLIP / SigLIP / DINOv2 / DINOv3 encoders (`vit.py`) from the files users have.
 
 Layouts read (the family is the extractor's; the layout is recognised from the tensor names):
 
 * Hugging Face `transformers` 4 and 5 (all families): `model.safetensors` or `pytorch_model.bin`
   of `openai/clip-vit-*`, `google/siglip-*` (and fixed-resolution `google/siglip2-*`, the same
-  layout), `facebook/dinov2-*` (and `-with-registers-`, and giant's SwiGLU), of the full model
+  layout; and the NaFlex `google/siglip2-*-naflex`: `Siglip2Model` / `Siglip2VisionModel`, a
+  Linear patch embedding), `facebook/dinov2-*` (and `-with-registers-`, and giant's SwiGLU),
+  `facebook/dinov3-vit*16-pretrain-*` (`DINOv3ViTModel`: `layer.{i}` as published and as
+  transformers 5 saves it, `model.layer.{i}` as it holds it in memory), of the full model
   (`vision_model.*`) or of the vision tower alone (`vision_model.*` as transformers 4 saves it,
   no prefix as transformers 5 does); CLIP's projection (`visual_projection.weight`, in
   `CLIPModel` and `CLIPVisionModelWithProjection`) only for `output='embedding'`, SigLIP's
@@ -21,8 +24,9 @@ buffers) is ignored; a missing or mis-shaped tensor of the image tower fails in 
 it. The architecture comes from the `config.json` beside the file when there is one
 (`vit_arch.py`), which a given variant must agree with. Position embeddings stored for another
 grid are resized as the reference does: DINOv2 (518 px, 37 x 37) with PyTorch's bicubic
-(a = -0.75, no antialiasing), DINOv2 with registers with antialiasing; CLIP and SigLIP must
-match the variant's grid.
+(a = -0.75, no antialiasing), DINOv2 with registers with antialiasing, SigLIP 2 NaFlex with
+PyTorch's antialiased bilinear (`Siglip2VisionEmbeddings`); CLIP and (fixed-resolution) SigLIP
+must match the variant's grid. DINOv3 has none (rotary embeddings).
 """
 
 import hashlib
@@ -192,13 +196,21 @@ def _open_clip(t: _Tensors, c: ViTConfig) -> dict:
 
 
 def _hf_siglip(t: _Tensors, c: ViTConfig) -> dict:
-  d = c.width
+  d, embed = c.width, t.tensors.get('embeddings.patch_embedding.weight')
+  if embed is not None and embed.ndim == 2:  # SigLIP 2 NaFlex: a Linear on (p, p, 3) pixels
+    kernel = t.get('embeddings.patch_embedding.weight', (d, c.patch * c.patch * 3)).T
+    pos = t.tensors.get('embeddings.position_embedding.weight')
+    stored = int(round(np.sqrt(pos.shape[0]))) if pos is not None and pos.ndim == 2 else c.grid
+    pos = t.get('embeddings.position_embedding.weight', (stored**2, d))
+    m = _linear_aa_matrix(stored, c.grid)
+    pos = np.einsum('ia,jb,abd->ijd', m, m, pos.reshape(stored, stored, d).astype(np.float64))
+    pos = pos.reshape(c.grid**2, d).astype(np.float32)
+  else:
+    kernel = _patch(t.get('embeddings.patch_embedding.weight', _conv(c)))
+    pos = t.get('embeddings.position_embedding.weight', (c.positions, d))
   params = {
-    'patch_embed': {
-      'kernel': _patch(t.get('embeddings.patch_embedding.weight', _conv(c))),
-      'bias': t.get('embeddings.patch_embedding.bias', (d,)),
-    },
-    'pos': t.get('embeddings.position_embedding.weight', (c.positions, d)),
+    'patch_embed': {'kernel': kernel, 'bias': t.get('embeddings.patch_embedding.bias', (d,))},
+    'pos': pos,
     'norm': t.norm('post_layernorm', d),
   }
   if 'head.probe' in t.tensors:  # SiglipVisionModel with vision_use_head=False has none
@@ -357,6 +369,42 @@ def _hf_dinov2(t: _Tensors, c: ViTConfig) -> dict:
   return params
 
 
+def _hf_dinov3(t: _Tensors, c: ViTConfig) -> dict:
+  """transformers' DINOv3ViTModel: q/k/v/o projections whose biases the config may leave out
+  (key_bias False as published: zeros here), gate/up/down MLP, no position embeddings."""
+  d = c.width
+  params = {
+    'patch_embed': {
+      'kernel': _patch(t.get('embeddings.patch_embeddings.weight', _conv(c))),
+      'bias': t.get('embeddings.patch_embeddings.bias', (d,)),
+    },
+    'cls': t.get('embeddings.cls_token', (1, 1, d)).reshape(d),
+    'norm': t.norm('norm', d),
+  }
+  if c.registers:
+    params['registers'] = t.get('embeddings.register_tokens', (1, c.registers, d))[0]
+  stack = 'model.layer' if any(k.startswith('model.layer.') for k in t.tensors) else 'layer'
+
+  def linear(name: str, d_in: int, d_out: int) -> dict:  # a bias the file leaves out is zero
+    out = t.linear(name, d_in, d_out, bias=f'{name}.bias' in t.tensors)
+    return {'kernel': out['kernel'], 'bias': out.get('bias', np.zeros(d_out, np.float32))}
+
+  for i in range(c.depth):
+    p = f'{stack}.{i}'
+    mlp = ('gate_proj', 'up_proj') if c.act == 'swiglu' else ('up_proj',)
+    params[f'block_{i}'] = {
+      'ln1': t.norm(f'{p}.norm1', d),
+      'qkv': _concat_dense(*(linear(f'{p}.attention.{n}_proj', d, d) for n in 'qkv')),
+      'out': linear(f'{p}.attention.o_proj', d, d),
+      'ls1': t.get(f'{p}.layer_scale1.lambda1', (d,)),
+      'ln2': t.norm(f'{p}.norm2', d),
+      'fc1': _concat_dense(*(linear(f'{p}.mlp.{n}', d, c.mlp) for n in mlp)),
+      'fc2': linear(f'{p}.mlp.down_proj', c.mlp, d),
+      'ls2': t.get(f'{p}.layer_scale2.lambda1', (d,)),
+    }
+  return params
+
+
 def _conv(c: ViTConfig) -> tuple[int, ...]:
   return (c.width, 3, c.patch, c.patch)
 
@@ -380,6 +428,20 @@ def _cubic_matrix(n_in: int, n_out: int) -> np.ndarray:
   return m
 
 
+def _linear_aa_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """[n_out, n_in] weights of PyTorch's antialiased bilinear resize (align_corners=False; PIL's
+  filter: a triangle widened by the scale when shrinking, weights renormalised at the edges)."""
+  scale = n_in / n_out
+  support, inv = max(scale, 1.0), 1 / max(scale, 1.0)
+  m = np.zeros((n_out, n_in))
+  for i in range(n_out):
+    centre = scale * (i + 0.5)
+    lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), n_in)
+    w = np.maximum(0.0, 1 - np.abs((np.arange(lo, hi) - centre + 0.5) * inv))
+    m[i, lo:hi] = w / w.sum()
+  return m
+
+
 def resize_positions(pos: np.ndarray, stored: int, c: ViTConfig) -> np.ndarray:
   """Patch position embeddings [stored^2, D] resized to the model's grid [grid^2, D]."""
   if stored == c.grid:
@@ -399,6 +461,7 @@ _LAYOUTS: dict[str, tuple[str, str, Callable]] = {
   'hf_siglip': ('siglip', 'embeddings.patch_embedding.bias', _hf_siglip),
   'big_vision': ('siglip', 'params/img/embedding/kernel', _big_vision),
   'hf_dinov2': ('dinov2', 'embeddings.cls_token', _hf_dinov2),
+  'hf_dinov3': ('dinov3', 'embeddings.patch_embeddings.weight', _hf_dinov3),
   'timm_clip': ('clip', 'norm_pre.weight', _timm_clip),
   'timm_siglip': ('siglip', 'patch_embed.proj.bias', _timm_siglip),
 }
