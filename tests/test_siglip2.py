@@ -156,6 +156,7 @@ def test_naflex_model_equals_transformers(saved, name):
     pixels = np.random.default_rng(size).uniform(0, 255, (3, size, size, 3)).astype(np.float32)
     want = _naflex_outputs(model, (pixels / 127.5 - 1).astype(np.float32), 8)[output]
     got = _memjax(vit_extractor.make_extractor('siglip', variant, path, output=output), pixels)
+    print(f'siglip2 {name} {size} px {output}: max abs {np.abs(got - want).max():.1e}')
     assert np.abs(got - want).max() <= MAX_ABS, (variant, output)
 
 
