@@ -16,6 +16,8 @@ those torch calls directly (`_processor`); memjax resizes in PIL's float mode, t
 
 import dataclasses
 import json
+import os
+import shutil
 
 import jax
 import mixed_jpegs
@@ -156,6 +158,21 @@ def test_model_equals_transformers(saved, name):
       got = _memjax(vit_extractor.make_extractor('dinov3', variant, path, output=output), pixels)
       print(f'dinov3 {name} {s} px {output}: max abs {np.abs(got - want[output]).max():.1e}')
       assert np.abs(got - want[output]).max() <= MAX_ABS, (name, variant, output)
+
+
+def test_pytorch_bin_in_memory_names_equals_the_safetensors(saved, tmp_path):
+  """`torch.save(model.state_dict())` as pytorch_model.bin: transformers 5 holds the blocks as
+  `model.layer.{i}` (saved files say `layer.{i}`); both read to the same parameters."""
+  import torch
+
+  model, path = saved['swiglu']
+  state = model.state_dict()
+  assert any(k.startswith('model.layer.0.') for k in state)
+  torch.save(state, str(tmp_path / 'pytorch_model.bin'))
+  shutil.copy(os.path.join(os.path.dirname(path), 'config.json'), tmp_path)
+  a = vit_extractor.make_extractor('dinov3', None, path).params
+  b = vit_extractor.make_extractor('dinov3', None, str(tmp_path / 'pytorch_model.bin')).params
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
 def _processor(path: str, size: int = 224) -> np.ndarray:
