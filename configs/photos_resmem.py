@@ -19,8 +19,9 @@ mean +- SD over the 15 test folds of configs/photos.py's protocol):
 * this config (ResMem pooled + score, 2049-d): 0.5939 +- 0.0384 (extraction 33 min at ~0.66
   images/s on the busy CPU; training 9.5 min);
 * ResMem fused with Lite0 + stages 3-6 (`--config.features="('resmem','efficientnet')"`):
-  0.6214 +- 0.0324. The two extractors want different image geometries, so `--mode=extract`
-  cannot write both in one store yet: they were extracted into two stores and joined by image id.
+  0.6214 +- 0.0324 (measured on two stores joined by image id; `--mode=extract` now writes both
+  into one store, decoding each image once per geometry). `--mode=predict` still needs features
+  of one geometry.
 * configs/photos.py (Lite0 + stages 3-6), rerun beside them: 0.5506 +- 0.0437 (as in the README).
 Paired per test fold against configs/photos.py: this config +0.043 +- 0.038, better on 14 of 15
 folds; the fused features +0.071 +- 0.023, better on 15 of 15; ResMem's zero-shot score -0.050

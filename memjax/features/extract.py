@@ -3,11 +3,13 @@
 The features `config.features` names are computed by the extractors `config.extractors` assigns
 to them (jitted, batch sharded over every device) and written batch by batch to
 `config.data.features_dir` with `StoreWriter`: an interrupted run resumes at the first unwritten
-row. An unreadable image is logged by path and either skipped (`config.extract.on_error='skip'`:
-its row is left out of the finished store and listed in its metadata) or stops the run
-(`'stop'`); failures seen so far are kept in `failed.json` inside the unfinished store. The
-run holds a lock on the store (`.NAME.memjax.lock` beside it), so a second extraction into the
-same store is refused while the first runs.
+row. Extractors that want different image geometries (`registry.build_groups`) are fed by one
+image pipeline per geometry, in step, and write into the one store; each feature's metadata
+records its own preprocessing. An unreadable image is logged by path and either skipped
+(`config.extract.on_error='skip'`: its row is left out of the finished store and listed in its
+metadata) or stops the run (`'stop'`); failures seen so far are kept in `failed.json` inside the
+unfinished store. The run holds a lock on the store (`.NAME.memjax.lock` beside it), so a second
+extraction into the same store is refused while the first runs.
 """
 
 import json
@@ -29,7 +31,8 @@ FAILED_FILE = 'failed.json'
 
 
 def make_forward(extractors: dict[str, Extractor], mesh, compiler_options: dict | None = None):
-  """Jitted `(params, uint8 images) -> {name: [B, D] float32}`, batch sharded over `mesh`."""
+  """Jitted `(params, images) -> {name: [B, D] float32}` of extractors that share one geometry
+  (uint8 images, or float32 for a float geometry), batch sharded over `mesh`."""
 
   def forward(params, images_):
     return {n: e.forward(params[n], images_).astype(np.float32) for n, e in extractors.items()}
@@ -77,6 +80,17 @@ def _finish(writer, directory, ids, failed, meta, dtype) -> None:
   )
 
 
+def _same_rows(batches: tuple[dict, ...]) -> dict:
+  """The rows' `index`, `ok` (read in every geometry) and `error` (the first group's that has
+  one) of the pipelines' batches of the same rows."""
+  first = batches[0]
+  ok = np.logical_and.reduce([b['ok'] for b in batches])
+  error = first['error'].copy()
+  for b in batches[1:]:
+    error = np.where(error == b'', b['error'], error)
+  return {'index': first['index'], 'ok': ok, 'error': error}
+
+
 def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Extracts `config.features` for the dataset's images into `config.data.features_dir`.
 
@@ -108,8 +122,9 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
       raise InputError(f'{directory} is a finished store without {absent}; choose another path.')
     logging.info('%s is already complete; nothing to extract.', directory)
     return {'features_dir': directory, 'num_images': meta['count'], 'already_complete': True}
-  extractors = registry.build_all(config)
-  first = next(iter(extractors.values()))
+  groups = registry.build_groups(config)
+  extractors = {n: e for group in groups for n, e in group.items()}
+  extractors = {n: extractors[n] for n in config.features}
   mesh = parallel.make_mesh()
   parallel.check_divisible(cfg.batch_size, mesh, 'config.extract.batch_size')
   writer = store.StoreWriter(
@@ -117,8 +132,8 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
   )
   failed = _read_failures(directory)
   options = xla_options.compiler_options('extract', config.cpu_library_fusions)
-  forward = make_forward(extractors, mesh, options)
-  params = parallel.replicate({n: e.params for n, e in extractors.items()}, mesh)
+  forwards = [make_forward(group, mesh, options) for group in groups]
+  params = [parallel.replicate({n: e.params for n, e in g.items()}, mesh) for g in groups]
   share = parallel.process_share(cfg.batch_size)
   start_row, start, last_log = writer.next_row, time.time(), time.time()
   logging.info(
@@ -129,16 +144,22 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     start_row,
   )
   shown = progress.bar(len(ids), 'extract', 'img', initial=start_row)
-  for batch in images.image_batches(
-    paths,
-    batch_size=cfg.batch_size,
-    resize_to=first.resize_to,
-    image_size=first.image_size,
-    start=start_row,
-    geometry=first.geometry,
-  ):
-    local = {'image': batch['image'][share]}
-    features = parallel.fetch(forward(params, parallel.to_global(local, mesh, 0)['image']))
+  streams = []
+  for group in groups:
+    first = next(iter(group.values()))
+    streams.append(images.image_batches(
+      paths,
+      batch_size=cfg.batch_size,
+      resize_to=first.resize_to,
+      image_size=first.image_size,
+      start=start_row,
+      geometry=first.geometry,
+    ))  # fmt: skip
+  for batches in zip(*streams, strict=True):
+    batch, features = _same_rows(batches), {}
+    for forward, p, b in zip(forwards, params, batches, strict=True):
+      local = {'image': b['image'][share]}
+      features.update(parallel.fetch(forward(p, parallel.to_global(local, mesh, 0)['image'])))
     valid = batch['index'] >= 0
     bad = np.flatnonzero(valid & ~batch['ok'])
     for i in bad:

@@ -142,7 +142,39 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
   Raises:
     InputError: as `build`, or extractors wanting different input sizes.
   """
+  return _one_geometry({name: build(config, name) for name in config.features})
+
+
+def build_groups(config: ml_collections.ConfigDict) -> list[dict[str, Extractor]]:
+  """The extractors of `config.features` grouped by image geometry, for `--mode=extract`.
+
+  One group when they can take one geometry (as `build_all`: the ViTs follow the others);
+  otherwise one group per geometry, each extractor at its own (e.g. ResMem's whole image
+  stretched to 256 and its 227 crop beside EfficientNet-Lite's crop; ViTs at their reference's).
+  Extraction decodes each image once per group.
+
+  Raises:
+    InputError: as `build`.
+  """
+  from memjax.features import vit_extractor
+
   extractors = {name: build(config, name) for name in config.features}
+  fixed = {e.geometry for e in extractors.values() if not isinstance(e, vit_extractor.ViTExtractor)}
+  if len(fixed) <= 1:
+    return [_one_geometry(extractors)]
+  groups = {}
+  for name, e in extractors.items():
+    groups.setdefault(e.geometry, {})[name] = e
+  return list(groups.values())
+
+
+def _one_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
+  """`extractors` at one geometry: as they are, or the ViTs following the others' (`vit_extractor.
+  share_geometry`).
+
+  Raises:
+    InputError: extractors other than ViTs wanting different inputs.
+  """
   sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
     from memjax.features import vit_extractor
@@ -151,7 +183,7 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
     sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:
     shown = sorted(g.describe() for g in sizes)
-    raise InputError(f'extractors of {list(config.features)} want different inputs {shown}.')
+    raise InputError(f'extractors of {list(extractors)} want different inputs {shown}.')
   return extractors
 
 
