@@ -8,7 +8,7 @@ Without `--config`, the config is the one WORKDIR recorded (memjax/recorded_conf
 workdir is evaluated, scored, transferred, reported or resumed with `--workdir` alone.
 
 MODE is one of train (main.py's default), evaluate, extract, predict, baseline, sweep, search,
-transfer, report. The config is validated (memjax/config_schema.py) before the mode's modules are
+transfer, report. The config is validated (memjax/schema/) before the mode's modules are
 imported, so a bad field costs no start-up time. Errors are one `memjax: error:` line and an exit
 status (memjax/command_line.py); `--verbose` adds the traceback.
 """
@@ -23,7 +23,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from memjax import command_line, config_schema
+from memjax import command_line, schema
 
 if '--verbose' not in sys.argv:  # TensorFlow/XLA's C++ start-up notices; read when they start
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -143,7 +143,7 @@ def main(argv):
           modes = ', '.join(f'--mode={m} (config.{g}.{flag})' for m, g in FLAG_FIELDS[flag].items())
           command_line.usage_error(f'--{flag} is for {modes}.')
         FLAGS.config[group][flag] = value
-    config_schema.validate(FLAGS.config, FLAGS.mode, FLAGS.workdir)
+    schema.validate(FLAGS.config, FLAGS.mode)
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.verbose)
 
 

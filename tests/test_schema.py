@@ -17,9 +17,9 @@ import pytest
 
 from configs import default
 from configs import transfer as transfer_config
-from memjax import command_line, config_checks, config_rules
-from memjax import config_schema as schema
+from memjax import command_line, schema
 from memjax.errors import DivergedError, InputError, StoppedError
+from memjax.schema import fields, names, rules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,9 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
 def _rules() -> dict:
   """Dotted path -> rule for every field of base_config(), entries of open-keyed fields too."""
   config, out = base_config(), {}
-  for path, rule in schema.FIELDS.items():
+  for path, rule in fields.FIELDS.items():
     out[path] = rule
-    if isinstance(rule, config_rules.Entries):
+    if isinstance(rule, rules.Entries):
       node = config
       for part in path.split('.'):
         node = node[part]
@@ -51,28 +51,28 @@ def _rules() -> dict:
 
 def bad_values(rule) -> tuple:
   """(wrong type, out of range or unknown name) for `rule`."""
-  if isinstance(rule, config_rules.Bool):
+  if isinstance(rule, rules.Bool):
     return 'yes', 1
-  if isinstance(rule, config_rules.Number):
+  if isinstance(rule, rules.Number):
     wrong = 2.5 if rule.integral else 'x'
     if rule.high is not None:
       return wrong, rule.high if rule.open_high else rule.high + 1
     return wrong, rule.low if rule.open_low else rule.low - 1
-  if isinstance(rule, config_rules.Str):
+  if isinstance(rule, rules.Str):
     if rule.choices is not None or rule.pattern is not None:
       return 3, 'no such name!'
     return 3, ''
-  if isinstance(rule, config_rules.Seq):
+  if isinstance(rule, rules.Seq):
     if rule.min_len:
       return 'abc', ()
     first = bad_values(rule.item)[1]
     return 'abc', (first,)
-  if isinstance(rule, config_rules.Interval):
+  if isinstance(rule, rules.Interval):
     low, high = (1, 2) if rule.item.integral else (0.1, 0.2)
     return 5, (high, low)
-  if isinstance(rule, config_rules.Entries):
+  if isinstance(rule, rules.Entries):
     return 5, ml_collections.ConfigDict({'bad key!': 1})
-  if isinstance(rule, config_rules.Struct):
+  if isinstance(rule, rules.Struct):
     return 5, {'no_such_field': 1}
   raise AssertionError(f'no bad values for {rule}')
 
@@ -102,9 +102,9 @@ def test_every_default_field_has_a_rule():
     prefixes = ['.'.join(parts[:i]) for i in range(len(parts), 0, -1)]
     if not any(p in rules for p in prefixes):
       unruled.append(path)
-  assert not unruled, f'add rules to memjax/config_schema.py for config.{unruled}'
-  stale = [p for p in schema.FIELDS if p not in schema.leaves(default.get_config())]
-  assert not stale, f'memjax/config_schema.py has rules for fields default.py lacks: {stale}'
+  assert not unruled, f'add rules to memjax/schema/fields.py for config.{unruled}'
+  stale = [p for p in fields.FIELDS if p not in fields.leaves(default.get_config())]
+  assert not stale, f'memjax/schema/fields.py has rules for fields default.py lacks: {stale}'
 
 
 def test_default_and_base_config_validate():
@@ -127,26 +127,21 @@ def test_every_field_rejects_a_wrong_type_and_an_out_of_range_value(path):
 
 def test_names_are_those_of_the_modules_that_own_them():
   """The names read from the owners' source equal what the owners hold when imported."""
-  from memjax import datasets, labels, models, optimizers
+  from memjax import datasets, labels, models, optimizers, predict
   from memjax.experiments import baselines
+  from memjax.features import registry, store_format
 
-  assert schema.data_protocols() == datasets.PROTOCOLS
-  assert schema.DATA_NAMES() == tuple(datasets.PROTOCOLS)
-  assert schema.HEADS() == models.HEADS and schema.ACTIVATIONS() == tuple(models.ACTIVATIONS)
-  assert (schema.OPTIMIZERS(), schema.SCHEDULES()) == (optimizers.NAMES, optimizers.SCHEDULES)
-  assert schema.SCORE_VALUES() == labels.SCORE_VALUES
-  assert (schema.MIN_CLASSES, schema.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
-  assert schema.METHODS() == baselines.METHODS
-  assert schema.APPROXIMATIONS() == baselines.APPROXIMATIONS
-  from memjax.features import store_format
-
-  assert schema.STORE_DTYPES() == store_format.DTYPES
-  from memjax import predict
-
-  assert schema.ON_ERROR == predict.ON_ERROR
-  from memjax.features import registry
-
-  assert config_rules.declared_names('memjax.features.registry', 'KINDS') == registry.KINDS
+  assert names.data_protocols() == datasets.PROTOCOLS
+  assert names.DATA_NAMES() == tuple(datasets.PROTOCOLS)
+  assert names.HEADS() == models.HEADS and names.ACTIVATIONS() == tuple(models.ACTIVATIONS)
+  assert (names.OPTIMIZERS(), names.SCHEDULES()) == (optimizers.NAMES, optimizers.SCHEDULES)
+  assert names.SCORE_VALUES() == labels.SCORE_VALUES
+  assert (names.MIN_CLASSES, names.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
+  assert names.METHODS() == baselines.METHODS
+  assert names.APPROXIMATIONS() == baselines.APPROXIMATIONS
+  assert names.STORE_DTYPES() == store_format.DTYPES
+  assert names.ON_ERROR == predict.ON_ERROR
+  assert names.extractor_kinds() == registry.KINDS
 
 
 def _config_modes():
@@ -342,11 +337,11 @@ def test_main_reports_mistakes_in_one_line(tmp_path):
 
 
 def test_check_readable_config_file(tmp_path):
-  config_checks.check_readable_config_file(os.path.join(ROOT, 'configs', 'k4.py') + ':arg')
+  schema.check_readable_config_file(os.path.join(ROOT, 'configs', 'k4.py') + ':arg')
   with pytest.raises(InputError, match='it is a folder'):
-    config_checks.check_readable_config_file(str(tmp_path))
+    schema.check_readable_config_file(str(tmp_path))
   with pytest.raises(InputError, match='--config is empty'):
-    config_checks.check_readable_config_file('')
+    schema.check_readable_config_file('')
 
 
 def test_compile_cache_is_switched_on_by_main_only(tmp_path):
@@ -386,7 +381,7 @@ def test_any_value_of_any_field_is_accepted_or_an_input_error(tmp_path):
       config.predict.input, i = str(tmp_path), i + 1
       set_field(config, path, value)
       try:
-        schema.validate(config, mode, str(tmp_path))
+        schema.validate(config, mode)
         outcomes['ok'] += 1
       except InputError as e:
         assert '\n' not in str(e) and str(e).startswith(('config.', '--mode')), str(e)

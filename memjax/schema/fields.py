@@ -1,23 +1,34 @@
-"""Every config field, what it accepts, and `validate`: bad config stops before any work starts.
+"""Every config field and what it accepts: one rule per field of configs/default.py.
 
-`FIELDS` is the table: one entry per field of configs/default.py (dotted path -> Rule with its
-type, range or choices and one-line meaning; memjax/config_rules.py has the rule types). Fields
-whose keys are open (`model.branch_units`, `extractors`, `transfer.datasets`,
-`report.extra_rows`) have one `Entries` rule that checks every entry. The rules that tie fields
-together or look at files for the chosen mode live in memjax/config_checks.py.
+`FIELDS` maps a dotted path to its Rule (type, range or choices, and a one-line meaning; the rule
+types are in memjax/schema/rules.py). Fields whose keys are open (`model.branch_units`,
+`extractors`, `transfer.datasets`, `report.extra_rows`) have one `Entries` rule that checks every
+entry. `check_fields` checks a config against the table; a field the table lacks is an error.
 
-tests/test_config_schema.py fails when configs/default.py has a field this table lacks.
+tests/test_schema.py fails when configs/default.py has a field this table lacks.
 """
 
-import copy
 import functools
-import re
-import types
 
 import ml_collections
 from absl import logging
 
-from memjax.config_rules import (
+from memjax.errors import InputError
+from memjax.schema.names import (
+  ACTIVATIONS,
+  APPROXIMATIONS,
+  DATA_NAMES,
+  HEADS,
+  MAX_CLASSES,
+  METHODS,
+  MIN_CLASSES,
+  ON_ERROR,
+  OPTIMIZERS,
+  SCHEDULES,
+  SCORE_VALUES,
+  STORE_DTYPES,
+)
+from memjax.schema.rules import (
   Bool,
   Entries,
   Float,
@@ -27,49 +38,10 @@ from memjax.config_rules import (
   Seq,
   Str,
   Struct,
-  declared,
-  declared_names,
+  check_value,
 )
-from memjax.errors import InputError
 
-MODES = ('train', 'evaluate', 'extract', 'predict', 'baseline', 'sweep', 'search', 'transfer')
-MODES += ('report',)
-
-# Names other modules own, read from their source when validating (config_rules.declared_names)
-# so that validation imports nothing heavy and follows names added there.
-MIN_CLASSES, MAX_CLASSES = 2, 8  # memjax.labels; the test checks these copies
 TABLE1_ROWS = ('cnn_svr', 'cnn_mlp_k2', 'cnn_mlp_k4', 'ic_svr', 'ic_mlp_k4', 'cnn_ic_mlp_k4')
-
-
-def _owned(module: str, name: str):
-  return functools.partial(declared_names, module, name)
-
-
-DATA_NAMES = _owned('memjax.datasets', 'PROTOCOLS')
-
-
-def data_protocols() -> dict:
-  """memjax.datasets.PROTOCOLS: data name -> the protocols it supports."""
-  return declared('memjax.datasets', 'PROTOCOLS', keys_only=False)
-
-
-HEADS = _owned('memjax.models', 'HEADS')
-ACTIVATIONS = _owned('memjax.models', 'ACTIVATIONS')
-OPTIMIZERS = _owned('memjax.optimizers', 'NAMES')
-SCHEDULES = _owned('memjax.optimizers', 'SCHEDULES')
-SCORE_VALUES = _owned('memjax.labels', 'SCORE_VALUES')
-METHODS = _owned('memjax.experiments.baselines', 'METHODS')
-APPROXIMATIONS = _owned('memjax.experiments.baselines', 'APPROXIMATIONS')
-STORE_DTYPES = _owned('memjax.features.store_format', 'DTYPES')
-ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.features.extract; the test checks it
-
-
-def extractor_kinds() -> tuple:
-  """memjax.features.registry.KINDS, read when validating (other work adds kinds)."""
-  from memjax.features import registry
-
-  return tuple(registry.KINDS)
-
 
 _NAME = r'[A-Za-z_][A-Za-z0-9_]*'
 _FEATURE = Str(
@@ -251,48 +223,6 @@ FIELDS: dict[str, Rule] = {
 }
 
 
-def _show(value) -> str:
-  """`value` on one short line, for a message."""
-  if isinstance(value, ml_collections.ConfigDict):
-    value = value.to_dict()
-  text = repr(value).replace('\n', ' ')
-  return text if len(text) <= 120 else text[:117] + '...'
-
-
-def fail(path: str, value, expected: str, meaning: str = '') -> None:
-  """Raises the one-line InputError for field `config.<path>`."""
-  about = f' ({meaning})' if meaning else ''
-  raise InputError(f'config.{path}={_show(value)}: expected {expected}{about}.')
-
-
-def check_value(path: str, value, rule: Rule) -> None:
-  """Raises InputError when `value` breaks `rule`; checks every entry of an `Entries` rule."""
-  if not rule.accepts(value):
-    fail(path, value, rule.expected, rule.meaning)
-  if not isinstance(rule, Entries):
-    return
-  for key, entry in value.items():
-    where = f'{path}.{key}'
-    if not isinstance(key, str) or not re.fullmatch(rule.key_pattern, key):
-      fail(path, key, f'entry names matching {rule.key_pattern!r}', rule.meaning)
-    if rule.fields is None:
-      check_value(where, entry, rule.value)
-      continue
-    if not isinstance(entry, (ml_collections.ConfigDict, dict)):
-      fail(where, entry, f'a ConfigDict with fields {tuple(rule.fields)}', rule.meaning)
-    missing = [f for f in rule.fields if f not in entry]
-    unknown = [f for f in entry if f not in rule.fields]
-    if missing or unknown:
-      fail(
-        where,
-        entry,
-        f'exactly the fields {tuple(rule.fields)} (missing {missing}, unknown {unknown})',
-        rule.meaning,
-      )
-    for name, field_rule in rule.fields.items():
-      check_value(f'{where}.{name}', entry[name], field_rule)
-
-
 def leaves(config, prefix: str = '') -> dict:
   """Dotted path -> value of every field, stopping at the fields FIELDS checks as a whole."""
   out = {}
@@ -329,7 +259,7 @@ def check_fields(config: ml_collections.ConfigDict, prefix: str = '') -> None:
     if rule is not None:
       check_value(path, value, rule)
     elif known is not None and path in known:
-      logging.warning('config.%s has no rule in memjax/config_schema.py; not checked.', path)
+      logging.warning('config.%s has no rule in memjax/schema/fields.py; not checked.', path)
     else:
       raise InputError(
         f'config.{path} is not a memjax config field (a typo?); configs/default.py lists every '
@@ -343,51 +273,3 @@ def check_fields(config: ml_collections.ConfigDict, prefix: str = '') -> None:
       f'config.{absent[0]} is missing; start the config from configs/default.py '
       '(`from configs import default`).'
     )
-
-
-def validate(
-  config: ml_collections.ConfigDict, mode: str, workdir: str | None = None, check_paths=True
-) -> None:
-  """Checks every field of `config`, the rules between fields, and (with `check_paths`) that the
-  files and folders `mode` reads exist. Does no work; imports nothing heavy (only the extractor
-  registry, for modes that build extractors).
-
-  Raises:
-    InputError: the first problem found, naming the field, its value and what was expected.
-  """
-  from memjax import config_checks
-
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise InputError(
-      f'the config file gave {type(config).__name__}, not a ConfigDict: get_config() must '
-      'return one (start from configs/default.py).'
-    )
-  if mode not in MODES:
-    raise InputError(f'--mode={mode!r}: expected one of {MODES}.')
-  check_fields(config)
-  config_checks.check_all(config, mode, workdir, check_paths)
-
-
-def with_data_overrides(config: ml_collections.ConfigDict, overrides):
-  """What a transfer entry reads: `data` (a copy of config.data with the entry's `overrides`
-  applied, its fields checked), and config's `features` and `extractors`.
-
-  Raises:
-    InputError: an override of a field config.data lacks, or a bad value.
-  """
-  data = copy.deepcopy(config.data)
-  data.unlock()
-
-  def apply(target, items, at):
-    for key, value in items.items():
-      if key not in target:
-        fail(f'{at}.{key}', value, f'a field of config.data; it has no {key!r}')
-      if isinstance(value, (dict, ml_collections.ConfigDict)):
-        apply(target[key], value, f'{at}.{key}')
-      else:
-        with target.ignore_type():
-          target[key] = value
-
-  apply(data, overrides, 'data')
-  check_fields(data, 'data.')
-  return types.SimpleNamespace(data=data, features=config.features, extractors=config.extractors)
