@@ -128,7 +128,6 @@ def test_every_field_rejects_a_wrong_type_and_an_out_of_range_value(path):
 def test_names_are_those_of_the_modules_that_own_them():
   """The names read from the owners' source equal what the owners hold when imported."""
   from memjax import datasets, labels, models, optimizers, predict
-  from memjax.experiments import baselines
   from memjax.features import registry, store_format
 
   assert names.data_protocols() == datasets.PROTOCOLS
@@ -137,8 +136,6 @@ def test_names_are_those_of_the_modules_that_own_them():
   assert (names.OPTIMIZERS(), names.SCHEDULES()) == (optimizers.NAMES, optimizers.SCHEDULES)
   assert names.SCORE_VALUES() == labels.SCORE_VALUES
   assert (names.MIN_CLASSES, names.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
-  assert names.METHODS() == baselines.METHODS
-  assert names.APPROXIMATIONS() == baselines.APPROXIMATIONS
   assert names.STORE_DTYPES() == store_format.DTYPES
   assert names.ON_ERROR == predict.ON_ERROR
   assert names.extractor_kinds() == registry.KINDS
@@ -205,6 +202,10 @@ def test_rules_between_fields():
   c.transfer.datasets.heldout.data.name = 'flickr'
   _expect(c, 'transfer', r"config\.data\.name='flickr': expected one of \('synthetic'")
   _expect(default.get_config(), 'transfer', r'config\.transfer\.datasets=\{\}: expected at least')
+  c = default.get_config()
+  c.baseline.tune_folds = 1
+  _expect(c, 'baseline', r'config\.baseline\.tune_folds=1: expected 0 \(tune on the validation')
+  schema.validate(c, 'train')  # a rule of the baseline mode only
   _expect(default.get_config(), 'extract', r"config\.data\.name='synthetic': expected 'lamem' or")
 
 

@@ -4,7 +4,8 @@
 rules.py and the names other modules own in names.py), the rules between fields (cross.py), the
 rules of the mode (modes.py, which also lists the modes) and the files the mode reads (files.py).
 It does no work and imports nothing heavy (only the extractor registry, for modes that build
-extractors).
+extractors). `check_devices(config, mesh)` is the rule that needs the devices, for the modes that
+train to call at their start.
 """
 
 import ml_collections
@@ -13,7 +14,7 @@ from memjax.errors import InputError
 from memjax.schema.cross import check_cross
 from memjax.schema.fields import check_fields
 from memjax.schema.files import check_readable_config_file
-from memjax.schema.modes import MODES, check_mode
+from memjax.schema.modes import MODES, check_devices, check_mode
 
 
 def validate(config: ml_collections.ConfigDict, mode: str, check_paths: bool = True) -> None:
@@ -41,4 +42,4 @@ def validate(config: ml_collections.ConfigDict, mode: str, check_paths: bool = T
   check_mode(config, mode, check_paths)
 
 
-__all__ = ['MODES', 'check_readable_config_file', 'validate']
+__all__ = ['MODES', 'check_devices', 'check_readable_config_file', 'validate']

@@ -2,6 +2,7 @@
 
 Each rule raises the one-line InputError of `rules.fail`, naming the field, its value and what
 was expected. Files are looked at only for the mode that reads them (memjax/schema/files.py).
+`check_devices` is the one rule that needs the devices: the training modes call it at their start.
 """
 
 import ml_collections
@@ -16,6 +17,7 @@ MODES += ('report',)
 # Modes that load config.data, and those that use the MLP (and so model.branch_units).
 DATA_MODES = ('train', 'evaluate', 'baseline', 'sweep', 'search')
 MLP_MODES = ('train', 'evaluate', 'sweep', 'search', 'predict', 'transfer')
+TRAINING_MODES = ('train', 'sweep', 'search')  # they run train.train_and_evaluate
 
 
 def check_mode(config: ml_collections.ConfigDict, mode: str, check_paths: bool) -> None:
@@ -26,6 +28,10 @@ def check_mode(config: ml_collections.ConfigDict, mode: str, check_paths: bool) 
       fail('data.name', config.data.name, "'lamem' or 'image_folder' (images to extract)")
     if not config.data.features_dir:
       fail('data.features_dir', None, 'the folder to write the feature store to')
+  if mode in TRAINING_MODES:
+    _images_for_training(config)
+  if mode == 'baseline' and config.baseline.tune_folds == 1:
+    fail('baseline.tune_folds', 1, '0 (tune on the validation rows) or >= 2 inner folds')
   transfer_entries.check_entries(config, check_paths and mode == 'transfer')
   if mode == 'transfer' and not config.transfer.datasets:
     fail('transfer.datasets', {}, 'at least one dataset (configs/transfer.py has some)')
@@ -53,3 +59,36 @@ def _features(config, mode: str) -> None:
         f'config.features={features!r}: {missing} have no config.model.branch_units entry; '
         f'expected one per feature (it has {units}).'
       )
+
+
+def _images_for_training(config) -> None:
+  """Fine-tuning and augmentation act on images: features must come from them, not a store."""
+  if config.data.on_the_fly:
+    return
+  if config.finetune.mode != 'none':
+    fail(
+      'finetune.mode',
+      config.finetune.mode,
+      "'none' with config.data.on_the_fly=False (fine-tuning acts on images, features from a "
+      'store are fixed): set config.data.on_the_fly=True',
+    )
+  a = config.augment  # what memjax.augment.Augment.active tells
+  if tuple(a.crop_scale) != (1, 1) or tuple(a.crop_ratio) != (1, 1) or a.flip:
+    fail(
+      'augment',
+      a,
+      'crop_scale and crop_ratio (1, 1) and flip False with config.data.on_the_fly=False '
+      '(augmentation acts on images, not on stored features): set config.data.on_the_fly=True',
+    )
+
+
+def check_devices(config: ml_collections.ConfigDict, mesh) -> None:
+  """Both batch sizes split evenly over the devices and processes of `mesh`.
+
+  Raises:
+    InputError: naming the batch size, the device count and the process count.
+  """
+  from memjax import parallel  # JAX: imported once a mode runs, never while validating
+
+  parallel.check_divisible(config.batch_size, mesh, 'config.batch_size')
+  parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
