@@ -209,6 +209,32 @@ def test_rules_between_fields():
   _expect(default.get_config(), 'extract', r"config\.data\.name='synthetic': expected 'lamem' or")
 
 
+def test_transfer_config_applies_an_entry():
+  """The one place a transfer entry is applied: its data overrides written with the field's type
+  (an int in a float field is a float), its seed, every fold; bad overrides name the entry."""
+  c = base_config()
+  c.data.run_folds = (0,)
+  c.transfer.datasets.other_domain.data.synthetic.score_noise = 1
+  sub = schema.transfer_config(c, 'other_domain', c.transfer.datasets.other_domain)
+  assert sub.data.synthetic.num_examples == 5_000 and sub.data.synthetic.score_noise == 1.0
+  assert isinstance(sub.data.synthetic.score_noise, float)
+  assert (sub.seed, sub.data.run_folds, c.seed, c.data.run_folds) == (1, (), 0, (0,))
+  entry = c.transfer.datasets.heldout
+  assert schema.transfer_config(c, 'heldout', entry).seed == c.seed
+  where = r'config\.transfer\.datasets\.heldout\.data: with it applied, '
+  entry.data.nope = 1
+  with pytest.raises(InputError, match=where + r'config\.data\.nope=1: expected a field of'):
+    schema.transfer_config(c, 'heldout', entry)
+  del entry.data['nope']
+  set_field(entry, 'data.num_folds', 'x')
+  with pytest.raises(InputError, match=where + r"config\.data\.num_folds='x': expected an integer"):
+    schema.transfer_config(c, 'heldout', entry)
+  del entry.data['num_folds']
+  set_field(entry, 'data.synthetic', 5)
+  with pytest.raises(InputError, match=where + r'config\.data\.synthetic=5: expected a value'):
+    schema.validate(c, 'train')
+
+
 def test_unknown_and_missing_fields():
   c = default.get_config()
   c.num_epoch = 5  # a typo in a config file adds a field

@@ -1,11 +1,14 @@
 """Config validation: a bad config stops before any work starts, with one line naming the field.
 
 `validate(config, mode)` checks every field against its rule (fields.py, with the rule types in
-rules.py and the names other modules own in names.py), the rules between fields (cross.py), the
-rules of the mode (modes.py, which also lists the modes) and the files the mode reads (files.py).
-It does no work and imports nothing heavy (only the extractor registry, for modes that build
-extractors). `check_devices(config, mesh)` is the rule that needs the devices, for the modes that
-train to call at their start.
+rules.py and the names other modules own in names.py), the rules between fields (cross.py), every
+transfer dataset's data (transfer_entries.py), the rules of the mode and the files it reads
+(modes.py, which holds `MODES`, the one list of modes, and files.py). It does no work and imports
+nothing heavy (only the extractor registry, for modes that build extractors).
+
+Two more entry points serve the modes: `check_devices(config, mesh)`, the rule that needs the
+devices, called once at the start of training, and `transfer_config(config, name, entry)`, the
+config a transfer dataset is scored with.
 """
 
 import ml_collections
@@ -15,6 +18,7 @@ from memjax.schema.cross import check_cross
 from memjax.schema.fields import check_fields
 from memjax.schema.files import check_readable_config_file
 from memjax.schema.modes import MODES, check_devices, check_mode
+from memjax.schema.transfer_entries import check_entries, transfer_config
 
 
 def validate(config: ml_collections.ConfigDict, mode: str, check_paths: bool = True) -> None:
@@ -36,10 +40,17 @@ def validate(config: ml_collections.ConfigDict, mode: str, check_paths: bool = T
       'return one (start from configs/default.py).'
     )
   if mode not in MODES:
-    raise InputError(f'--mode={mode!r}: expected one of {MODES}.')
+    raise InputError(f'--mode={mode!r}: expected one of {tuple(MODES)}.')
   check_fields(config)
   check_cross(config)
+  check_entries(config)
   check_mode(config, mode, check_paths)
 
 
-__all__ = ['MODES', 'check_devices', 'check_readable_config_file', 'validate']
+__all__ = [
+  'MODES',
+  'check_devices',
+  'check_readable_config_file',
+  'transfer_config',
+  'validate',
+]
