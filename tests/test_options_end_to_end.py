@@ -465,9 +465,8 @@ def schema_choices() -> set:
   found = set()
 
   def add(path, rule):
-    names = getattr(rule, 'names', None)
-    if getattr(rule, 'choices', None) is not None and names is not None:
-      found.update((path, c) for c in names())
+    if getattr(rule, 'choices', None) is not None:
+      found.update((path, c) for c in rule.choices)
 
   for path, rule in FIELDS.items():
     add(path, rule)

@@ -126,19 +126,32 @@ def test_every_field_rejects_a_wrong_type_and_an_out_of_range_value(path):
 
 
 def test_names_are_those_of_the_modules_that_own_them():
-  """The names read from the owners' source equal what the owners hold when imported."""
+  """The schema's copies of names other modules own equal the owners'."""
   from memjax import datasets, labels, models, optimizers, predict
   from memjax.features import registry, store_format
 
-  assert names.data_protocols() == datasets.PROTOCOLS
-  assert names.DATA_NAMES() == tuple(datasets.PROTOCOLS)
-  assert names.HEADS() == models.HEADS and names.ACTIVATIONS() == tuple(models.ACTIVATIONS)
-  assert (names.OPTIMIZERS(), names.SCHEDULES()) == (optimizers.NAMES, optimizers.SCHEDULES)
-  assert names.SCORE_VALUES() == labels.SCORE_VALUES
+  assert names.PROTOCOLS == datasets.PROTOCOLS
+  assert names.HEADS == models.HEADS and tuple(models.ACTIVATIONS) == names.ACTIVATIONS
+  assert (names.OPTIMIZERS, names.SCHEDULES) == (optimizers.NAMES, optimizers.SCHEDULES)
+  assert names.SCORE_VALUES == labels.SCORE_VALUES
   assert (names.MIN_CLASSES, names.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
-  assert names.STORE_DTYPES() == store_format.DTYPES
+  assert names.STORE_DTYPES == store_format.DTYPES
   assert names.ON_ERROR == predict.ON_ERROR
   assert names.extractor_kinds() == registry.KINDS
+
+
+def test_validation_imports_nothing_heavy():
+  """Validating for a mode that builds no extractor imports no JAX, NumPy or TensorFlow (the
+  command line validates before they load)."""
+  code = (
+    'import sys; from configs import default; from memjax import schema; '
+    "schema.validate(default.get_config(), 'train', check_paths=False); "
+    "print(sorted(m for m in ('jax', 'numpy', 'tensorflow', 'flax') if m in sys.modules))"
+  )
+  proc = subprocess.run(
+    [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 0 and proc.stdout.split() == ['[]'], proc.stderr[-2000:]
 
 
 def _config_modes():

@@ -7,7 +7,7 @@ expected. The rules that depend on the mode are in memjax/schema/modes.py.
 import ml_collections
 
 from memjax.schema.fields import TABLE1_ROWS
-from memjax.schema.names import data_protocols
+from memjax.schema.names import PROTOCOLS
 from memjax.schema.rules import fail
 
 SYNTHETIC_FEATURES = ('cnn', 'semantic')
@@ -35,7 +35,7 @@ def check_cross(config: ml_collections.ConfigDict) -> None:
 
 def check_data(data: ml_collections.ConfigDict) -> None:
   """The protocol and folds of `data` (config.data, or a transfer entry's with it applied)."""
-  protocols = data_protocols()[data.name]
+  protocols = PROTOCOLS[data.name]
   if data.protocol not in protocols:
     fail('data.protocol', data.protocol, f'one of {protocols} for {data.name!r} data')
   if data.protocol == 'cv5':

@@ -17,13 +17,13 @@ from memjax.errors import InputError
 from memjax.schema.names import (
   ACTIVATIONS,
   APPROXIMATIONS,
-  DATA_NAMES,
   HEADS,
   MAX_CLASSES,
   METHODS,
   MIN_CLASSES,
   ON_ERROR,
   OPTIMIZERS,
+  PROTOCOLS,
   SCHEDULES,
   SCORE_VALUES,
   STORE_DTYPES,
@@ -41,6 +41,9 @@ from memjax.schema.rules import (
   check_value,
 )
 
+DATA_NAMES = tuple(PROTOCOLS)
+# Every protocol some data supports; cross.py checks the one chosen against the data's.
+ALL_PROTOCOLS = tuple(dict.fromkeys(p for supported in PROTOCOLS.values() for p in supported))
 TABLE1_ROWS = ('cnn_svr', 'cnn_mlp_k2', 'cnn_mlp_k4', 'ic_svr', 'ic_mlp_k4', 'cnn_ic_mlp_k4')
 
 _NAME = r'[A-Za-z_][A-Za-z0-9_]*'
@@ -102,7 +105,7 @@ FIELDS: dict[str, Rule] = {
   'data.features_dir': _path('feature store folder'),
   'data.on_the_fly': Bool('compute features from images inside the steps'),
   'data.device_resident': Str('training rows kept on the devices', choices=('auto', 'on', 'off')),
-  'data.protocol': Str('evaluation protocol', choices=('cv5', 'official')),
+  'data.protocol': Str('evaluation protocol', choices=ALL_PROTOCOLS),
   'data.label_version': Int('LaMem label version of cv5', 1, 5),
   'data.num_folds': Int('folds of cv5', 2),
   'data.run_folds': Seq('folds to run', item=Int('a fold', 0), distinct=True),

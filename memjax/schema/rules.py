@@ -9,7 +9,7 @@ pass as floats, and lists pass as tuples (a config file may build either).
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import ml_collections
 
@@ -95,25 +95,22 @@ def Float(meaning: str, low=None, high=None, **kw) -> Number:  # noqa: N802
 
 @dataclasses.dataclass(frozen=True)
 class Str(Rule):
-  """A non-empty string; with `choices` one of them (a callable is read at validation time, for
-  lists other modules own), with `pattern` a full match of that regular expression."""
+  """A non-empty string; with `choices` one of them, with `pattern` a full match of that regular
+  expression."""
 
-  choices: tuple | Callable[[], tuple] | None = None
+  choices: tuple | None = None
   pattern: str | None = None
   shape: str = ''  # how `pattern` reads to a user, e.g. 'host:port'
 
-  def names(self) -> tuple:
-    return tuple(self.choices()) if callable(self.choices) else tuple(self.choices or ())
-
   def _expected(self) -> str:
     if self.choices is not None:
-      return f'one of {self.names()}'
+      return f'one of {self.choices}'
     return self.shape or 'a non-empty string'
 
   def _accepts(self, value) -> bool:
     if not isinstance(value, str) or not value.strip():
       return False
-    if self.choices is not None and value not in self.names():
+    if self.choices is not None and value not in self.choices:
       return False
     return self.pattern is None or re.fullmatch(self.pattern, value) is not None
 
