@@ -19,7 +19,7 @@ from configs import default
 from configs import transfer as transfer_config
 from memjax import command_line, schema
 from memjax.errors import DivergedError, InputError, StoppedError
-from memjax.schema import fields, names, rules
+from memjax.schema import field_check, fields, names, rules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,7 +103,7 @@ def test_every_default_field_has_a_rule():
     if not any(p in rules for p in prefixes):
       unruled.append(path)
   assert not unruled, f'add rules to memjax/schema/fields.py for config.{unruled}'
-  stale = [p for p in fields.FIELDS if p not in fields.leaves(default.get_config())]
+  stale = [p for p in fields.FIELDS if p not in field_check.leaves(default.get_config())]
   assert not stale, f'memjax/schema/fields.py has rules for fields default.py lacks: {stale}'
 
 

@@ -1,10 +1,11 @@
 """Config validation: a bad config stops before any work starts, with one line naming the field.
 
-`validate(config, mode)` checks every field against its rule (fields.py, with the rule types in
-rules.py and the names other modules own in names.py), the rules between fields (cross.py), every
-transfer dataset's data (transfer_entries.py), the rules of the mode and the files it reads
-(modes.py, which holds `MODES`, the one list of modes, and files.py). It does no work and imports
-nothing heavy (only the extractor registry, for modes that build extractors).
+`validate(config, mode)` checks every field against its rule (the table in fields.py, applied by
+field_check.py; the rule types in rules.py, the names other modules own in names.py), the rules
+between fields (cross.py), every transfer dataset's data (transfer_entries.py), the rules of the
+mode and the files it reads (modes.py, which holds `MODES`, the one list of modes, and files.py).
+It does no work and imports nothing heavy (only the extractor registry, for modes that build
+extractors).
 
 Two more entry points serve the modes: `check_devices(config, mesh)`, the rule that needs the
 devices, called once at the start of training, and `transfer_config(config, name, entry)`, the
@@ -15,7 +16,7 @@ import ml_collections
 
 from memjax.errors import InputError
 from memjax.schema.cross import check_cross
-from memjax.schema.fields import check_fields
+from memjax.schema.field_check import check_fields
 from memjax.schema.files import check_readable_config_file
 from memjax.schema.modes import MODES, check_devices, check_mode
 from memjax.schema.transfer_entries import check_entries, transfer_config

@@ -3,31 +3,12 @@
 `FIELDS` maps a dotted path to its Rule (type, range or choices, and a one-line meaning; the rule
 types are in memjax/schema/rules.py). Fields whose keys are open (`model.branch_units`,
 `extractors`, `transfer.datasets`, `report.extra_rows`) have one `Entries` rule that checks every
-entry. `check_fields` checks a config against the table; a field the table lacks is an error.
+entry. memjax/schema/field_check.py checks a config against the table.
 
 tests/test_schema.py fails when configs/default.py has a field this table lacks.
 """
 
-import functools
-
-import ml_collections
-from absl import logging
-
-from memjax.errors import InputError
-from memjax.schema.names import (
-  ACTIVATIONS,
-  APPROXIMATIONS,
-  HEADS,
-  MAX_CLASSES,
-  METHODS,
-  MIN_CLASSES,
-  ON_ERROR,
-  OPTIMIZERS,
-  PROTOCOLS,
-  SCHEDULES,
-  SCORE_VALUES,
-  STORE_DTYPES,
-)
+from memjax.schema import names
 from memjax.schema.rules import (
   Bool,
   Entries,
@@ -38,19 +19,18 @@ from memjax.schema.rules import (
   Seq,
   Str,
   Struct,
-  check_value,
 )
 
-DATA_NAMES = tuple(PROTOCOLS)
+DATA_NAMES = tuple(names.PROTOCOLS)
 # Every protocol some data supports; cross.py checks the one chosen against the data's.
-ALL_PROTOCOLS = tuple(dict.fromkeys(p for supported in PROTOCOLS.values() for p in supported))
+ALL_PROTOCOLS = tuple(dict.fromkeys(p for supported in names.PROTOCOLS.values() for p in supported))
 TABLE1_ROWS = ('cnn_svr', 'cnn_mlp_k2', 'cnn_mlp_k4', 'ic_svr', 'ic_mlp_k4', 'cnn_ic_mlp_k4')
 
 _NAME = r'[A-Za-z_][A-Za-z0-9_]*'
 _FEATURE = Str(
   'a feature name', pattern=r'[A-Za-z0-9_][A-Za-z0-9_.-]*', shape='a name of letters, digits, _ . -'
 )
-_K = Int('K, the number of score classes', MIN_CLASSES, MAX_CLASSES)
+_K = Int('K, the number of score classes', names.MIN_CLASSES, names.MAX_CLASSES)
 _PATH = 'a non-empty path'
 
 
@@ -83,7 +63,7 @@ FIELDS: dict[str, Rule] = {
   'seed': Int('root seed', 0, 2**32 - 1),
   'features': Seq('feature names fed to the model', item=_FEATURE, min_len=1),
   'num_classes': _K,
-  'score_values': Str('s_k rule', choices=SCORE_VALUES),
+  'score_values': Str('s_k rule', choices=names.SCORE_VALUES),
   'num_epochs': Int('training epochs per fold', 1),
   'batch_size': Int('global training batch size', 1),
   'steps_per_call': Int('training steps per jitted call', 1),
@@ -121,18 +101,18 @@ FIELDS: dict[str, Rule] = {
   'data.synthetic.cnn_dim': Int('synthetic cnn width', 1),
   'data.synthetic.semantic_dim': Int('synthetic semantic width', 1),
   'data.synthetic.score_decimals': Int('decimals synthetic scores are rounded to', 0, 15),
-  'model.head': Str('model head', choices=HEADS),
+  'model.head': Str('model head', choices=names.HEADS),
   'model.branch_units': Entries(
     "Dense widths of each feature's branch",
     value=Seq("Dense widths of the feature's branch", item=Int('units', 1)),
   ),
   'model.hidden_units': Seq('Dense widths after the concatenation', item=Int('units', 1)),
   'model.dropout': Float('dropout rate', 0.0, 1.0, open_high=True),
-  'model.activation': Str('activation', choices=ACTIVATIONS),
+  'model.activation': Str('activation', choices=names.ACTIVATIONS),
   'model.ensemble_size': Int('members trained together per fold', 1),
-  'optimizer.name': Str('optimiser', choices=OPTIMIZERS),
+  'optimizer.name': Str('optimiser', choices=names.OPTIMIZERS),
   'optimizer.learning_rate': Float('peak learning rate', 0.0, open_low=True),
-  'optimizer.schedule': Str('learning-rate schedule', choices=SCHEDULES),
+  'optimizer.schedule': Str('learning-rate schedule', choices=names.SCHEDULES),
   'optimizer.warmup_epochs': Float('warm-up epochs', 0.0),
   'optimizer.weight_decay': Float('weight decay', 0.0),
   'optimizer.momentum': Float('sgd momentum', 0.0, 1.0, open_high=True),
@@ -157,22 +137,22 @@ FIELDS: dict[str, Rule] = {
   ),
   'augment.flip': Bool('random horizontal flip of training images'),
   'extract.batch_size': Int('images per extraction batch', 1),
-  'extract.dtype': Str('stored feature dtype', choices=STORE_DTYPES),
-  'extract.on_error': Str('unreadable image while extracting', choices=ON_ERROR),
+  'extract.dtype': Str('stored feature dtype', choices=names.STORE_DTYPES),
+  'extract.on_error': Str('unreadable image while extracting', choices=names.ON_ERROR),
   'predict.input': _path('folder of images or CSV of paths to score'),
   'predict.output': _path('CSV to write'),
   'predict.path_column': Str('CSV column of image paths'),
-  'predict.on_error': Str('unreadable image while predicting', choices=ON_ERROR),
+  'predict.on_error': Str('unreadable image while predicting', choices=names.ON_ERROR),
   'eval.output': _path('evaluate: the summary JSON to write instead of WORKDIR/summary.json'),
   'eval.checkpoint': Str(
     'checkpoint scored per fold', pattern=r'best|latest|[0-9]+', shape="'best', 'latest' or a step"
   ),
-  'baseline.method': Str('baseline regressor', choices=METHODS),
+  'baseline.method': Str('baseline regressor', choices=names.METHODS),
   'baseline.num_trials': Int('Optuna trials per fold', 1),
   'baseline.startup_trials': Int('random trials before TPE', 0),
   'baseline.tune_rows': Int('train rows per tuning trial (0: all)', 0),
   'baseline.fit_rows': Int('rows of the final fit (0: all)', 0),
-  'baseline.approximation': Str('svr kernel approximation', choices=APPROXIMATIONS),
+  'baseline.approximation': Str('svr kernel approximation', choices=names.APPROXIMATIONS),
   'baseline.nystroem_components': Int('Nystroem kernel features', 1),
   'baseline.tune_folds': Int('inner folds scoring each tuning trial (0: the validation rows)', 0),
   'sweep.num_classes': Seq('K values of the sweep', item=_K, min_len=1, distinct=True),
@@ -190,10 +170,16 @@ FIELDS: dict[str, Rule] = {
   'search.units': Interval('units range', item=Int('units', 1)),
   'search.dropout': Interval('dropout range', item=Float('a rate', 0.0, 1.0, open_high=True)),
   'search.activations': Seq(
-    'activation choices', item=Str('an activation', choices=ACTIVATIONS), min_len=1, distinct=True
+    'activation choices',
+    item=Str('an activation', choices=names.ACTIVATIONS),
+    min_len=1,
+    distinct=True,
   ),
   'search.optimizers': Seq(
-    'optimiser choices', item=Str('an optimiser', choices=OPTIMIZERS), min_len=1, distinct=True
+    'optimiser choices',
+    item=Str('an optimiser', choices=names.OPTIMIZERS),
+    min_len=1,
+    distinct=True,
   ),
   'search.learning_rate': Interval(
     'learning-rate range', item=Float('a learning rate', 0.0, open_low=True)
@@ -224,55 +210,3 @@ FIELDS: dict[str, Rule] = {
   'distributed.num_processes': Int('processes of the run', 1, optional=True),
   'distributed.process_id': Int("this process's index", 0, optional=True),
 }
-
-
-def leaves(config, prefix: str = '') -> dict:
-  """Dotted path -> value of every field, stopping at the fields FIELDS checks as a whole."""
-  out = {}
-  for key, value in config.items():
-    path = f'{prefix}{key}'
-    if isinstance(value, (ml_collections.ConfigDict, dict)) and path not in FIELDS:
-      out.update(leaves(value, f'{path}.'))
-    else:
-      out[path] = value
-  return out
-
-
-@functools.cache
-def _default_paths() -> frozenset | None:
-  """The fields of configs/default.py, or None where that file cannot be imported."""
-  try:
-    from configs import default
-  except ImportError:
-    return None
-  return frozenset(leaves(default.get_config()))
-
-
-def check_fields(config: ml_collections.ConfigDict, prefix: str = '') -> None:
-  """Type, range and name of every field; a field memjax does not know is an error.
-
-  Args:
-    config: the config, or its part at `prefix` (e.g. `data.` for config.data).
-    prefix: the dotted path of `config` in the whole config, ending in a dot.
-  """
-  found = leaves(config, prefix)
-  known = _default_paths()
-  for path, value in found.items():
-    rule = FIELDS.get(path)
-    if rule is not None:
-      check_value(path, value, rule)
-    elif known is not None and path in known:
-      logging.warning('config.%s has no rule in memjax/schema/fields.py; not checked.', path)
-    else:
-      raise InputError(
-        f'config.{path} is not a memjax config field (a typo?); configs/default.py lists every '
-        'field.'
-      )
-  absent = sorted(
-    p for p in FIELDS if p.startswith(prefix) and p not in found and (known is None or p in known)
-  )
-  if absent:
-    raise InputError(
-      f'config.{absent[0]} is missing; start the config from configs/default.py '
-      '(`from configs import default`).'
-    )

@@ -10,7 +10,8 @@ import ml_collections
 
 from memjax.errors import InputError
 from memjax.schema import cross, files
-from memjax.schema.fields import FIELDS, check_fields
+from memjax.schema.field_check import check_fields
+from memjax.schema.fields import FIELDS
 from memjax.schema.rules import check_value, fail
 
 
