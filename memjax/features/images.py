@@ -127,7 +127,8 @@ def _choose_cache(cache: bool | None, nbytes: int) -> tuple[bool, str]:
 
 
 class ImageRows:
-  """Image files that index like a uint8 array [N, S, S, 3], decoded on demand.
+  """Image files that index like a uint8 array [N, S, S, 3] (float32 for a float geometry,
+  DINOv3's), decoded on demand.
 
   The training pipeline gathers rows from it as from a feature array (with `np.take`, which
   calls `take`), which is how features are computed on the fly: decoding happens on the
@@ -135,7 +136,8 @@ class ImageRows:
   unreadable file stops training with its path.
 
   With the cache on, each row is decoded at most once, the first time it is gathered, and kept
-  in a uint8 [N, S, S, 3] array (allocated lazily by the OS, page by page, as rows are filled).
+  in an [N, S, S, 3] array of that dtype (allocated lazily by the OS, page by page, as rows are
+  filled).
   Gathering is thread-safe: the training pipeline and evaluation may gather at the same time.
   """
 
@@ -198,7 +200,7 @@ class ImageRows:
           self.decoded[row] = True
 
   def __getitem__(self, rows) -> np.ndarray:
-    """Rows as a new uint8 array, like `array[rows]` for an int, a slice or an int array."""
+    """Rows as a new array, like `array[rows]` for an int, a slice or an int array."""
     return self.take(np.arange(len(self.paths))[rows])  # NumPy's indexing rules and IndexError
 
   def take(self, indices, axis: int = 0, out: np.ndarray | None = None, mode: str = 'raise'):
