@@ -149,7 +149,7 @@ def main(argv):
     'score_range': [float(ref['score'].min()), float(ref['score'].max())],
   }
   print(
-    f'{len(paths)} photos of {FLAGS.images}: memjax crops identical to resmem transformer\'s '
+    f"{len(paths)} photos of {FLAGS.images}: memjax crops identical to resmem transformer's "
     f'on {same_pixels} (max {result["pixel_max_abs_levels"]:.0f} levels); score max abs '
     f'{result["score_max_abs"]:.1e} (memjax predict) / {result["extractor_score_max_abs"]:.1e} '
     f'(extractor); pooled max abs {result["pooled_max_abs"]:.1e} (scale '
