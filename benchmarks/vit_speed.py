@@ -20,7 +20,8 @@ with random weights (speed does not depend on them). Two paths:
 The runners are timed in turns, `--repeats` times each, so that load from other processes hits
 them alike; the table gives every turn, the medians, their ratio to torch's, and the FLOP/s
 (the network's matmul FLOPs, 2 per multiply-add, times images/s) against the machine's best
-matmul (`benchmarks/matmul_speed.py`, run first in its own process). The JPEGs are
+matmul (`benchmarks/matmul_speed.py` in its own process, before and after the turns: the better
+of the two, as other processes' load moves it). The JPEGs are
 `--jpeg_dir`'s (default: lnsim-dev's photos when `../shared/data/lnsim-dev` exists), else
 scikit-image's sample photos cut to mixed aspect ratios. torch, transformers and KerasHub are
 test-only dependencies (requirements-reference.txt).
@@ -251,6 +252,31 @@ def _runners(cfg, batch_size: int, paths: list[str]) -> dict:
   return {name: make[name]() for name in FLAGS.runners}
 
 
+def _measure(cfg, batch_size: int, paths: list[str]) -> list[tuple[str, float]]:
+  """Turns of every runner at `batch_size`: (table row with {gflops} and {share} left to fill,
+  median images/s) per runner."""
+  runners = _runners(cfg, batch_size, paths)
+  rates = {name: [] for name in runners}
+  for _ in range(FLAGS.repeats):
+    for name, run in runners.items():
+      rates[name].append(_timed(run, batch_size, FLAGS.seconds))
+  lines = []
+  for name, r in rates.items():
+    median = statistics.median(r)
+    path = 'JPEG files' if name.endswith('_jpeg') else 'model only'
+    torch_name = 'torch_jpeg' if name.endswith('_jpeg') else 'torch'
+    versus = ''
+    if torch_name in rates and name != torch_name:
+      turns = [a / b for a, b in zip(r, rates[torch_name], strict=True)]
+      versus = f'{statistics.median(turns):.2f}x ({", ".join(f"{t:.2f}" for t in turns)})'
+    row = (
+      f'| {batch_size} | {path} | {name.removesuffix("_jpeg")} | '
+      f'{", ".join(f"{x:.2f}" for x in r)} | {median:.2f} | {{gflops}} | {{share}} | {versus} |'
+    )
+    lines.append((row, median))
+  return lines
+
+
 def main(argv):
   del argv
   import jax
@@ -264,36 +290,24 @@ def main(argv):
   flops, matmul = vit_flops(cfg), best_matmul()
   paths = jpeg_paths(FLAGS.jpeg_dir)
   device = jax.devices()[0]
+  lines = []
+  for batch_size in map(int, FLAGS.batch_sizes):
+    lines += _measure(cfg, batch_size, paths)
+  matmul_after = best_matmul()
   print(
     f'CLIP ViT-{FLAGS.variant.upper()} image embedding ({flops / 1e9:.1f} GFLOP per image), '
     f'{len(jax.devices())} x {device.platform} ({device.device_kind}), {os.cpu_count()} CPUs; '
     f'torch {torch.__version__} ({torch.get_num_threads()} threads), transformers '
     f'{transformers.__version__}; keras {keras.__version__} on {keras.backend.backend()}; '
-    f'best matmul {matmul / 1e9:.0f} GFLOP/s; {len(paths)} JPEGs from {os.path.dirname(paths[0])}'
+    f'best matmul {matmul / 1e9:.0f} GFLOP/s before the turns, {matmul_after / 1e9:.0f} after '
+    f'(the better one below); {len(paths)} JPEGs from {os.path.dirname(paths[0])}'
   )
+  matmul = max(matmul, matmul_after)
   print('| batch | path | framework | images/s per turn | median | GFLOP/s | of best matmul '
         '| / torch (median of turns) |')  # fmt: skip
   print('| --- | --- | --- | --- | --- | --- | --- | --- |')
-  for batch_size in map(int, FLAGS.batch_sizes):
-    runners = _runners(cfg, batch_size, paths)
-    rates = {name: [] for name in runners}
-    for _ in range(FLAGS.repeats):
-      for name, run in runners.items():
-        rates[name].append(_timed(run, batch_size, FLAGS.seconds))
-    for name, r in rates.items():
-      median = statistics.median(r)
-      path = 'JPEG files' if name.endswith('_jpeg') else 'model only'
-      torch_name = 'torch_jpeg' if name.endswith('_jpeg') else 'torch'
-      versus = ''
-      if torch_name in rates and name != torch_name:
-        turns = [a / b for a, b in zip(r, rates[torch_name], strict=True)]
-        versus = f'{statistics.median(turns):.2f}x ({", ".join(f"{t:.2f}" for t in turns)})'
-      print(
-        f'| {batch_size} | {path} | {name.removesuffix("_jpeg")} | '
-        f'{", ".join(f"{x:.2f}" for x in r)} | {median:.2f} | {median * flops / 1e9:.0f} | '
-        f'{median * flops / matmul:.2f} | {versus} |'
-      )
-    del runners
+  for row, rate in lines:
+    print(row.format(gflops=f'{rate * flops / 1e9:.0f}', share=f'{rate * flops / matmul:.2f}'))
 
 
 if __name__ == '__main__':
