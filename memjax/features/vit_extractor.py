@@ -14,6 +14,7 @@ from memjax.errors import InputError
 from memjax.features import vit, vit_arch, vit_weights
 from memjax.features.extractor import Extractor
 from memjax.features.geometry import Geometry
+from memjax.features.readers import weight_files
 from memjax.features.vit import ViTConfig
 
 
@@ -81,18 +82,19 @@ def make_extractor(
     A `ViTExtractor` whose `weights_sha256` is the file's.
 
   Raises:
-    InputError: a bad variant / output / dtype, or as `vit_weights.load`.
+    InputError: a bad variant / output / dtype, or as `weight_files.read_tensors` and
+      `vit_weights.convert`.
   """
   if family not in vit.VARIANTS:
     raise InputError(f'ViT family must be one of {vit.FAMILIES}, got {family!r}.')
-  tensors = vit_weights.read_tensors(weights)
+  tensors = weight_files.read_tensors(weights)
   layout = vit_weights.require_layout(family, tensors, weights)
   cfg, variant, _ = vit_arch.resolve(family, variant, weights, tensors, dtype)
   output, depths = vit.check_output(cfg, output, pool_depths)
   params = vit_weights.convert(cfg, tensors, weights, output)
   geometry = reference_geometry(cfg, layout, fit)
   del tensors
-  sha = vit_weights.file_sha256(weights)
+  sha = weight_files.file_sha256(weights)
   name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
   pools = f'; then the token means of blocks {list(depths)}' if depths else ''
   return ViTExtractor(

@@ -15,8 +15,8 @@ Layouts read (the family is the extractor's; the layout is recognised from the t
   zero-bias `head`) and `vit_*_siglip_*` (`attn_pool.*`: the MAP head), also as OpenCLIP's
   `visual.trunk.*`. timm's DINOv2 names are not read (refused: no dinov2 layout recognised).
 
-`.safetensors` files are read by `safetensors_file.py` (no dependency), `.bin` / `.pth` / `.pt` by
-the torch-free `torch_checkpoint.py`, `.npz` by NumPy. Anything else in the file (the text tower,
+Files are read by `readers.weight_files.read_tensors` (`.safetensors`, `.bin` / `.pth` / `.pt`
+and `.npz`, none needing torch or safetensors). Anything else in the file (the text tower,
 buffers) is ignored; a missing or mis-shaped tensor of the image tower fails in one line naming
 it. The architecture comes from the `config.json` beside the file when there is one
 (`vit_arch.py`), which a given variant must agree with. Position embeddings stored for another
@@ -25,46 +25,14 @@ grid are resized as the reference does: DINOv2 (518 px, 37 x 37) with PyTorch's 
 match the variant's grid.
 """
 
-import hashlib
-import os
 from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features import safetensors_file, torch_checkpoint
+from memjax.features.readers import weight_files
 from memjax.features.vit import ViTConfig
-
-
-def read_tensors(path: str) -> dict[str, np.ndarray]:
-  """All tensors of a weight file, by its extension (`.safetensors`, `.bin`/`.pth`/`.pt`, `.npz`).
-
-  Raises:
-    InputError: the file is missing, or unreadable as its extension says.
-  """
-  if not os.path.isfile(path):
-    raise InputError(f'weight file {path} does not exist (memjax never downloads weights).')
-  if path.endswith('.safetensors'):
-    return safetensors_file.read(path)
-  if path.endswith('.npz'):
-    try:
-      with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-      raise InputError(f'{path}: not a readable .npz ({e}).') from e
-  if path.endswith(('.bin', '.pth', '.pt')):
-    return torch_checkpoint.load_state_dict(path)
-  raise InputError(f'{path}: expected a .safetensors, .bin / .pth / .pt or .npz weight file.')
-
-
-def file_sha256(path: str) -> str:
-  """Hex sha256 of a file's bytes."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 class _Tensors:
@@ -508,7 +476,7 @@ def load(cfg: ViTConfig, path: str, output: str | None = None) -> tuple[dict, st
   """(parameters as float32 numpy, the file's sha256) of a local weight file.
 
   Raises:
-    InputError: as `read_tensors` and `convert`.
+    InputError: as `weight_files.read_tensors` and `convert`.
   """
-  params = convert(cfg, read_tensors(path), path, output)
-  return params, file_sha256(path)
+  params = convert(cfg, weight_files.read_tensors(path), path, output)
+  return params, weight_files.file_sha256(path)
