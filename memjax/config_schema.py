@@ -60,7 +60,7 @@ SCHEDULES = _owned('memjax.optimizers', 'SCHEDULES')
 SCORE_VALUES = _owned('memjax.labels', 'SCORE_VALUES')
 METHODS = _owned('memjax.experiments.baselines', 'METHODS')
 APPROXIMATIONS = _owned('memjax.experiments.baselines', 'APPROXIMATIONS')
-STORE_DTYPES = _owned('memjax.features.store_format', 'DTYPES')
+STORE_DTYPES = _owned('memjax.features.store.spec', 'DTYPES')
 ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.features.extract; the test checks it
 
 

@@ -138,9 +138,9 @@ def test_names_are_those_of_the_modules_that_own_them():
   assert (schema.MIN_CLASSES, schema.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
   assert schema.METHODS() == baselines.METHODS
   assert schema.APPROXIMATIONS() == baselines.APPROXIMATIONS
-  from memjax.features import store_format
+  from memjax.features.store import spec
 
-  assert schema.STORE_DTYPES() == store_format.DTYPES
+  assert schema.STORE_DTYPES() == spec.DTYPES
   from memjax import predict
 
   assert schema.ON_ERROR == predict.ON_ERROR
