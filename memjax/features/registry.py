@@ -90,13 +90,15 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
   if spec.kind == 'color_grid':
     return color_grid()
   if spec.kind in ('vgg16', 'vgg19'):
-    from memjax.features import vgg
+    from memjax.features.vgg import extractor as vgg_extractor
 
-    return vgg.make_vgg_extractor(_required(spec, 'weights', name), depth=int(spec.kind[3:]))
+    return vgg_extractor.make_vgg_extractor(
+      _required(spec, 'weights', name), depth=int(spec.kind[3:])
+    )
   if spec.kind == 'vse':
-    from memjax.features import vgg
+    from memjax.features.vgg import extractor as vgg_extractor
 
-    return vgg.make_semantic_extractor(
+    return vgg_extractor.make_semantic_extractor(
       _required(spec, 'weights', name), _required(spec, 'projection', name)
     )
   if spec.kind in EFFICIENTNET_KINDS:

@@ -26,9 +26,8 @@ import numpy as np
 
 from memjax.errors import InputError
 from memjax.features.readers import keras_files, torch_checkpoint, weight_files
+from memjax.features.vgg.model import KERAS, TORCHVISION, VGGArch
 
-BLOCK_CONVS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
-KERAS, TORCHVISION = 'keras', 'torchvision'
 # Checksums published with the files (Keras lists md5 in keras.applications; torchvision file
 # names carry the first 8 hex digits of the sha256, which torch.hub checks).
 KNOWN_MD5 = {
@@ -41,56 +40,6 @@ KNOWN_SHA256_PREFIX = {'vgg16-397923af.pth': '397923af', 'vgg19-dcbb9e9d.pth': '
 PROJECTION_NAMES = (('W', 'b'), ('ff_image_W', 'ff_image_b'))
 _IGNORED_KERAS = frozenset({'predictions'})
 _IGNORED_TORCH = frozenset({'classifier.6.weight', 'classifier.6.bias'})
-
-
-@dataclasses.dataclass(frozen=True)
-class VGGArch:
-  """The network's shape; tests use narrow widths, real files the defaults."""
-
-  depth: int = 16
-  widths: tuple[int, ...] = (64, 128, 256, 512, 512)
-  fc_dim: int = 4096
-  image_size: int = 224
-
-  def __post_init__(self):
-    if self.depth not in BLOCK_CONVS:
-      raise InputError(f'VGG depth must be one of {sorted(BLOCK_CONVS)}, got {self.depth!r}.')
-    if len(self.widths) != 5 or self.image_size % 32:
-      raise InputError(f'VGG needs 5 block widths and a multiple of 32 as input size: {self}.')
-
-  def conv_layers(self) -> list[tuple[str, int, int]]:
-    """(Keras name, input channels, output channels) of each convolution, in order."""
-    layers, cin = [], 3
-    for block, (count, width) in enumerate(
-      zip(BLOCK_CONVS[self.depth], self.widths, strict=True), 1
-    ):
-      for k in range(1, count + 1):
-        layers.append((f'block{block}_conv{k}', cin, width))
-        cin = width
-    return layers
-
-  @property
-  def pool5_size(self) -> int:
-    return self.image_size // 32
-
-  def expected_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Keras layer name -> (kernel shape, bias shape) in Flax/Keras layout."""
-    shapes = {name: ((3, 3, cin, cout), (cout,)) for name, cin, cout in self.conv_layers()}
-    flat = self.pool5_size**2 * self.widths[-1]
-    shapes['fc1'] = ((flat, self.fc_dim), (self.fc_dim,))
-    shapes['fc2'] = ((self.fc_dim, self.fc_dim), (self.fc_dim,))
-    return shapes
-
-  def torch_names(self) -> dict[str, str]:
-    """Keras layer name -> torchvision module prefix (`features.<i>`, `classifier.<i>`)."""
-    names, index = {}, 0
-    for block, count in enumerate(BLOCK_CONVS[self.depth], 1):
-      for k in range(1, count + 1):
-        names[f'block{block}_conv{k}'] = f'features.{index}'
-        index += 2  # Conv2d, ReLU
-      index += 1  # MaxPool2d
-    names.update(fc1='classifier.0', fc2='classifier.3')
-    return names
 
 
 @dataclasses.dataclass(frozen=True)
