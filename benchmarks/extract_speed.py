@@ -76,12 +76,12 @@ def efficientnet_speed(batch_size: int, seconds: float) -> float:
   import jax
 
   from memjax import parallel
-  from memjax.features import efficientnet_lite
+  from memjax.features.efficientnet_lite import model as el_model
 
   mesh = parallel.make_mesh()
-  params = parallel.replicate(efficientnet_lite.init_params(), mesh)
+  params = parallel.replicate(el_model.init_params(), mesh)
   forward = jax.jit(
-    efficientnet_lite.forward,
+    el_model.forward,
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
     compiler_options=_options(),
   )

