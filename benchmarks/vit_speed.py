@@ -51,7 +51,7 @@ def memjax_runner(images: np.ndarray, fusions: str = 'auto'):
   import jax
 
   from memjax import parallel
-  from memjax.features import vit
+  from memjax.features.vit import model as vit
   from memjax.runtime import xla_options
 
   cfg = vit.get_config('clip', FLAGS.variant)
@@ -75,7 +75,7 @@ def keras_hub_runner(images: np.ndarray):
   from keras_hub.src.models.clip.clip_layers import CLIPVisionPooler
   from keras_hub.src.models.clip.clip_vision_encoder import CLIPVisionEncoder
 
-  from memjax.features import vit
+  from memjax.features.vit import model as vit
 
   cfg = vit.get_config('clip', FLAGS.variant)
   s = cfg.image_size
@@ -96,7 +96,7 @@ def main(argv):
   import jax
   import keras
 
-  from memjax.features import vit
+  from memjax.features.vit import model as vit
 
   cfg = vit.get_config('clip', FLAGS.variant)
   images = np.random.default_rng(0).integers(

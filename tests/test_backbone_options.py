@@ -22,9 +22,11 @@ from PIL import Image
 
 from configs import default
 from memjax.errors import InputError
-from memjax.features import images, registry, vit, vit_extractor
+from memjax.features import images, registry
 from memjax.features.efficientnet_lite import extractor as el_extractor
 from memjax.features.efficientnet_lite import model as el
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import model as vit
 
 TINY_LITE = 'efficientnet_lite_tiny'
 TINY_BLOCKS = (

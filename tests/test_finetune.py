@@ -17,10 +17,10 @@ from jax.sharding import Mesh
 from configs import photos_finetune
 from memjax import augment, finetune, models, parallel, predict, steps, train
 from memjax.errors import InputError, StoppedError
-from memjax.features import vit
 from memjax.features.efficientnet_lite import extractor as el_extractor
 from memjax.features.efficientnet_lite import model as el_model
 from memjax.features.extractor import Extractor
+from memjax.features.vit import model as vit
 from memjax.runtime import fault_points
 
 SIZE = 32

