@@ -289,10 +289,10 @@ def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
   paths = list_inputs(config)
   if zero_shot(config):  # ResMem's own score: no trained workdir
-    from memjax.features import resmem
+    from memjax.features.resmem import extractor as resmem_extractor
 
     spec = config.extractors[config.features[0]]
-    scores, errors = resmem.score_images(paths, spec.weights, config.extract.batch_size)
+    scores, errors = resmem_extractor.score_images(paths, spec.weights, config.extract.batch_size)
     probs, classes, num_folds = None, 0, 0
   else:
     predictor = Predictor(config, workdir)

@@ -34,7 +34,7 @@ KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
 VIT_KINDS = ('clip', 'siglip', 'dinov2')  # memjax/features/vit/
 KINDS += VIT_KINDS
-KINDS += ('resmem',)  # memjax/features/resmem.py (weights: non-commercial licence)
+KINDS += ('resmem',)  # memjax/features/resmem/ (weights: non-commercial licence)
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
 POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
 DTYPE_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.extractors.<name>.dtype
@@ -112,9 +112,9 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
       spec.kind, spec.weights, pool_depths=depths, dtype=dtype, remat=remat
     )
   if spec.kind == 'resmem':
-    from memjax.features import resmem
+    from memjax.features.resmem import extractor as resmem_extractor
 
-    return resmem.make_extractor(spec.get('weights'), spec.get('output'))
+    return resmem_extractor.make_extractor(spec.get('weights'), spec.get('output'))
   if spec.kind in VIT_KINDS:
     from memjax.features.vit import extractor as vit_extractor
 
