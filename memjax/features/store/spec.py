@@ -30,11 +30,11 @@ made elsewhere (e.g. CLIP features) need only follow the format.
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from memjax.datasets.score_files import has_control_characters
 from memjax.errors import InputError
 from memjax.runtime import atomic_files
 
@@ -46,6 +46,12 @@ FEATURE_KEYS = ('extractor', 'weights_sha256', 'input_size', 'preprocessing')
 NAME_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
 _SHA256 = re.compile(r'[0-9a-f]{64}')
 SHOW = 5  # offending rows / ids quoted in a message
+
+
+def has_control_characters(text: str) -> bool:
+  """Whether `text` holds a control character (Unicode category Cc) or a byte-order mark: no
+  image id may (nor may a score file's image path, which becomes an id)."""
+  return '\ufeff' in text or any(unicodedata.category(c) == 'Cc' for c in text)
 
 
 def is_complete(directory: str | os.PathLike) -> bool:
