@@ -61,7 +61,7 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Example:
     >>> api.extract(config, '/tmp/memjax/photos')['num_images']
   """
-  from memjax.features import extract as extract_lib
+  from memjax import extract as extract_lib
 
   return extract_lib.extract(config, workdir)
 

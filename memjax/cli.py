@@ -32,7 +32,7 @@ if '--verbose' not in sys.argv:  # TensorFlow/XLA's C++ start-up notices; read w
 MODES = {
   'train': ('memjax.train', 'train_and_evaluate'),
   'evaluate': ('memjax.evaluate', 'evaluate'),
-  'extract': ('memjax.features.extract', 'extract'),
+  'extract': ('memjax.extract', 'extract'),
   'predict': ('memjax.predict', 'predict'),
   'baseline': ('memjax.experiments.baselines', 'run'),
   'sweep': ('memjax.experiments.sweep', 'run'),

@@ -61,7 +61,7 @@ SCORE_VALUES = _owned('memjax.labels', 'SCORE_VALUES')
 METHODS = _owned('memjax.experiments.baselines', 'METHODS')
 APPROXIMATIONS = _owned('memjax.experiments.baselines', 'APPROXIMATIONS')
 STORE_DTYPES = _owned('memjax.features.store.spec', 'DTYPES')
-ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.features.extract; the test checks it
+ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.extract; the test checks it
 
 
 def extractor_kinds() -> tuple:

@@ -384,8 +384,9 @@ def test_extract_end_to_end(tmp_path, test_config):
   colour grid (another image geometry), CLIP follows the grid's crops and resizes them itself.
   Alone, CLIP's images are cut as its reference processor cuts them (bicubic, truncated)."""
   require('safetensors')
-  from memjax.features import extract, store
+  from memjax import extract
   from memjax.features import images as images_lib
+  from memjax.features import store
 
   weights = save_safetensors(hf_tensors(TINY['clip'], seed=3), tmp_path / 'model.safetensors')
   folder = tmp_path / 'images'
