@@ -25,9 +25,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax import checkpoint_files, run_record, steps
+from memjax import checkpoint_files, run_record
 from memjax.errors import InputError, out_of_space
 from memjax.runtime import orbax_workarounds
+from memjax.train_state import TrainState
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
@@ -118,14 +119,14 @@ def check_meta(meta: dict, expected: dict, where: str, *, resume: bool = False, 
   return rest
 
 
-def _train_item(state: steps.TrainState) -> dict:
+def _train_item(state: TrainState) -> dict:
   item = {'step': state.step, 'opt_state': state.opt_state, 'dropout_key': state.dropout_key}
   if state.ema_params is not None:
     item['params'] = state.params
   return item
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state: steps.TrainState, meta, metrics) -> None:
+def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, meta, metrics) -> None:
   """Writes the three items at `step`, ranked by `metrics[BEST_METRIC]`.
 
   Orbax writes into a temporary directory renamed only once complete, so a failed write never
@@ -234,8 +235,8 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
   Args:
     fold_dir: the fold's directory (`WORKDIR/fold_K`).
     which: `best`, `latest` or a step number (`config.eval.checkpoint`).
-    abstract_params: `steps.abstract_params` of the config: shapes and shardings to restore into
-      (any device count).
+    abstract_params: `train_state.abstract_params` of the run: shapes and shardings to restore
+      into (any device count).
     expected: `run_meta` of the config; what the parameters mean must match (`check_meta`).
 
   Returns:
@@ -304,11 +305,12 @@ def _readable(mngr, step: int, abstract_params) -> bool:
     return False
 
 
-def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: steps.TrainState):
+def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: TrainState):
   """Restores the full train state (to resume) and meta at `step` into `abstract`'s structure.
 
   Raises:
-    Exception: whatever Orbax raises for an unreadable checkpoint (`resume_state` handles it).
+    Exception: whatever Orbax raises for an unreadable checkpoint (`fold_training` sets such a
+      checkpoint aside and resumes from the next).
   """
   train = {
     'step': abstract.step,

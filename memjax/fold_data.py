@@ -7,14 +7,16 @@ Two protocols (`config.data.protocol`):
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from memjax import folds, labels, steps
+from memjax import folds, labels
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
+from memjax.fold_consts import FoldConsts, host_consts
 
 PROTOCOLS = ('cv5', 'official')
 _CHUNK = 4096  # rows read at once when computing standardisation statistics
@@ -62,9 +64,9 @@ class FoldData:
   shift: dict
   scale: dict
 
-  def consts(self) -> steps.FoldConsts:
+  def consts(self) -> FoldConsts:
     """The fold's constants for the jitted steps (host arrays; replicate before use)."""
-    return steps.host_consts(self.thresholds, self.values, self.shift, self.scale)
+    return host_consts(self.thresholds, self.values, self.shift, self.scale)
 
 
 def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> list[FoldPlan]:
@@ -95,6 +97,19 @@ def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> lis
       name = f'fold_{fold}' if len(seeds) == 1 else f'seed{seed}_fold_{fold}'
       plans.append(FoldPlan(name, split, data.scores))
   return plans
+
+
+def folds_to_run(run_folds: Sequence[int], num_folds: int) -> list[int]:
+  """`run_folds` (`config.data.run_folds`), or all `num_folds` folds when it is empty.
+
+  Raises:
+    InputError: a fold outside 0..num_folds-1.
+  """
+  chosen = list(run_folds) or list(range(num_folds))
+  bad = [f for f in chosen if not 0 <= f < num_folds]
+  if bad:
+    raise InputError(f'config.data.run_folds has folds {bad} outside 0..{num_folds - 1}.')
+  return chosen
 
 
 def prepare(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from memjax import checkpoint_files, checkpointing, models, optimizers, parallel, steps
+from memjax import checkpoint_files, checkpointing, models, optimizers, parallel, train_state
 from memjax.errors import InputError
 
 DIMS = {'cnn': 64, 'semantic': 32}
@@ -18,8 +18,8 @@ def _state(config, mesh, seed, *, ema=False):
   model = models.create_model(config)
   tx = optimizers.create_optimizer(config.optimizer, 10, 10)
   keys = [parallel.replicate(jax.random.PRNGKey(seed + k), mesh) for k in (0, 1)]
-  state = steps.jit_create_state(model, tx, DIMS, mesh, ema=ema)(*keys)
-  return state, steps.abstract_state(model, tx, DIMS, mesh, ema=ema), model
+  state = train_state.jit_create_state(model, tx, DIMS, mesh, ema=ema)(*keys)
+  return state, train_state.abstract_state(model, tx, DIMS, mesh, ema=ema), model
 
 
 def _save_run(config, directory, mesh, points, *, ema=False):
@@ -57,7 +57,7 @@ def test_keeps_two_latest_and_best_and_restores_params_on_one_device(test_config
 
   one = Mesh(np.asarray(jax.devices()[:1]), (parallel.AXIS,))
   model = models.create_model(test_config)
-  abstract = steps.abstract_params(model, DIMS, one)
+  abstract = train_state.abstract_params(model, DIMS, one)
   expected = checkpointing.run_meta(test_config, DIMS)
   params, meta, step = checkpointing.restore_params(fold_dir, 'best', abstract, expected)
   assert step == 20 and meta['epoch'] == 2 and meta['val'] == {'spearman': 0.5}
@@ -86,7 +86,7 @@ def test_resume_restores_the_whole_state_and_ema_params_are_what_evaluation_gets
   params, _, _ = checkpointing.restore_params(
     fold_dir,
     'latest',
-    steps.abstract_params(model, DIMS, mesh),
+    train_state.abstract_params(model, DIMS, mesh),
     checkpointing.run_meta(test_config, DIMS),
   )
   jax.tree.map(np.testing.assert_array_equal, saved.ema_params, jax.device_get(params))
@@ -105,7 +105,7 @@ def test_a_mismatch_names_every_differing_field(test_config, tmp_path):
     checkpointing.restore_params(
       fold_dir,
       'best',
-      steps.abstract_params(model, DIMS, mesh),
+      train_state.abstract_params(model, DIMS, mesh),
       checkpointing.run_meta(other, DIMS),
     )
   message = str(e.value)
@@ -168,7 +168,7 @@ def test_a_damaged_checkpoint_is_named_with_the_next_intact_one(test_config, tmp
     checkpointing.restore_params(
       fold_dir,
       'best',
-      steps.abstract_params(model, DIMS, mesh),
+      train_state.abstract_params(model, DIMS, mesh),
       checkpointing.run_meta(test_config, DIMS),
     )
   message = str(e.value)
@@ -195,7 +195,7 @@ def test_a_checkpoint_whose_files_are_as_written_is_never_called_damaged(
 
   monkeypatch.setattr(checkpointing, '_read_params', unreadable)
   model = models.create_model(test_config)
-  args = (steps.abstract_params(model, DIMS, mesh), checkpointing.run_meta(test_config, DIMS))
+  args = (train_state.abstract_params(model, DIMS, mesh), checkpointing.run_meta(test_config, DIMS))
   with pytest.raises(InputError) as e:
     checkpointing.restore_params(fold_dir, 'best', *args)
   message = str(e.value)
