@@ -23,6 +23,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from memjax import checkpoint_files, run_record
@@ -309,8 +310,8 @@ def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: TrainS
   """Restores the full train state (to resume) and meta at `step` into `abstract`'s structure.
 
   Raises:
-    Exception: whatever Orbax raises for an unreadable checkpoint (`fold_training` sets such a
-      checkpoint aside and resumes from the next).
+    Exception: whatever Orbax raises for an unreadable checkpoint (`resume` sets such a
+      checkpoint aside and tries the next).
   """
   train = {
     'step': abstract.step,
@@ -339,6 +340,69 @@ def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: TrainS
   if int(state.step) != step:
     raise ValueError(f'the train state holds step {int(state.step)}, not {step}')
   return state, restored.meta
+
+
+def resume(
+  mngr: ocp.CheckpointManager,
+  fold_dir: str,
+  fold: int,
+  abstract: TrainState,
+  expected: dict,
+  *,
+  allow: bool,
+) -> tuple[TrainState | None, int]:
+  """The newest intact checkpoint's (train state, step), or (None, 0); the unreadable ones
+  before it are set aside (`set_aside`).
+
+  Args:
+    mngr: the fold's manager.
+    fold_dir: the fold's directory (`WORKDIR/fold_K`).
+    fold: the fold's number, for the log.
+    abstract: `train_state.abstract_state` of the run: the structure to restore into.
+    expected: `run_meta` of the run's config.
+    allow: `config.resume_changed`: resume despite differing fields outside `MEANING`.
+
+  Raises:
+    InputError: the checkpoint was written by a run that differs in a field its parameters
+      depend on (always), or in one resuming depends on (unless `allow`), or it cannot be
+      restored across the differences `allow` let through.
+  """
+  while (step := mngr.latest_step()) is not None:
+    where = os.path.join(str(mngr.directory), str(step))
+    try:
+      meta = restore_meta(mngr, step)
+    except Exception as e:
+      _set_aside_and_reload(mngr, step, fold_dir, fold, e)
+      continue
+    diffs = check_meta(meta, expected, where, resume=True, allow=allow)
+    if diffs:
+      logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
+    try:
+      state, _ = restore_train_state(mngr, step, abstract)
+    except Exception as e:
+      if diffs:  # not damage: the changed config cannot take this checkpoint's state
+        raise InputError(
+          f'checkpoint {where} cannot be resumed with the changed {"; ".join(diffs)} '
+          f'({reason(e)}). Use a new --workdir.'
+        ) from e
+      _set_aside_and_reload(mngr, step, fold_dir, fold, e)
+      continue
+    logging.info('fold %d: resuming from checkpoint step %d', fold, step)
+    return state, step
+  return None, 0
+
+
+def _set_aside_and_reload(mngr, step: int, fold_dir: str, fold: int, error: Exception) -> None:
+  aside = set_aside(mngr, step, fold_dir)
+  logging.warning(
+    'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
+    fold,
+    step,
+    os.path.join(str(mngr.directory), str(step)),
+    reason(error),
+    aside,
+  )
+  mngr.reload()
 
 
 def set_aside(mngr: ocp.CheckpointManager, step: int, fold_dir: str) -> str:

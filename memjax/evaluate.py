@@ -46,8 +46,8 @@ def evaluate_fold(
   """
   params, meta, step = parts.restore(results.fold_dir(workdir, fold), config.eval.checkpoint)
   fd = fold_data.prepare(config, data, plan, fold, stored=meta)
-  consts = parallel.replicate(fd.consts(), parts.mesh)
-  result = scoring.score(parts, params, fd, fd.split.test, consts, config.eval_batch_size)
+  consts = parallel.replicate(fd.consts, parts.mesh)
+  result = scoring.score(parts, params, fd, fd.split.test, consts)
   val = meta.get('val') or {}
   result.update(
     fold=fold,

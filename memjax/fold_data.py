@@ -51,8 +51,9 @@ class FoldData:
     values: [K] the s_k of the score aggregation.
     arrays: per-row arrays the pipelines read: the configured features (or `image` when
       features are computed on the fly), `label`, `score`.
-    shift: per feature, what standardisation subtracts (zeros when it is off).
-    scale: per feature, what standardisation multiplies by (ones when it is off).
+    consts: the constants the jitted steps take (host float32 arrays; replicate before use):
+      thresholds, s_k, and per feature what standardisation subtracts and multiplies by (zeros
+      and ones when it is off).
   """
 
   fold: int
@@ -61,12 +62,7 @@ class FoldData:
   thresholds: np.ndarray
   values: np.ndarray
   arrays: dict
-  shift: dict
-  scale: dict
-
-  def consts(self) -> FoldConsts:
-    """The fold's constants for the jitted steps (host arrays; replicate before use)."""
-    return host_consts(self.thresholds, self.values, self.shift, self.scale)
+  consts: FoldConsts
 
 
 def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> list[FoldPlan]:
@@ -122,6 +118,14 @@ def prepare(
   """Builds a fold. Thresholds, s_k and standardisation come from the training rows unless
   `stored` gives them (evaluation passes the ones its checkpoint recorded: `thresholds`,
   `values`, and `shift` / `scale` when standardisation was on)."""
+  dims = data.feature_dims(config.features)
+  if stored is not None and stored.get('shift') is not None:
+    shift, scale = stored['shift'], stored['scale']
+  elif config.standardize:
+    shift, scale = standardization(config, data, plan.split.train)
+  else:
+    shift = {n: np.zeros(d, np.float32) for n, d in dims.items()}
+    scale = {n: np.ones(d, np.float32) for n, d in dims.items()}
   train_scores = plan.scores[plan.split.train]
   if stored is None:
     thresholds = labels.quantile_thresholds(train_scores, config.num_classes)
@@ -133,14 +137,6 @@ def prepare(
     arrays = {'image': data.features['image']}
   else:
     arrays = {n: data.features[n] for n in config.features}
-  dims = data.feature_dims(config.features)
-  if stored is not None and stored.get('shift') is not None:
-    shift, scale = stored['shift'], stored['scale']
-  elif config.standardize:
-    shift, scale = standardization(config, data, plan.split.train)
-  else:
-    shift = {n: np.zeros(d, np.float32) for n, d in dims.items()}
-    scale = {n: np.ones(d, np.float32) for n, d in dims.items()}
   arrays['label'] = np.where(labelled, labels.assign_classes(plan.scores, thresholds), -1)
   arrays['score'] = plan.scores.astype(np.float32)
   return FoldData(
@@ -150,8 +146,7 @@ def prepare(
     thresholds=np.asarray(thresholds),
     values=np.asarray(values),
     arrays=arrays,
-    shift={n: np.asarray(v, np.float32) for n, v in shift.items()},
-    scale={n: np.asarray(v, np.float32) for n, v in scale.items()},
+    consts=host_consts(thresholds, values, shift, scale),
   )
 
 

@@ -26,7 +26,7 @@ from memjax import (
   results,
   scoring,
 )
-from memjax.errors import DivergedError, InputError, StoppedError
+from memjax.errors import DivergedError, StoppedError
 from memjax.run_parts import RunParts
 from memjax.runtime import fault_points, interrupts, progress, scalar_writer
 from memjax.train_programs import Programs
@@ -52,16 +52,21 @@ def train_fold(
   Raises:
     DivergedError: a non-finite training loss.
     StoppedError: SIGTERM/SIGINT; a checkpoint at the current step was written first.
-    InputError: a checkpoint written by a run that differs (`_resume`).
+    InputError: a checkpoint written by a run that differs (`checkpointing.resume`).
   """
   fold, mesh = fd.fold, parts.mesh
   fdir = results.fold_dir(workdir, fold)
   steps_per_epoch = input_pipeline.steps_per_epoch(fd.split.train.size, config.batch_size)
   total_steps = steps_per_epoch * config.num_epochs
-  consts = parallel.replicate(fd.consts(), mesh)
   mngr = checkpointing.manager(os.path.join(fdir, 'checkpoints'))
-  state, step = _resume(mngr, fdir, fold, programs.abstract_state, parts.expected, config)
+  state, step = checkpointing.resume(
+    mngr, fdir, fold, programs.abstract_state, parts.expected, allow=config.resume_changed
+  )
+  first_step = step
   shown.skip(step)
+  resident, why = device_table.choose(config.data.device_resident, fd.arrays)
+  table = device_table.put(fd.arrays, mesh) if resident else None
+  consts = parallel.replicate(fd.consts, mesh)
   if state is None:
     init_key, dropout_key = jax.random.split(fold_data.fold_key(config.seed, fold))
     weights = None
@@ -69,7 +74,6 @@ def train_fold(
       weights = parallel.replicate(parts.backbone.weights(config.features), mesh)
     rep = lambda x: parallel.replicate(x, mesh)
     state = programs.init(rep(init_key), rep(dropout_key), weights)
-  first_step = step
   meta = {
     **parts.expected,
     'fold': fold,
@@ -79,13 +83,10 @@ def train_fold(
     'dataset': dataset,
   }
   if config.standardize:
-    meta['shift'] = {n: v.tolist() for n, v in fd.shift.items()}
-    meta['scale'] = {n: v.tolist() for n, v in fd.scale.items()}
-
+    meta['shift'] = {n: v.tolist() for n, v in fd.consts.shift.items()}
+    meta['scale'] = {n: v.tolist() for n, v in fd.consts.scale.items()}
   writer = scalar_writer.create_writer(fdir, just_logging=jax.process_index() > 0)
   share = parallel.process_share(config.batch_size)
-  resident, why = device_table.choose(config.data.device_resident, fd.arrays)
-  table = device_table.put(fd.arrays, mesh) if resident else None
   logging.info(
     'fold %d: %d train / %d val / %d test rows; thresholds %s; %d steps per epoch; '
     'row arrays %s (%s)',
@@ -100,6 +101,7 @@ def train_fold(
   )
   for epoch in range(step // steps_per_epoch, config.num_epochs):
     shown.at(index, epoch + 1, config.num_epochs)
+    epoch_end = (epoch + 1) * steps_per_epoch
     sums = None
     calls = _train_calls(
       fd,
@@ -121,33 +123,36 @@ def train_fold(
       sums = chunk_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, chunk_sums)
       step += num_steps
       shown.advance(num_steps)
-      if step < (epoch + 1) * steps_per_epoch and interrupts.requested():
-        _stop(mngr, step, state, {**meta, 'epoch': epoch, 'val': None}, fold)
-    scalars = _epoch_metrics(sums, fold, step, mngr.latest_step())
-    val = scoring.score(parts, state.eval_params, fd, fd.split.val, consts, config.eval_batch_size)
-    scalars.update({f'val_{k}': v for k, v in val.items() if k != 'num_examples'})
-    writer.write_scalars(step, scalars)
-    rank_value = val['spearman'] if math.isfinite(val['spearman']) else -1.0
-    checkpointing.save(
-      mngr,
-      step,
-      state,
-      {**meta, 'epoch': epoch + 1, 'val': val},
-      {checkpointing.BEST_METRIC: rank_value},
-    )
-    logging.info(
-      'fold %d epoch %d of %d (step %d; %s of the run): train loss %.4f, val Spearman %.4f; %s',
-      fold,
-      epoch + 1,
-      config.num_epochs,
-      step,
-      shown.where.split(' epoch')[0],
-      scalars['train_loss'],
-      val['spearman'],
-      shown.summary(),
-    )
-    if epoch + 1 < config.num_epochs and interrupts.requested():
-      _stop(mngr, step, None, None, fold)
+      if step < epoch_end and interrupts.requested():
+        break
+    if step == epoch_end:
+      scalars = _train_metrics(parallel.fetch(sums), fold, step, mngr.latest_step())
+      val = scoring.score(parts, state.eval_params, fd, fd.split.val, consts)
+      scalars.update({f'val_{k}': v for k, v in val.items() if k != 'num_examples'})
+      writer.write_scalars(step, scalars)
+      rank = val['spearman'] if math.isfinite(val['spearman']) else -1.0
+      finished = {**meta, 'epoch': epoch + 1, 'val': val}
+      checkpointing.save(mngr, step, state, finished, {checkpointing.BEST_METRIC: rank})
+      logging.info(
+        'fold %d epoch %d of %d (step %d; %s of the run): train loss %.4f, val Spearman %.4f; %s',
+        fold,
+        epoch + 1,
+        config.num_epochs,
+        step,
+        shown.where.split(' epoch')[0],
+        scalars['train_loss'],
+        val['spearman'],
+        shown.summary(),
+      )
+    else:  # stopped mid-epoch: a checkpoint here, never ranked the best
+      stopped = {**meta, 'epoch': epoch, 'val': None}
+      checkpointing.save(mngr, step, state, stopped, {checkpointing.BEST_METRIC: NOT_RANKED})
+    if step < total_steps and interrupts.requested():
+      mngr.close()
+      raise StoppedError(
+        f'{interrupts.signal_name()}: fold {fold} stopped at step {step} with a checkpoint '
+        'there; re-run the same command to resume from it.'
+      )
   writer.flush()
   mngr.close()
   if step > first_step:
@@ -158,72 +163,26 @@ def train_fold(
     logging.info('fold %d: all %d steps were trained before; nothing to train', fold, step)
 
 
-def _resume(mngr, fdir: str, fold: int, abstract, expected: dict, config):
-  """The newest intact checkpoint's (state, step), or (None, 0); damaged ones are set aside.
-
-  Raises:
-    InputError: the checkpoint was written by a run that differs in a field its parameters
-      depend on (always), or in one resuming depends on (unless `config.resume_changed`), or
-      it cannot be restored across the differences `resume_changed` allowed.
-  """
-  while (step := mngr.latest_step()) is not None:
-    where = os.path.join(str(mngr.directory), str(step))
-    try:
-      meta = checkpointing.restore_meta(mngr, step)
-    except Exception as e:
-      _set_aside(mngr, step, fdir, fold, where, e)
-      continue
-    diffs = checkpointing.check_meta(
-      meta, expected, where, resume=True, allow=config.resume_changed
-    )
-    if diffs:
-      logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
-    try:
-      state, _ = checkpointing.restore_train_state(mngr, step, abstract)
-    except Exception as e:
-      if diffs:  # not damage: the changed config cannot take this checkpoint's state
-        raise InputError(
-          f'checkpoint {where} cannot be resumed with the changed {"; ".join(diffs)} '
-          f'({checkpointing.reason(e)}). Use a new --workdir.'
-        ) from e
-      _set_aside(mngr, step, fdir, fold, where, e)
-      continue
-    logging.info('fold %d: resuming from checkpoint step %d', fold, step)
-    return state, step
-  return None, 0
-
-
-def _set_aside(mngr, step: int, fdir: str, fold: int, where: str, error: Exception) -> None:
-  aside = checkpointing.set_aside(mngr, step, fdir)
-  logging.warning(
-    'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
-    fold,
-    step,
-    where,
-    checkpointing.reason(error),
-    aside,
-  )
-  mngr.reload()
-
-
 def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
   """(batches argument, number of steps) of each train call of an epoch: gathered chunks
   [T, B, ...] from the host, or [T, B] row numbers of the device-resident `table`."""
   if table is None:
-    for chunk in input_pipeline.train_chunks(fd.arrays, fd.split.train, **order):
-      yield parallel.to_global(chunk, mesh, 1), chunk['label'].shape[0]
+    chunks = input_pipeline.train_chunks(fd.arrays, fd.split.train, **order)
   else:
-    for rows in input_pipeline.train_row_chunks(fd.split.train, **order):
-      yield parallel.to_global({'rows': rows}, mesh, 1)['rows'], rows.shape[0]
+    chunks = ({'rows': rows} for rows in input_pipeline.train_row_chunks(fd.split.train, **order))
+  for chunk in chunks:
+    num_steps = chunk['label' if table is None else 'rows'].shape[0]
+    batches = parallel.to_global(chunk, mesh, 1)
+    yield (batches if table is None else batches['rows']), num_steps
 
 
-def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
-  """Host-side training metrics of an epoch; a non-finite loss stops the fold.
+def _train_metrics(sums: dict, fold: int, step: int, last_good: int | None) -> dict:
+  """Training metrics of an epoch from its metric sums (on the host); a non-finite loss stops
+  the fold.
 
   Raises:
     DivergedError: naming the fold, the step, and the last good checkpoint, which is kept.
   """
-  sums = parallel.fetch(sums)
   loss = float(sums['loss'] / sums['count'])
   if not math.isfinite(loss):
     kept = (
@@ -236,14 +195,3 @@ def _epoch_metrics(sums, fold: int, step: int, last_good: int | None) -> dict:
       f'{kept}. Lower config.optimizer.learning_rate?'
     )
   return {'train_loss': loss, 'train_accuracy': float(sums['correct'] / sums['count'])}
-
-
-def _stop(mngr, step: int, state, meta: dict | None, fold: int) -> None:
-  """Writes a checkpoint at `step` (unless one is there) and raises StoppedError."""
-  if state is not None:
-    checkpointing.save(mngr, step, state, meta, {checkpointing.BEST_METRIC: NOT_RANKED})
-  mngr.close()
-  raise StoppedError(
-    f'{interrupts.signal_name()}: fold {fold} stopped at step {step} with a checkpoint there; '
-    're-run the same command to resume from it.'
-  )

@@ -32,6 +32,8 @@ class RunParts:
     frozen: the extractors' fixed weights on the devices (the steps' `frozen`; empty with a
       store): all of them, or what fine-tuning leaves untrained.
     eval: the jitted eval step, `(params, batch, consts, frozen) -> (predictions, metric sums)`.
+    eval_batch_size: the global batch size it runs on (`config.eval_batch_size`).
+    eval_share: the slice of every evaluation batch that this process reads.
     mesh: the device mesh everything above is laid out on.
   """
 
@@ -42,6 +44,8 @@ class RunParts:
   abstract_params: Any
   frozen: dict
   eval: Callable
+  eval_batch_size: int
+  eval_share: slice
   mesh: Mesh
 
   def restore(self, fold_dir: str, which: str) -> tuple:
@@ -62,21 +66,20 @@ def build_parts(
   Raises:
     InputError: the model or the fine-tuning the config asks for cannot be built.
   """
-  model = models.create_model(config)
+  expected = checkpointing.run_meta(config, feature_dims)
   backbone = finetune.backbone(config, extractors)
   frozen = {} if backbone is None else backbone.frozen_weights(config.features)
+  model = models.create_model(config)
+  options = xla_options.compiler_options('eval', config.cpu_library_fusions)
   return RunParts(
     model=model,
     backbone=backbone,
     feature_dims=dict(feature_dims),
-    expected=checkpointing.run_meta(config, feature_dims),
+    expected=expected,
+    eval=steps.jit_eval_step(model, mesh, backbone=backbone, compiler_options=options),
     abstract_params=train_state.abstract_params(model, feature_dims, mesh, backbone=backbone),
     frozen=parallel.replicate(frozen, mesh),
-    eval=steps.jit_eval_step(
-      model,
-      mesh,
-      backbone=backbone,
-      compiler_options=xla_options.compiler_options('eval', config.cpu_library_fusions),
-    ),
+    eval_batch_size=config.eval_batch_size,
+    eval_share=parallel.process_share(config.eval_batch_size),
     mesh=mesh,
   )

@@ -15,15 +15,17 @@ from memjax.run_parts import RunParts
 
 
 def predict(
-  parts: RunParts, params, fd: FoldData, indices: np.ndarray, consts: FoldConsts, batch_size: int
+  parts: RunParts, params, fd: FoldData, indices: np.ndarray, consts: FoldConsts
 ) -> tuple[dict, dict]:
   """Predictions ([n, ...] NumPy, in `indices` order) and metric sums over `indices`.
 
   `consts`: the fold's constants, replicated on `parts.mesh`.
   """
   outputs, sums = [], None
-  share = parallel.process_share(batch_size)
-  for batch in input_pipeline.eval_batches(fd.arrays, indices, batch_size=batch_size, share=share):
+  batches = input_pipeline.eval_batches(
+    fd.arrays, indices, batch_size=parts.eval_batch_size, share=parts.eval_share
+  )
+  for batch in batches:
     batch = parallel.to_global(batch, parts.mesh, 0)
     preds, batch_sums = parts.eval(params, batch, consts, parts.frozen)
     outputs.append(preds)
@@ -35,11 +37,9 @@ def predict(
   return preds, sums
 
 
-def score(
-  parts: RunParts, params, fd: FoldData, indices: np.ndarray, consts: FoldConsts, batch_size: int
-) -> dict:
+def score(parts: RunParts, params, fd: FoldData, indices: np.ndarray, consts: FoldConsts) -> dict:
   """Spearman, Pearson, MSE, accuracy, loss, calibration and count of the model on `indices`."""
-  preds, sums = predict(parts, params, fd, indices, consts, batch_size)
+  preds, sums = predict(parts, params, fd, indices, consts)
   out = metrics.score_metrics(
     preds['score'], fd.arrays['score'][indices], preds['class'], fd.arrays['label'][indices]
   )

@@ -132,6 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data = datasets.load(config)
   mesh = parallel.make_mesh()
   check_config(config, mesh)
+  check_store_extractors(config, data)
   plans = fold_data.plan_folds(config, data)
   to_run = fold_data.folds_to_run(config.data.run_folds, len(plans))
   spe = {}
@@ -144,13 +145,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'fold {fold} has {train.size} training rows, fewer than '
         f'config.batch_size={config.batch_size}.'
       )
-  check_store_extractors(config, data)
+  parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
   changes = run_record.check(config, data, workdir)
   results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
   logging.info(
     '%s; %d devices in %d processes', data.description, jax.device_count(), jax.process_count()
   )
-  parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
   programs: dict[int, train_programs.Programs] = {}  # by steps per epoch (schedules need it)
   fold_results = []
   finished = {

@@ -40,14 +40,16 @@ def build_programs(
   config: ml_collections.ConfigDict, parts: RunParts, steps_per_epoch: int
 ) -> Programs:
   """The training programs of `config` for folds of `steps_per_epoch` steps per epoch."""
+  unfreeze_step = finetune.unfreeze_step(config, steps_per_epoch)
   tx = finetune.create_optimizer(config, steps_per_epoch * config.num_epochs, steps_per_epoch)
-  ema = config.ema_decay > 0
   recipe = steps.Recipe(
     label_smoothing=config.label_smoothing,
     ema_decay=config.ema_decay,
     augment=augment.spec_of(config),
-    unfreeze_step=finetune.unfreeze_step(config, steps_per_epoch),
+    unfreeze_step=unfreeze_step,
   )
+  options = xla_options.compiler_options('train', config.cpu_library_fusions)
+  ema = config.ema_decay > 0
   model, mesh, dims, backbone = parts.model, parts.mesh, parts.feature_dims, parts.backbone
   train = functools.partial(
     steps.jit_train_steps,
@@ -56,11 +58,11 @@ def build_programs(
     mesh,
     recipe=recipe,
     backbone=backbone,
-    compiler_options=xla_options.compiler_options('train', config.cpu_library_fusions),
+    compiler_options=options,
   )
   return Programs(  # jax.jit compiles on first call: the path a fold does not take costs nothing
-    init=train_state.jit_create_state(model, tx, dims, mesh, ema=ema, backbone=backbone),
     train=train(),
     train_on_table=train(on_table=True),
+    init=train_state.jit_create_state(model, tx, dims, mesh, ema=ema, backbone=backbone),
     abstract_state=train_state.abstract_state(model, tx, dims, mesh, ema=ema, backbone=backbone),
   )

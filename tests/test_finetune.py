@@ -304,9 +304,9 @@ def test_evaluate_and_predict_restore_the_fine_tuned_backbone(finetuned, tmp_pat
   params, meta, step = parts.restore(os.path.join(workdir, 'fold_0'), config.eval.checkpoint)
   assert step == summary['folds'][0]['checkpoint_step']
   fd = fold_data.prepare(config, data, plan, 0, stored=meta)
-  consts = parallel.replicate(fd.consts(), mesh)
+  consts = parallel.replicate(fd.consts, mesh)
   test = fd.split.test
-  preds, _ = scoring.predict(parts, params, fd, test, consts, config.eval_batch_size)
+  preds, _ = scoring.predict(parts, params, fd, test, consts)
   rho = stats.spearmanr(preds['score'], fd.arrays['score'][test]).statistic
   assert rho == pytest.approx(summary['folds'][0]['spearman'], abs=1e-6)
   paths = [os.path.join(config.data.dir, data.ids[r]) for r in test]

@@ -103,8 +103,8 @@ def predict_rows(
   empty = np.zeros(0, np.int64)
   plan = fold_data.FoldPlan('rows', folds.Split(train=empty, val=empty, test=rows), scores)
   fd = fold_data.prepare(config, data, plan, int(meta['fold']), stored=meta)
-  consts = parallel.replicate(fd.consts(), parts.mesh)
-  preds, _ = scoring.predict(parts, params, fd, rows, consts, config.eval_batch_size)
+  consts = parallel.replicate(fd.consts, parts.mesh)
+  preds, _ = scoring.predict(parts, params, fd, rows, consts)
   return np.asarray(preds['score'], np.float64)
 
 
