@@ -4,9 +4,9 @@ Each checkpoint holds three items:
 * `params`: the parameters evaluation uses (the moving average when `ema_decay` > 0);
 * `train`: what only resuming needs: step, optimiser state, dropout key, and the raw parameters
   when `params` holds their moving average;
-* `meta` (JSON): the run's result fields (`run_meta`, checked by `check_meta` against the groups
-  of `run_record`), the fold's thresholds, s_k and standardisation, the epoch and its validation
-  metrics.
+* `meta` (JSON): the run's result fields and feature widths (`checkpoint_meta.run_meta`, checked
+  by `checkpoint_meta.check_meta`), the fold's thresholds, s_k and standardisation, the epoch and
+  its validation metrics.
 `restore_params` serves evaluate, predict, transfer and report; it reads `meta` and `params`
 only. `restore_train_state` restores everything, to resume training.
 
@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax import checkpoint_files, run_record
+from memjax import checkpoint_files, checkpoint_meta
 from memjax.errors import InputError, out_of_space
 from memjax.runtime import orbax_workarounds
 from memjax.train_state import TrainState
@@ -63,61 +63,6 @@ def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager
   return ocp.CheckpointManager(
     os.path.abspath(directory), options=options, item_names=('params', 'train', 'meta')
   )
-
-
-def run_meta(config, feature_dims: dict) -> dict:
-  """What a checkpoint records about the run that wrote it: its `run_record.result_fields` and
-  the feature widths its parameters take."""
-  return {'fields': run_record.result_fields(config), 'feature_dims': dict(feature_dims)}
-
-
-# Checkpoints written before they kept `fields`: their keys, as dotted field prefixes.
-_LEGACY_KEYS = ('features', 'num_classes', 'model', 'standardize', 'optimizer', 'batch_size')
-_LEGACY_KEYS += ('seed',)
-
-
-def _fields_of(meta: dict) -> tuple[dict, bool]:
-  """(the checkpoint's result fields, whether it kept them all); older checkpoints kept a few
-  groups under their own keys, which are compared as far as they go."""
-  if 'fields' in meta:
-    return meta['fields'], True
-  legacy = {k: meta[k] for k in _LEGACY_KEYS if k in meta}
-  recipe = meta.get('recipe') or {}
-  legacy.update({k: recipe[k] for k in ('label_smoothing', 'ema_decay') if k in recipe})
-  flat = run_record.used_fields(run_record.flatten(legacy), meta.get('features', ()))
-  return flat, False
-
-
-def check_meta(meta: dict, expected: dict, where: str, *, resume: bool = False, allow=False):
-  """Compares a checkpoint's meta with `run_meta` of the config at hand.
-
-  Args:
-    meta: the checkpoint's meta.
-    expected: `run_meta` of the config.
-    where: the checkpoint, for the message.
-    resume: compare every result field (resuming training); otherwise only what the parameters
-      mean (`run_record.MEANING`) and the feature widths.
-    allow: report the differences outside `MEANING` (returned) instead of raising.
-
-  Returns:
-    The differing fields' descriptions that `allow` let through (empty when all agree).
-
-  Raises:
-    InputError: a `MEANING` field or feature width differs, or (unless `allow`) another result
-      field when resuming; every differing field is named.
-  """
-  stored, complete = _fields_of(meta)
-  now = expected['fields'] if complete else {k: expected['fields'].get(k) for k in stored}
-  fixed = run_record.compare(stored, now, only_meaning=True)
-  if meta.get('feature_dims') != expected['feature_dims']:
-    fixed.append(f'feature_dims: {meta.get("feature_dims")!r} -> {expected["feature_dims"]!r}')
-  rest = [d for d in run_record.compare(stored, now) if d not in fixed] if resume else []
-  if fixed or (rest and not allow):
-    raise InputError(
-      f'checkpoint {where} does not match the config (checkpoint -> config): '
-      + '; '.join(fixed + rest)
-    )
-  return rest
 
 
 def _train_item(state: TrainState) -> dict:
@@ -238,7 +183,8 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
     which: `best`, `latest` or a step number (`config.eval.checkpoint`).
     abstract_params: `train_state.abstract_params` of the run: shapes and shardings to restore
       into (any device count).
-    expected: `run_meta` of the config; what the parameters mean must match (`check_meta`).
+    expected: `checkpoint_meta.run_meta` of the run; what the parameters mean must match
+      (`checkpoint_meta.check_meta`).
 
   Returns:
     (params, meta, step).
@@ -258,7 +204,7 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
       meta = restore_meta(mngr, step)
     except Exception as e:
       raise _damaged(mngr, fold_dir, step, e, abstract_params) from e
-    check_meta(meta, expected, where)
+    checkpoint_meta.check_meta(meta, expected, where)
     try:
       params, meta = _read_params(mngr, step, abstract_params)
     except Exception as e:
@@ -359,7 +305,7 @@ def resume(
     fold_dir: the fold's directory (`WORKDIR/fold_K`).
     fold: the fold's number, for the log.
     abstract: `train_state.abstract_state` of the run: the structure to restore into.
-    expected: `run_meta` of the run's config.
+    expected: `checkpoint_meta.run_meta` of the run's config.
     allow: `config.resume_changed`: resume despite differing fields outside `MEANING`.
 
   Raises:
@@ -374,7 +320,7 @@ def resume(
     except Exception as e:
       _set_aside_and_reload(mngr, step, fold_dir, fold, e)
       continue
-    diffs = check_meta(meta, expected, where, resume=True, allow=allow)
+    diffs = checkpoint_meta.check_meta(meta, expected, where, resume=True, allow=allow)
     if diffs:
       logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
     try:

@@ -43,13 +43,13 @@ def write_json(path: str, obj) -> None:
   """
   if jax.process_index() != 0:
     return
-  text = json.dumps(_clean(obj), indent=2, sort_keys=True) + '\n'
   directory = os.path.dirname(os.path.abspath(path))
   kept = 'The previous file is unchanged.' if os.path.exists(path) else ''
   with out_of_space(path, f'{kept} Free space and re-run.'.lstrip()):
     os.makedirs(directory, exist_ok=True)
     with atomic_files.replacing(path) as f:
-      f.write(text)
+      json.dump(_clean(obj), f, indent=2, sort_keys=True)
+      f.write('\n')
 
 
 def read_json(path: str):

@@ -14,7 +14,7 @@ from typing import Any
 import ml_collections
 from jax.sharding import Mesh
 
-from memjax import checkpointing, finetune, models, parallel, steps, train_state
+from memjax import checkpoint_meta, checkpointing, finetune, models, parallel, steps, train_state
 from memjax.features.extractor import Extractor
 from memjax.runtime import xla_options
 
@@ -27,7 +27,7 @@ class RunParts:
     model: the fusion MLP (or its ensemble).
     backbone: the on-the-fly extractors and their fine-tuning plans; None: features from a store.
     feature_dims: feature name -> width of the model's input.
-    expected: `checkpointing.run_meta` of the config: what every checkpoint of the run records.
+    expected: `checkpoint_meta.run_meta` of the config: what every checkpoint of the run records.
     abstract_params: shapes, dtypes and replicated shardings of the evaluation parameters.
     frozen: the extractors' fixed weights on the devices (the steps' `frozen`; empty with a
       store): all of them, or what fine-tuning leaves untrained.
@@ -66,7 +66,7 @@ def build_parts(
   Raises:
     InputError: the model or the fine-tuning the config asks for cannot be built.
   """
-  expected = checkpointing.run_meta(config, feature_dims)
+  expected = checkpoint_meta.run_meta(config, feature_dims)
   backbone = finetune.backbone(config, extractors)
   frozen = {} if backbone is None else backbone.frozen_weights(config.features)
   model = models.create_model(config)
