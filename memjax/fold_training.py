@@ -171,9 +171,11 @@ def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
   else:
     chunks = ({'rows': rows} for rows in input_pipeline.train_row_chunks(fd.split.train, **order))
   for chunk in chunks:
-    num_steps = chunk['label' if table is None else 'rows'].shape[0]
     batches = parallel.to_global(chunk, mesh, 1)
-    yield (batches if table is None else batches['rows']), num_steps
+    if table is None:
+      yield batches, chunk['label'].shape[0]
+    else:
+      yield batches['rows'], chunk['rows'].shape[0]
 
 
 def _train_metrics(sums: dict, fold: int, step: int, last_good: int | None) -> dict:
