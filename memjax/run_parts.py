@@ -1,10 +1,10 @@
 """What a run builds once from its config and hands to training, evaluation and prediction.
 
-`build` turns the config into objects: the fusion model, the backbone (the on-the-fly extractors
-and what fine-tuning trains of them; None when the features come from a store), the feature
-widths, what each of the run's checkpoints records and must match (`expected`), the shapes the
-parameters are restored into, the frozen extractor weights on the devices and the jitted eval
-step. Nothing below rebuilds them from the config.
+`build_parts` turns the config into objects: the fusion model, the backbone (the on-the-fly
+extractors and what fine-tuning trains of them; None when the features come from a store), the
+feature widths, what each of the run's checkpoints records and must match (`expected`), the
+shapes the parameters are restored into, the frozen extractor weights on the devices and the
+jitted eval step with its batch size. Nothing below rebuilds them from the config.
 """
 
 import dataclasses
