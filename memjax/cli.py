@@ -8,7 +8,7 @@ Without `--config`, the config is the one WORKDIR recorded (memjax/recorded_conf
 workdir is evaluated, scored, transferred, reported or resumed with `--workdir` alone.
 
 MODE is one of train (main.py's default), evaluate, extract, predict, baseline, sweep, search,
-transfer, report. The config is validated (memjax/config_schema.py) before the mode's modules are
+transfer, report. The config is validated (memjax/schema/) before the mode's modules are
 imported, so a bad field costs no start-up time. Errors are one `memjax: error:` line and an exit
 status (memjax/command_line.py); `--verbose` adds the traceback.
 """
@@ -23,28 +23,15 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from memjax import command_line, config_schema
+from memjax import command_line, schema
 
 if '--verbose' not in sys.argv:  # TensorFlow/XLA's C++ start-up notices; read when they start
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-# mode -> (module, function(config, workdir)); imported only once the config is valid.
-MODES = {
-  'train': ('memjax.train', 'train_and_evaluate'),
-  'evaluate': ('memjax.evaluate', 'evaluate'),
-  'extract': ('memjax.features.extract', 'extract'),
-  'predict': ('memjax.predict', 'predict'),
-  'baseline': ('memjax.experiments.baselines', 'run'),
-  'sweep': ('memjax.experiments.sweep', 'run'),
-  'search': ('memjax.experiments.search', 'run'),
-  'transfer': ('memjax.experiments.transfer', 'transfer'),
-  'report': ('memjax.experiments.report', 'report'),
-}
-
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
-flags.DEFINE_enum('mode', 'train', list(MODES), 'What to run.')
+flags.DEFINE_enum('mode', 'train', list(schema.MODES), 'What to run.')
 flags.DEFINE_string('input', None, 'predict: the folder or CSV of images (config.predict.input).')
 flags.DEFINE_string(
   'output', None, 'predict: the CSV; evaluate: the summary JSON; transfer: the results folder.'
@@ -106,8 +93,8 @@ def run(config, workdir: str, mode: str, verbose: bool = False) -> None:
   if config.compile_cache:  # only the command line turns the persistent cache on
     compile_cache.enable(workdir)
   logging.info('JAX %s, %d devices: %s', jax.__version__, jax.device_count(), jax.devices())
-  module, function = MODES[mode]
-  mode_fn = getattr(importlib.import_module(module), function)
+  runner = schema.MODES[mode]  # imported only now that the config is valid
+  mode_fn = getattr(importlib.import_module(runner.module), runner.function)
   reads_only = (mode == 'evaluate' and config.eval.output) or (
     mode == 'transfer' and config.transfer.output
   )
@@ -143,7 +130,7 @@ def main(argv):
           modes = ', '.join(f'--mode={m} (config.{g}.{flag})' for m, g in FLAG_FIELDS[flag].items())
           command_line.usage_error(f'--{flag} is for {modes}.')
         FLAGS.config[group][flag] = value
-    config_schema.validate(FLAGS.config, FLAGS.mode, FLAGS.workdir)
+    schema.validate(FLAGS.config, FLAGS.mode)
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.verbose)
 
 
@@ -157,10 +144,10 @@ def mode_argv(argv: list[str]) -> list[str]:
   if len(argv) < 2 or argv[1].startswith('-'):
     return list(argv)
   mode, rest = argv[1], list(argv[2:])
-  if mode not in MODES:
-    close = difflib.get_close_matches(mode, MODES, n=1)
+  if mode not in schema.MODES:
+    close = difflib.get_close_matches(mode, schema.MODES, n=1)
     hint = f'did you mean {close[0]!r}? ' if close else ''
-    command_line.usage_error(f'unknown mode {mode!r}; {hint}modes: {", ".join(MODES)}.')
+    command_line.usage_error(f'unknown mode {mode!r}; {hint}modes: {", ".join(schema.MODES)}.')
   given = [a.split('=', 1)[1] for a in rest if a.startswith('--mode=')]
   if any(g != mode for g in given):
     command_line.usage_error(f'mode {mode!r} and --mode={given[-1]} disagree; give one of them.')

@@ -186,14 +186,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   The `--config` file is checked first (ml_collections would report a missing one only later, as
   a traceback), and loaded while parsing.
   """
-  from memjax import config_checks
+  from memjax import schema
 
   verbose = '--verbose' in argv or '--verbose=true' in [a.lower() for a in argv]
   try:
     argv = with_recorded_config(argv)
     config = _config_argument(argv)
     if config is not None:
-      config_checks.check_readable_config_file(config)
+      schema.check_readable_config_file(config)
     rest = flags.FLAGS(argv)
     if config is not None:
       getattr(flags.FLAGS.config, 'lock', None)  # a config that failed to load raises here

@@ -21,10 +21,8 @@ import time
 import jax
 import ml_collections
 from absl import logging
-from jax.sharding import Mesh
 
 from memjax import (
-  augment,
   checkpointing,
   data_identity,
   datasets,
@@ -37,6 +35,7 @@ from memjax import (
   results,
   run_parts,
   run_record,
+  schema,
   train_programs,
 )
 from memjax.errors import InputError, StoppedError
@@ -100,26 +99,6 @@ def check_store_extractors(config: ml_collections.ConfigDict, data: datasets.Mem
     )
 
 
-def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-  """What training needs of the config beyond its schema, checked before anything is written."""
-  parallel.check_divisible(config.batch_size, mesh, 'config.batch_size')
-  for field, active in (
-    ('config.finetune.mode', config.finetune.mode != 'none'),
-    ('config.augment', augment.spec_of(config) is not None),
-  ):
-    if active and not config.data.on_the_fly:
-      raise InputError(
-        f'{field} acts on images, but features come from a store: set '
-        'config.data.on_the_fly=True (or leave it off: finetune.mode="none", no augment).'
-      )
-  parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
-  if not 0.0 < config.data.val_fraction < 1.0:
-    raise InputError(
-      f'config.data.val_fraction must be in (0, 1) (validation rows choose the '
-      f'best checkpoint), got {config.data.val_fraction}.'
-    )
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains every fold (resuming or skipping finished ones), scores each fold's chosen
   checkpoint on its test rows, and writes `config.json`, `run.json`, `fold_K/eval.json` and
@@ -131,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start = time.time()
   data = datasets.load(config)
   mesh = parallel.make_mesh()
-  check_config(config, mesh)
+  schema.check_devices(config, mesh)
   check_store_extractors(config, data)
   plans = fold_data.plan_folds(config, data)
   to_run = fold_data.folds_to_run(config.data.run_folds, len(plans))

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from sklearn import linear_model, pipeline, preprocessing, svm
 
-from memjax import datasets, fold_data, metrics, results
+from memjax import datasets, fold_data, metrics, results, schema
 from memjax.errors import InputError
 from memjax.experiments import baselines, fold_predictions
+from memjax.schema import names
 
 
 def _config(test_config, method: str):
@@ -24,7 +25,7 @@ def _config(test_config, method: str):
   return config
 
 
-@pytest.mark.parametrize('method', baselines.METHODS)
+@pytest.mark.parametrize('method', names.METHODS)
 def test_finite_spearman_on_exactly_the_mlp_folds(test_config, tmp_path, method):
   config = _config(test_config, method)
   summary = baselines.run(config, str(tmp_path))
@@ -101,13 +102,15 @@ def test_exact_svr_with_a_subsample_is_recorded_and_resumes(test_config, tmp_pat
     ('method', 'forest', 'config.baseline.method'),
     ('approximation', 'rff', 'config.baseline.approximation'),
     ('num_trials', 0, 'config.baseline.num_trials'),
+    ('tune_folds', 1, 'config.baseline.tune_folds'),
   ],
 )
-def test_bad_config_is_an_input_error(test_config, tmp_path, field, value, message):
+def test_bad_config_is_an_input_error(test_config, field, value, message):
+  """The schema stops a bad baseline config before the mode runs (`memjax baseline`)."""
   config = _config(test_config, 'svr')
   config.baseline[field] = value
   with pytest.raises(InputError, match=message):
-    baselines.run(config, str(tmp_path))
+    schema.validate(config, 'baseline')
 
 
 def test_missing_feature_is_an_input_error(test_config, tmp_path):

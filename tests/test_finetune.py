@@ -22,6 +22,7 @@ from memjax import (
   models,
   parallel,
   predict,
+  schema,
   steps,
   train,
   train_state,
@@ -218,14 +219,17 @@ def test_the_backbone_waits_for_the_unfreeze_step_while_the_head_trains():
   assert not same(history[2]['backbone'], start['backbone'])  # step 2 trains it
 
 
-def test_fine_tuning_needs_features_computed_on_the_fly(tmp_path):
+def test_fine_tuning_needs_features_computed_on_the_fly():
   config = photos_finetune.get_config()
   config.data.on_the_fly = False
-  with pytest.raises(InputError, match='on_the_fly'):
-    train.check_config(config, parallel.make_mesh())
+  with pytest.raises(InputError, match=r"config\.finetune\.mode='last': .*on_the_fly=True"):
+    schema.validate(config, 'train', check_paths=False)
   config.finetune.mode = 'none'  # augmentation alone also needs images
-  with pytest.raises(InputError, match=r'config\.augment'):
-    train.check_config(config, parallel.make_mesh())
+  with pytest.raises(InputError, match=r'config\.augment=.*on_the_fly=True'):
+    schema.validate(config, 'sweep', check_paths=False)
+  config.augment.crop_scale, config.augment.crop_ratio = (1.0, 1.0), (1.0, 1.0)
+  config.augment.flip = False
+  schema.validate(config, 'search', check_paths=False)
 
 
 # --- end to end: a folder of images, the config of configs/photos_finetune.py made small -------

@@ -11,8 +11,8 @@ gradient does not depend on the row order), keeping all three checkpoints. For e
 * checks what each run-time option changed (rows on the device or not, the XLA options, the fold
   seed's rows).
 
-`COVERAGE` maps every choice the schema declares (config_schema.FIELDS, read fresh) to the tests
-that run it; `test_every_choice_has_an_end_to_end_test` fails for a choice without one.
+`COVERAGE` maps every choice the schema declares (memjax/schema/fields.py FIELDS, read fresh) to
+the tests that run it; `test_every_choice_has_an_end_to_end_test` fails for a choice without one.
 """
 
 import math
@@ -24,9 +24,10 @@ import numpy_mlp
 import pytest
 from scipy import stats
 
-from memjax import checkpointing, config_schema, datasets, device_table, fold_data, folds, train
-from memjax.config_rules import Entries, Seq
+from memjax import checkpointing, datasets, device_table, fold_data, folds, train
 from memjax.runtime import xla_options
+from memjax.schema.fields import FIELDS
+from memjax.schema.rules import Entries, Seq
 
 RUNS = {
   'adam': dict(
@@ -459,16 +460,15 @@ EXTRA_OPTIONS = {
 
 
 def schema_choices() -> set:
-  """(field, choice) of every rule with `choices` in config_schema.FIELDS: plain fields, the
+  """(field, choice) of every rule with `choices` in the schema's FIELDS: plain fields, the
   items of sequences (`field[]`) and the fields of open entries (`field.*.name`)."""
   found = set()
 
   def add(path, rule):
-    names = getattr(rule, 'names', None)
-    if getattr(rule, 'choices', None) is not None and names is not None:
-      found.update((path, c) for c in names())
+    if getattr(rule, 'choices', None) is not None:
+      found.update((path, c) for c in rule.choices)
 
-  for path, rule in config_schema.FIELDS.items():
+  for path, rule in FIELDS.items():
     add(path, rule)
     if isinstance(rule, Seq) and rule.item is not None:
       add(f'{path}[]', rule.item)

@@ -5,7 +5,7 @@ import os
 import pytest
 from figure_checks import assert_figure
 
-from memjax import results
+from memjax import results, schema
 from memjax.errors import InputError
 from memjax.experiments import sweep
 
@@ -43,7 +43,8 @@ def test_sweep_two_k_values_then_resume(test_config, tmp_path):
 
 
 @pytest.mark.parametrize('ks', [(), (1, 2), (3, 3), (2, 9)])
-def test_bad_k_values_are_input_errors(test_config, tmp_path, ks):
+def test_bad_k_values_are_input_errors(test_config, ks):
+  """The schema stops them before the sweep runs (`memjax sweep`)."""
   test_config.sweep.num_classes = ks
   with pytest.raises(InputError, match='config.sweep.num_classes'):
-    sweep.run(test_config, str(tmp_path))
+    schema.validate(test_config, 'sweep')

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import main
-from memjax import command_line
+from memjax import command_line, schema
 from memjax.errors import InputError
 from memjax.features import extract
 from memjax.runtime import workdir_lock
@@ -47,7 +47,7 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def test_every_mode_has_a_lock_policy():
-  assert set(workdir_lock.MODE_LOCKS) == set(main.MODES)
+  assert set(workdir_lock.MODE_LOCKS) == set(schema.MODES)
 
 
 def test_a_second_run_on_a_workdir_is_refused_naming_the_first(tmp_path):

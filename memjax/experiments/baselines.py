@@ -59,30 +59,6 @@ from memjax import datasets, fold_data, metrics, results, run_record
 from memjax.errors import InputError
 from memjax.experiments import baseline_models, fold_predictions
 
-METHODS = ('svr', 'ridge', 'ridge_cv', 'knn', 'tree')
-APPROXIMATIONS = ('nystroem', 'none')
-
-
-def check_config(cfg: ml_collections.ConfigDict) -> None:
-  """Validates `config.baseline`.
-
-  Raises:
-    InputError: naming the bad field and what was expected.
-  """
-  if cfg.method not in METHODS:
-    raise InputError(f'config.baseline.method must be one of {METHODS}, got {cfg.method!r}.')
-  if cfg.approximation not in APPROXIMATIONS:
-    raise InputError(
-      f'config.baseline.approximation must be one of {APPROXIMATIONS}, got {cfg.approximation!r}.'
-    )
-  for field in ('num_trials', 'nystroem_components'):
-    if cfg[field] < 1:
-      raise InputError(f'config.baseline.{field} must be >= 1, got {cfg[field]}.')
-  for field in ('tune_rows', 'fit_rows', 'startup_trials'):
-    if cfg[field] < 0:
-      raise InputError(f'config.baseline.{field} must be >= 0 (0: all), got {cfg[field]}.')
-  tune_folds_of(cfg)
-
 
 def approximation_of(cfg: ml_collections.ConfigDict) -> str | None:
   """What `results` record as the approximation: a string for SVR, None for the others."""
@@ -283,7 +259,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     `method` and `approximation`.
   """
   start = time.time()
-  check_config(config.baseline)
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   run_record.check_kind(workdir, 'baseline')
   data = datasets.load(config)

@@ -249,22 +249,6 @@ def apply_params(config: ml_collections.ConfigDict, params: dict) -> ml_collecti
   return out
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises InputError for search ranges or counts that cannot work."""
-  s = config.search
-  lo, hi = s.units
-  if not 1 <= lo <= hi:
-    raise InputError(
-      f'config.search.units must be (low, high) with 1 <= low <= high, got {s.units}.'
-    )
-  if not 0.0 <= s.dropout[0] <= s.dropout[1] < 1.0:
-    raise InputError(f'config.search.dropout must be within [0, 1), got {s.dropout}.')
-  if not 0.0 < s.learning_rate[0] <= s.learning_rate[1]:
-    raise InputError(f'config.search.learning_rate must be positive, got {s.learning_rate}.')
-  if s.num_trials < 1 or not s.activations or not s.optimizers:
-    raise InputError('config.search needs num_trials >= 1 and non-empty activations/optimizers.')
-
-
 def _folds(config: ml_collections.ConfigDict) -> list[int]:
   return list(config.data.run_folds) or list(range(config.data.num_folds))
 
@@ -324,7 +308,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     InputError: bad search config or storage, or every trial of this worker failing.
   """
   start = time.time()
-  check_config(config)
   run_record.claim(config, workdir, 'search')
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   study = open_study(config, workdir)

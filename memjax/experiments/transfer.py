@@ -15,7 +15,6 @@ ensemble prediction is the mean over folds. Results: `WORKDIR/transfer/NAME.json
 `NAME.npz` (predictions), and `WORKDIR/transfer.json` with the table (`transfer.md`, `.csv`).
 """
 
-import copy
 import os
 import time
 
@@ -23,43 +22,20 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import data_identity, datasets, metrics, parallel, results, run_parts, run_record
+from memjax import (
+  data_identity,
+  datasets,
+  metrics,
+  parallel,
+  results,
+  run_parts,
+  run_record,
+  schema,
+)
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions, tables
 
 TRANSFER_FILE = 'transfer.json'
-ENTRY_FIELDS = ('data', 'seed', 'first_row', 'paper', 'about')
-
-
-def _override(target: ml_collections.ConfigDict, overrides, where: str) -> None:
-  for key, value in overrides.items():
-    if key not in target:
-      raise InputError(f'{where}.{key}: config.data has no field {key!r}.')
-    if isinstance(value, (dict, ml_collections.ConfigDict)):
-      _override(target[key], value, f'{where}.{key}')
-    else:
-      target[key] = value
-
-
-def dataset_config(
-  config: ml_collections.ConfigDict, name: str, entry: ml_collections.ConfigDict
-) -> ml_collections.ConfigDict:
-  """`config` with the dataset entry `name` applied (its data overrides and seed).
-
-  Raises:
-    InputError: the entry lacks a field or overrides a field config.data does not have.
-  """
-  missing = [f for f in ENTRY_FIELDS if f not in entry]
-  if missing:
-    raise InputError(
-      f'config.transfer.datasets.{name} lacks {missing}; expected fields {ENTRY_FIELDS}.'
-    )
-  sub = copy.deepcopy(config)
-  _override(sub.data, entry.data, f'config.transfer.datasets.{name}.data')
-  if entry.seed is not None:
-    sub.seed = entry.seed
-  sub.data.run_folds = ()
-  return sub
 
 
 def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None, out=None) -> dict:
@@ -70,7 +46,7 @@ def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None, 
   features must be the ones it names.
   """
   start = time.time()
-  sub = dataset_config(config, name, entry)
+  sub = schema.transfer_config(config, name, entry)
   data = datasets.load(sub)
   run_record.check_extractors(
     record,

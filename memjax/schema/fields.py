@@ -1,23 +1,15 @@
-"""Every config field, what it accepts, and `validate`: bad config stops before any work starts.
+"""Every config field and what it accepts: one rule per field of configs/default.py.
 
-`FIELDS` is the table: one entry per field of configs/default.py (dotted path -> Rule with its
-type, range or choices and one-line meaning; memjax/config_rules.py has the rule types). Fields
-whose keys are open (`model.branch_units`, `extractors`, `transfer.datasets`,
-`report.extra_rows`) have one `Entries` rule that checks every entry. The rules that tie fields
-together or look at files for the chosen mode live in memjax/config_checks.py.
+`FIELDS` maps a dotted path to its Rule (type, range or choices, and a one-line meaning; the rule
+types are in memjax/schema/rules.py). Fields whose keys are open (`model.branch_units`,
+`extractors`, `transfer.datasets`, `report.extra_rows`) have one `Entries` rule that checks every
+entry. memjax/schema/field_check.py checks a config against the table.
 
-tests/test_config_schema.py fails when configs/default.py has a field this table lacks.
+tests/test_schema.py fails when configs/default.py has a field this table lacks.
 """
 
-import copy
-import functools
-import re
-import types
-
-import ml_collections
-from absl import logging
-
-from memjax.config_rules import (
+from memjax.schema import names
+from memjax.schema.rules import (
   Bool,
   Entries,
   Float,
@@ -27,55 +19,18 @@ from memjax.config_rules import (
   Seq,
   Str,
   Struct,
-  declared,
-  declared_names,
 )
-from memjax.errors import InputError
 
-MODES = ('train', 'evaluate', 'extract', 'predict', 'baseline', 'sweep', 'search', 'transfer')
-MODES += ('report',)
-
-# Names other modules own, read from their source when validating (config_rules.declared_names)
-# so that validation imports nothing heavy and follows names added there.
-MIN_CLASSES, MAX_CLASSES = 2, 8  # memjax.labels; the test checks these copies
+DATA_NAMES = tuple(names.PROTOCOLS)
+# Every protocol some data supports; cross.py checks the one chosen against the data's.
+ALL_PROTOCOLS = tuple(dict.fromkeys(p for supported in names.PROTOCOLS.values() for p in supported))
 TABLE1_ROWS = ('cnn_svr', 'cnn_mlp_k2', 'cnn_mlp_k4', 'ic_svr', 'ic_mlp_k4', 'cnn_ic_mlp_k4')
-
-
-def _owned(module: str, name: str):
-  return functools.partial(declared_names, module, name)
-
-
-DATA_NAMES = _owned('memjax.datasets', 'PROTOCOLS')
-
-
-def data_protocols() -> dict:
-  """memjax.datasets.PROTOCOLS: data name -> the protocols it supports."""
-  return declared('memjax.datasets', 'PROTOCOLS', keys_only=False)
-
-
-HEADS = _owned('memjax.models', 'HEADS')
-ACTIVATIONS = _owned('memjax.models', 'ACTIVATIONS')
-OPTIMIZERS = _owned('memjax.optimizers', 'NAMES')
-SCHEDULES = _owned('memjax.optimizers', 'SCHEDULES')
-SCORE_VALUES = _owned('memjax.labels', 'SCORE_VALUES')
-METHODS = _owned('memjax.experiments.baselines', 'METHODS')
-APPROXIMATIONS = _owned('memjax.experiments.baselines', 'APPROXIMATIONS')
-STORE_DTYPES = _owned('memjax.features.store_format', 'DTYPES')
-ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.features.extract; the test checks it
-
-
-def extractor_kinds() -> tuple:
-  """memjax.features.registry.KINDS, read when validating (other work adds kinds)."""
-  from memjax.features import registry
-
-  return tuple(registry.KINDS)
-
 
 _NAME = r'[A-Za-z_][A-Za-z0-9_]*'
 _FEATURE = Str(
   'a feature name', pattern=r'[A-Za-z0-9_][A-Za-z0-9_.-]*', shape='a name of letters, digits, _ . -'
 )
-_K = Int('K, the number of score classes', MIN_CLASSES, MAX_CLASSES)
+_K = Int('K, the number of score classes', names.MIN_CLASSES, names.MAX_CLASSES)
 _PATH = 'a non-empty path'
 
 
@@ -108,7 +63,7 @@ FIELDS: dict[str, Rule] = {
   'seed': Int('root seed', 0, 2**32 - 1),
   'features': Seq('feature names fed to the model', item=_FEATURE, min_len=1),
   'num_classes': _K,
-  'score_values': Str('s_k rule', choices=SCORE_VALUES),
+  'score_values': Str('s_k rule', choices=names.SCORE_VALUES),
   'num_epochs': Int('training epochs per fold', 1),
   'batch_size': Int('global training batch size', 1),
   'steps_per_call': Int('training steps per jitted call', 1),
@@ -130,7 +85,7 @@ FIELDS: dict[str, Rule] = {
   'data.features_dir': _path('feature store folder'),
   'data.on_the_fly': Bool('compute features from images inside the steps'),
   'data.device_resident': Str('training rows kept on the devices', choices=('auto', 'on', 'off')),
-  'data.protocol': Str('evaluation protocol', choices=('cv5', 'official')),
+  'data.protocol': Str('evaluation protocol', choices=ALL_PROTOCOLS),
   'data.label_version': Int('LaMem label version of cv5', 1, 5),
   'data.num_folds': Int('folds of cv5', 2),
   'data.run_folds': Seq('folds to run', item=Int('a fold', 0), distinct=True),
@@ -146,18 +101,18 @@ FIELDS: dict[str, Rule] = {
   'data.synthetic.cnn_dim': Int('synthetic cnn width', 1),
   'data.synthetic.semantic_dim': Int('synthetic semantic width', 1),
   'data.synthetic.score_decimals': Int('decimals synthetic scores are rounded to', 0, 15),
-  'model.head': Str('model head', choices=HEADS),
+  'model.head': Str('model head', choices=names.HEADS),
   'model.branch_units': Entries(
     "Dense widths of each feature's branch",
     value=Seq("Dense widths of the feature's branch", item=Int('units', 1)),
   ),
   'model.hidden_units': Seq('Dense widths after the concatenation', item=Int('units', 1)),
   'model.dropout': Float('dropout rate', 0.0, 1.0, open_high=True),
-  'model.activation': Str('activation', choices=ACTIVATIONS),
+  'model.activation': Str('activation', choices=names.ACTIVATIONS),
   'model.ensemble_size': Int('members trained together per fold', 1),
-  'optimizer.name': Str('optimiser', choices=OPTIMIZERS),
+  'optimizer.name': Str('optimiser', choices=names.OPTIMIZERS),
   'optimizer.learning_rate': Float('peak learning rate', 0.0, open_low=True),
-  'optimizer.schedule': Str('learning-rate schedule', choices=SCHEDULES),
+  'optimizer.schedule': Str('learning-rate schedule', choices=names.SCHEDULES),
   'optimizer.warmup_epochs': Float('warm-up epochs', 0.0),
   'optimizer.weight_decay': Float('weight decay', 0.0),
   'optimizer.momentum': Float('sgd momentum', 0.0, 1.0, open_high=True),
@@ -182,22 +137,22 @@ FIELDS: dict[str, Rule] = {
   ),
   'augment.flip': Bool('random horizontal flip of training images'),
   'extract.batch_size': Int('images per extraction batch', 1),
-  'extract.dtype': Str('stored feature dtype', choices=STORE_DTYPES),
-  'extract.on_error': Str('unreadable image while extracting', choices=ON_ERROR),
+  'extract.dtype': Str('stored feature dtype', choices=names.STORE_DTYPES),
+  'extract.on_error': Str('unreadable image while extracting', choices=names.ON_ERROR),
   'predict.input': _path('folder of images or CSV of paths to score'),
   'predict.output': _path('CSV to write'),
   'predict.path_column': Str('CSV column of image paths'),
-  'predict.on_error': Str('unreadable image while predicting', choices=ON_ERROR),
+  'predict.on_error': Str('unreadable image while predicting', choices=names.ON_ERROR),
   'eval.output': _path('evaluate: the summary JSON to write instead of WORKDIR/summary.json'),
   'eval.checkpoint': Str(
     'checkpoint scored per fold', pattern=r'best|latest|[0-9]+', shape="'best', 'latest' or a step"
   ),
-  'baseline.method': Str('baseline regressor', choices=METHODS),
+  'baseline.method': Str('baseline regressor', choices=names.METHODS),
   'baseline.num_trials': Int('Optuna trials per fold', 1),
   'baseline.startup_trials': Int('random trials before TPE', 0),
   'baseline.tune_rows': Int('train rows per tuning trial (0: all)', 0),
   'baseline.fit_rows': Int('rows of the final fit (0: all)', 0),
-  'baseline.approximation': Str('svr kernel approximation', choices=APPROXIMATIONS),
+  'baseline.approximation': Str('svr kernel approximation', choices=names.APPROXIMATIONS),
   'baseline.nystroem_components': Int('Nystroem kernel features', 1),
   'baseline.tune_folds': Int('inner folds scoring each tuning trial (0: the validation rows)', 0),
   'sweep.num_classes': Seq('K values of the sweep', item=_K, min_len=1, distinct=True),
@@ -215,10 +170,16 @@ FIELDS: dict[str, Rule] = {
   'search.units': Interval('units range', item=Int('units', 1)),
   'search.dropout': Interval('dropout range', item=Float('a rate', 0.0, 1.0, open_high=True)),
   'search.activations': Seq(
-    'activation choices', item=Str('an activation', choices=ACTIVATIONS), min_len=1, distinct=True
+    'activation choices',
+    item=Str('an activation', choices=names.ACTIVATIONS),
+    min_len=1,
+    distinct=True,
   ),
   'search.optimizers': Seq(
-    'optimiser choices', item=Str('an optimiser', choices=OPTIMIZERS), min_len=1, distinct=True
+    'optimiser choices',
+    item=Str('an optimiser', choices=names.OPTIMIZERS),
+    min_len=1,
+    distinct=True,
   ),
   'search.learning_rate': Interval(
     'learning-rate range', item=Float('a learning rate', 0.0, open_low=True)
@@ -249,145 +210,3 @@ FIELDS: dict[str, Rule] = {
   'distributed.num_processes': Int('processes of the run', 1, optional=True),
   'distributed.process_id': Int("this process's index", 0, optional=True),
 }
-
-
-def _show(value) -> str:
-  """`value` on one short line, for a message."""
-  if isinstance(value, ml_collections.ConfigDict):
-    value = value.to_dict()
-  text = repr(value).replace('\n', ' ')
-  return text if len(text) <= 120 else text[:117] + '...'
-
-
-def fail(path: str, value, expected: str, meaning: str = '') -> None:
-  """Raises the one-line InputError for field `config.<path>`."""
-  about = f' ({meaning})' if meaning else ''
-  raise InputError(f'config.{path}={_show(value)}: expected {expected}{about}.')
-
-
-def check_value(path: str, value, rule: Rule) -> None:
-  """Raises InputError when `value` breaks `rule`; checks every entry of an `Entries` rule."""
-  if not rule.accepts(value):
-    fail(path, value, rule.expected, rule.meaning)
-  if not isinstance(rule, Entries):
-    return
-  for key, entry in value.items():
-    where = f'{path}.{key}'
-    if not isinstance(key, str) or not re.fullmatch(rule.key_pattern, key):
-      fail(path, key, f'entry names matching {rule.key_pattern!r}', rule.meaning)
-    if rule.fields is None:
-      check_value(where, entry, rule.value)
-      continue
-    if not isinstance(entry, (ml_collections.ConfigDict, dict)):
-      fail(where, entry, f'a ConfigDict with fields {tuple(rule.fields)}', rule.meaning)
-    missing = [f for f in rule.fields if f not in entry]
-    unknown = [f for f in entry if f not in rule.fields]
-    if missing or unknown:
-      fail(
-        where,
-        entry,
-        f'exactly the fields {tuple(rule.fields)} (missing {missing}, unknown {unknown})',
-        rule.meaning,
-      )
-    for name, field_rule in rule.fields.items():
-      check_value(f'{where}.{name}', entry[name], field_rule)
-
-
-def leaves(config, prefix: str = '') -> dict:
-  """Dotted path -> value of every field, stopping at the fields FIELDS checks as a whole."""
-  out = {}
-  for key, value in config.items():
-    path = f'{prefix}{key}'
-    if isinstance(value, (ml_collections.ConfigDict, dict)) and path not in FIELDS:
-      out.update(leaves(value, f'{path}.'))
-    else:
-      out[path] = value
-  return out
-
-
-@functools.cache
-def _default_paths() -> frozenset | None:
-  """The fields of configs/default.py, or None where that file cannot be imported."""
-  try:
-    from configs import default
-  except ImportError:
-    return None
-  return frozenset(leaves(default.get_config()))
-
-
-def check_fields(config: ml_collections.ConfigDict, prefix: str = '') -> None:
-  """Type, range and name of every field; a field memjax does not know is an error.
-
-  Args:
-    config: the config, or its part at `prefix` (e.g. `data.` for config.data).
-    prefix: the dotted path of `config` in the whole config, ending in a dot.
-  """
-  found = leaves(config, prefix)
-  known = _default_paths()
-  for path, value in found.items():
-    rule = FIELDS.get(path)
-    if rule is not None:
-      check_value(path, value, rule)
-    elif known is not None and path in known:
-      logging.warning('config.%s has no rule in memjax/config_schema.py; not checked.', path)
-    else:
-      raise InputError(
-        f'config.{path} is not a memjax config field (a typo?); configs/default.py lists every '
-        'field.'
-      )
-  absent = sorted(
-    p for p in FIELDS if p.startswith(prefix) and p not in found and (known is None or p in known)
-  )
-  if absent:
-    raise InputError(
-      f'config.{absent[0]} is missing; start the config from configs/default.py '
-      '(`from configs import default`).'
-    )
-
-
-def validate(
-  config: ml_collections.ConfigDict, mode: str, workdir: str | None = None, check_paths=True
-) -> None:
-  """Checks every field of `config`, the rules between fields, and (with `check_paths`) that the
-  files and folders `mode` reads exist. Does no work; imports nothing heavy (only the extractor
-  registry, for modes that build extractors).
-
-  Raises:
-    InputError: the first problem found, naming the field, its value and what was expected.
-  """
-  from memjax import config_checks
-
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise InputError(
-      f'the config file gave {type(config).__name__}, not a ConfigDict: get_config() must '
-      'return one (start from configs/default.py).'
-    )
-  if mode not in MODES:
-    raise InputError(f'--mode={mode!r}: expected one of {MODES}.')
-  check_fields(config)
-  config_checks.check_all(config, mode, workdir, check_paths)
-
-
-def with_data_overrides(config: ml_collections.ConfigDict, overrides):
-  """What a transfer entry reads: `data` (a copy of config.data with the entry's `overrides`
-  applied, its fields checked), and config's `features` and `extractors`.
-
-  Raises:
-    InputError: an override of a field config.data lacks, or a bad value.
-  """
-  data = copy.deepcopy(config.data)
-  data.unlock()
-
-  def apply(target, items, at):
-    for key, value in items.items():
-      if key not in target:
-        fail(f'{at}.{key}', value, f'a field of config.data; it has no {key!r}')
-      if isinstance(value, (dict, ml_collections.ConfigDict)):
-        apply(target[key], value, f'{at}.{key}')
-      else:
-        with target.ignore_type():
-          target[key] = value
-
-  apply(data, overrides, 'data')
-  check_fields(data, 'data.')
-  return types.SimpleNamespace(data=data, features=config.features, extractors=config.extractors)

@@ -17,9 +17,9 @@ import pytest
 
 from configs import default
 from configs import transfer as transfer_config
-from memjax import command_line, config_checks, config_rules
-from memjax import config_schema as schema
+from memjax import command_line, schema
 from memjax.errors import DivergedError, InputError, StoppedError
+from memjax.schema import field_check, fields, names, rules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,9 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
 def _rules() -> dict:
   """Dotted path -> rule for every field of base_config(), entries of open-keyed fields too."""
   config, out = base_config(), {}
-  for path, rule in schema.FIELDS.items():
+  for path, rule in fields.FIELDS.items():
     out[path] = rule
-    if isinstance(rule, config_rules.Entries):
+    if isinstance(rule, rules.Entries):
       node = config
       for part in path.split('.'):
         node = node[part]
@@ -51,28 +51,28 @@ def _rules() -> dict:
 
 def bad_values(rule) -> tuple:
   """(wrong type, out of range or unknown name) for `rule`."""
-  if isinstance(rule, config_rules.Bool):
+  if isinstance(rule, rules.Bool):
     return 'yes', 1
-  if isinstance(rule, config_rules.Number):
+  if isinstance(rule, rules.Number):
     wrong = 2.5 if rule.integral else 'x'
     if rule.high is not None:
       return wrong, rule.high if rule.open_high else rule.high + 1
     return wrong, rule.low if rule.open_low else rule.low - 1
-  if isinstance(rule, config_rules.Str):
+  if isinstance(rule, rules.Str):
     if rule.choices is not None or rule.pattern is not None:
       return 3, 'no such name!'
     return 3, ''
-  if isinstance(rule, config_rules.Seq):
+  if isinstance(rule, rules.Seq):
     if rule.min_len:
       return 'abc', ()
     first = bad_values(rule.item)[1]
     return 'abc', (first,)
-  if isinstance(rule, config_rules.Interval):
+  if isinstance(rule, rules.Interval):
     low, high = (1, 2) if rule.item.integral else (0.1, 0.2)
     return 5, (high, low)
-  if isinstance(rule, config_rules.Entries):
+  if isinstance(rule, rules.Entries):
     return 5, ml_collections.ConfigDict({'bad key!': 1})
-  if isinstance(rule, config_rules.Struct):
+  if isinstance(rule, rules.Struct):
     return 5, {'no_such_field': 1}
   raise AssertionError(f'no bad values for {rule}')
 
@@ -102,9 +102,9 @@ def test_every_default_field_has_a_rule():
     prefixes = ['.'.join(parts[:i]) for i in range(len(parts), 0, -1)]
     if not any(p in rules for p in prefixes):
       unruled.append(path)
-  assert not unruled, f'add rules to memjax/config_schema.py for config.{unruled}'
-  stale = [p for p in schema.FIELDS if p not in schema.leaves(default.get_config())]
-  assert not stale, f'memjax/config_schema.py has rules for fields default.py lacks: {stale}'
+  assert not unruled, f'add rules to memjax/schema/fields.py for config.{unruled}'
+  stale = [p for p in fields.FIELDS if p not in field_check.leaves(default.get_config())]
+  assert not stale, f'memjax/schema/fields.py has rules for fields default.py lacks: {stale}'
 
 
 def test_default_and_base_config_validate():
@@ -126,27 +126,32 @@ def test_every_field_rejects_a_wrong_type_and_an_out_of_range_value(path):
 
 
 def test_names_are_those_of_the_modules_that_own_them():
-  """The names read from the owners' source equal what the owners hold when imported."""
-  from memjax import datasets, labels, models, optimizers
-  from memjax.experiments import baselines
+  """The schema's copies of names other modules own equal the owners'."""
+  from memjax import datasets, labels, models, optimizers, predict
+  from memjax.features import registry, store_format
 
-  assert schema.data_protocols() == datasets.PROTOCOLS
-  assert schema.DATA_NAMES() == tuple(datasets.PROTOCOLS)
-  assert schema.HEADS() == models.HEADS and schema.ACTIVATIONS() == tuple(models.ACTIVATIONS)
-  assert (schema.OPTIMIZERS(), schema.SCHEDULES()) == (optimizers.NAMES, optimizers.SCHEDULES)
-  assert schema.SCORE_VALUES() == labels.SCORE_VALUES
-  assert (schema.MIN_CLASSES, schema.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
-  assert schema.METHODS() == baselines.METHODS
-  assert schema.APPROXIMATIONS() == baselines.APPROXIMATIONS
-  from memjax.features import store_format
+  assert names.PROTOCOLS == datasets.PROTOCOLS
+  assert names.HEADS == models.HEADS and tuple(models.ACTIVATIONS) == names.ACTIVATIONS
+  assert (names.OPTIMIZERS, names.SCHEDULES) == (optimizers.NAMES, optimizers.SCHEDULES)
+  assert names.SCORE_VALUES == labels.SCORE_VALUES
+  assert (names.MIN_CLASSES, names.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
+  assert names.STORE_DTYPES == store_format.DTYPES
+  assert names.ON_ERROR == predict.ON_ERROR
+  assert names.extractor_kinds() == registry.KINDS
 
-  assert schema.STORE_DTYPES() == store_format.DTYPES
-  from memjax import predict
 
-  assert schema.ON_ERROR == predict.ON_ERROR
-  from memjax.features import registry
-
-  assert config_rules.declared_names('memjax.features.registry', 'KINDS') == registry.KINDS
+def test_validation_imports_nothing_heavy():
+  """Validating for a mode that builds no extractor imports no JAX, NumPy or TensorFlow (the
+  command line validates before they load)."""
+  code = (
+    'import sys; from configs import default; from memjax import schema; '
+    "schema.validate(default.get_config(), 'train', check_paths=False); "
+    "print(sorted(m for m in ('jax', 'numpy', 'tensorflow', 'flax') if m in sys.modules))"
+  )
+  proc = subprocess.run(
+    [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 0 and proc.stdout.split() == ['[]'], proc.stderr[-2000:]
 
 
 def _config_modes():
@@ -210,7 +215,37 @@ def test_rules_between_fields():
   c.transfer.datasets.heldout.data.name = 'flickr'
   _expect(c, 'transfer', r"config\.data\.name='flickr': expected one of \('synthetic'")
   _expect(default.get_config(), 'transfer', r'config\.transfer\.datasets=\{\}: expected at least')
+  c = default.get_config()
+  c.baseline.tune_folds = 1
+  _expect(c, 'baseline', r'config\.baseline\.tune_folds=1: expected 0 \(tune on the validation')
+  schema.validate(c, 'train')  # a rule of the baseline mode only
   _expect(default.get_config(), 'extract', r"config\.data\.name='synthetic': expected 'lamem' or")
+
+
+def test_transfer_config_applies_an_entry():
+  """The one place a transfer entry is applied: its data overrides written with the field's type
+  (an int in a float field is a float), its seed, every fold; bad overrides name the entry."""
+  c = base_config()
+  c.data.run_folds = (0,)
+  c.transfer.datasets.other_domain.data.synthetic.score_noise = 1
+  sub = schema.transfer_config(c, 'other_domain', c.transfer.datasets.other_domain)
+  assert sub.data.synthetic.num_examples == 5_000 and sub.data.synthetic.score_noise == 1.0
+  assert isinstance(sub.data.synthetic.score_noise, float)
+  assert (sub.seed, sub.data.run_folds, c.seed, c.data.run_folds) == (1, (), 0, (0,))
+  entry = c.transfer.datasets.heldout
+  assert schema.transfer_config(c, 'heldout', entry).seed == c.seed
+  where = r'config\.transfer\.datasets\.heldout\.data: with it applied, '
+  entry.data.nope = 1
+  with pytest.raises(InputError, match=where + r'config\.data\.nope=1: expected a field of'):
+    schema.transfer_config(c, 'heldout', entry)
+  del entry.data['nope']
+  set_field(entry, 'data.num_folds', 'x')
+  with pytest.raises(InputError, match=where + r"config\.data\.num_folds='x': expected an integer"):
+    schema.transfer_config(c, 'heldout', entry)
+  del entry.data['num_folds']
+  set_field(entry, 'data.synthetic', 5)
+  with pytest.raises(InputError, match=where + r'config\.data\.synthetic=5: expected a value'):
+    schema.validate(c, 'train')
 
 
 def test_unknown_and_missing_fields():
@@ -342,11 +377,11 @@ def test_main_reports_mistakes_in_one_line(tmp_path):
 
 
 def test_check_readable_config_file(tmp_path):
-  config_checks.check_readable_config_file(os.path.join(ROOT, 'configs', 'k4.py') + ':arg')
+  schema.check_readable_config_file(os.path.join(ROOT, 'configs', 'k4.py') + ':arg')
   with pytest.raises(InputError, match='it is a folder'):
-    config_checks.check_readable_config_file(str(tmp_path))
+    schema.check_readable_config_file(str(tmp_path))
   with pytest.raises(InputError, match='--config is empty'):
-    config_checks.check_readable_config_file('')
+    schema.check_readable_config_file('')
 
 
 def test_compile_cache_is_switched_on_by_main_only(tmp_path):
@@ -386,7 +421,7 @@ def test_any_value_of_any_field_is_accepted_or_an_input_error(tmp_path):
       config.predict.input, i = str(tmp_path), i + 1
       set_field(config, path, value)
       try:
-        schema.validate(config, mode, str(tmp_path))
+        schema.validate(config, mode)
         outcomes['ok'] += 1
       except InputError as e:
         assert '\n' not in str(e) and str(e).startswith(('config.', '--mode')), str(e)

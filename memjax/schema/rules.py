@@ -1,58 +1,19 @@
-"""What one config value may be: the rule types of memjax/config_schema.py's table.
+"""What one config value may be: the rule types of the field table (memjax/schema/fields.py),
+and the one-line error of a value that breaks its rule.
 
 Each rule knows its field's meaning (one line) and `expected`, the text an error shows, and
 `accepts(value)`. Booleans are never numbers here (Python's `True == 1` would let them pass), ints
 pass as floats, and lists pass as tuples (a config file may build either).
 """
 
-import ast
 import dataclasses
-import functools
-import importlib
-import importlib.util
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import ml_collections
 
-
-@functools.cache
-def declared(module: str, name: str, keys_only: bool = True):
-  """`module.name` read from the module's source without importing it (the owners import JAX,
-  Flax, scikit-learn...): a tuple of names (a dict's keys with `keys_only`), or the dict. The
-  module is imported only when its source builds the value in a way this reader does not follow.
-  """
-  spec = importlib.util.find_spec(module)
-  try:
-    with open(spec.origin, encoding='utf-8') as f:
-      tree = ast.parse(f.read())
-    value = None
-    for node in tree.body:
-      if isinstance(node, ast.Assign) and any(
-        isinstance(t, ast.Name) and t.id == name for t in node.targets
-      ):
-        value = _literal(node.value, keys_only)
-      elif isinstance(node, ast.AugAssign) and getattr(node.target, 'id', None) == name:
-        value = value + _literal(node.value, keys_only)
-    if value is not None:
-      return value
-  except (OSError, SyntaxError, TypeError, ValueError):
-    pass
-  found = getattr(importlib.import_module(module), name)
-  return tuple(found) if keys_only else found
-
-
-def declared_names(module: str, name: str) -> tuple:
-  """The names `module.name` lists (see `declared`)."""
-  return declared(module, name)
-
-
-def _literal(node: ast.expr, keys_only: bool):
-  if isinstance(node, ast.Dict) and keys_only:
-    return tuple(ast.literal_eval(k) for k in node.keys)
-  value = ast.literal_eval(node)
-  return value if isinstance(value, dict) else tuple(value)
+from memjax.errors import InputError
 
 
 def _number(value, integral: bool) -> bool:
@@ -134,25 +95,22 @@ def Float(meaning: str, low=None, high=None, **kw) -> Number:  # noqa: N802
 
 @dataclasses.dataclass(frozen=True)
 class Str(Rule):
-  """A non-empty string; with `choices` one of them (a callable is read at validation time, for
-  lists other modules own), with `pattern` a full match of that regular expression."""
+  """A non-empty string; with `choices` one of them, with `pattern` a full match of that regular
+  expression."""
 
-  choices: tuple | Callable[[], tuple] | None = None
+  choices: tuple | None = None
   pattern: str | None = None
   shape: str = ''  # how `pattern` reads to a user, e.g. 'host:port'
 
-  def names(self) -> tuple:
-    return tuple(self.choices()) if callable(self.choices) else tuple(self.choices or ())
-
   def _expected(self) -> str:
     if self.choices is not None:
-      return f'one of {self.names()}'
+      return f'one of {self.choices}'
     return self.shape or 'a non-empty string'
 
   def _accepts(self, value) -> bool:
     if not isinstance(value, str) or not value.strip():
       return False
-    if self.choices is not None and value not in self.names():
+    if self.choices is not None and value not in self.choices:
       return False
     return self.pattern is None or re.fullmatch(self.pattern, value) is not None
 
@@ -222,3 +180,45 @@ class Struct(Rule):
 
   def _accepts(self, value) -> bool:
     return isinstance(value, (ml_collections.ConfigDict, dict))
+
+
+def _show(value) -> str:
+  """`value` on one short line, for a message."""
+  if isinstance(value, ml_collections.ConfigDict):
+    value = value.to_dict()
+  text = repr(value).replace('\n', ' ')
+  return text if len(text) <= 120 else text[:117] + '...'
+
+
+def fail(path: str, value, expected: str, meaning: str = '') -> None:
+  """Raises the one-line InputError for field `config.<path>`."""
+  about = f' ({meaning})' if meaning else ''
+  raise InputError(f'config.{path}={_show(value)}: expected {expected}{about}.')
+
+
+def check_value(path: str, value, rule: Rule) -> None:
+  """Raises InputError when `value` breaks `rule`; checks every entry of an `Entries` rule."""
+  if not rule.accepts(value):
+    fail(path, value, rule.expected, rule.meaning)
+  if not isinstance(rule, Entries):
+    return
+  for key, entry in value.items():
+    where = f'{path}.{key}'
+    if not isinstance(key, str) or not re.fullmatch(rule.key_pattern, key):
+      fail(path, key, f'entry names matching {rule.key_pattern!r}', rule.meaning)
+    if rule.fields is None:
+      check_value(where, entry, rule.value)
+      continue
+    if not isinstance(entry, (ml_collections.ConfigDict, dict)):
+      fail(where, entry, f'a ConfigDict with fields {tuple(rule.fields)}', rule.meaning)
+    missing = [f for f in rule.fields if f not in entry]
+    unknown = [f for f in entry if f not in rule.fields]
+    if missing or unknown:
+      fail(
+        where,
+        entry,
+        f'exactly the fields {tuple(rule.fields)} (missing {missing}, unknown {unknown})',
+        rule.meaning,
+      )
+    for name, field_rule in rule.fields.items():
+      check_value(f'{where}.{name}', entry[name], field_rule)
