@@ -58,6 +58,7 @@ def train_fold(
   fdir = results.fold_dir(workdir, fold)
   steps_per_epoch = input_pipeline.steps_per_epoch(fd.split.train.size, config.batch_size)
   total_steps = steps_per_epoch * config.num_epochs
+  meta = _fold_meta(parts.expected, fd, config, dataset)
   mngr = checkpointing.manager(os.path.join(fdir, 'checkpoints'))
   state, step = checkpointing.resume(
     mngr, fdir, fold, programs.abstract_state, parts.expected, allow=config.resume_changed
@@ -74,17 +75,6 @@ def train_fold(
       weights = parallel.replicate(parts.backbone.weights(config.features), mesh)
     rep = lambda x: parallel.replicate(x, mesh)
     state = programs.init(rep(init_key), rep(dropout_key), weights)
-  meta = {
-    **parts.expected,
-    'fold': fold,
-    'thresholds': fd.thresholds.tolist(),
-    'values': fd.values.tolist(),
-    'score_values': config.score_values,
-    'dataset': dataset,
-  }
-  if config.standardize:
-    meta['shift'] = {n: v.tolist() for n, v in fd.consts.shift.items()}
-    meta['scale'] = {n: v.tolist() for n, v in fd.consts.scale.items()}
   writer = scalar_writer.create_writer(fdir, just_logging=jax.process_index() > 0)
   share = parallel.process_share(config.batch_size)
   logging.info(
@@ -161,6 +151,25 @@ def train_fold(
     )
   else:
     logging.info('fold %d: all %d steps were trained before; nothing to train', fold, step)
+
+
+def _fold_meta(
+  expected: dict, fd: fold_data.FoldData, config: ml_collections.ConfigDict, dataset: str
+) -> dict:
+  """What each checkpoint of the fold records beside its epoch and validation metrics: the
+  run's `expected` record, the fold's thresholds and s_k, and its standardisation when on."""
+  meta = {
+    **expected,
+    'fold': fd.fold,
+    'thresholds': fd.thresholds.tolist(),
+    'values': fd.values.tolist(),
+    'score_values': config.score_values,
+    'dataset': dataset,
+  }
+  if config.standardize:
+    meta['shift'] = {n: v.tolist() for n, v in fd.consts.shift.items()}
+    meta['scale'] = {n: v.tolist() for n, v in fd.consts.scale.items()}
+  return meta
 
 
 def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
