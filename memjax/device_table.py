@@ -1,18 +1,17 @@
 """A fold's row arrays kept on the devices, its training batches gathered inside the jitted step.
 
 With a feature store, the host path (`input_pipeline.train_chunks`) gathers every chunk's rows on
-the host (52 MB per chunk at batch 256) and hands it to the device; on a 2-core CPU that work
-takes a core from XLA while the step runs, and memjax trained at 0.76-0.84 of a minimal loop
-whose data sits on the device. Here the fold's arrays (features, labels, scores) are put on every
-device once per fold, and each call of the scanned step gets only the row numbers of its
-batches, [T, B] int32: exactly the rows the host path would gather, in the same order, so
-batches, dropout keys and results are the same on either path.
+the host (52 MB per chunk at batch 256) and hands it to the device; on a small CPU machine that
+work takes a core from XLA while the step runs. Here the fold's arrays (features, labels, scores)
+are put on every device once per fold, and each call of the scanned step gets only the row
+numbers of its batches, [T, B] int32: exactly the rows the host path would gather, in the same
+order, so batches, dropout keys and results are the same on either path.
 
 On CPU the device uses a 64-byte-aligned host buffer in place: a memory-mapped store (NumPy
 aligns `.npy` data) costs no copy at all, only the pages the training rows touch, as on the host
 path; arrays in memory that are not aligned (NumPy aligns large arrays to 16 bytes) are copied
-once per fold into an aligned buffer (`jax.device_put` would copy them too, but training from its
-copy measured 0.84-0.91 of the minimal loop, from ours 0.85-1.14, median 1.06).
+once per fold into an aligned buffer of ours, because training from the copy `jax.device_put`
+would make is slower. docs/performance.md has the measurements of both paths and both copies.
 
 `config.data.device_resident`: 'auto' keeps the arrays on the devices when they are arrays (not
 images decoded on the fly) and fit `MEMORY_SHARE` of each device's memory (on CPU, of the host's

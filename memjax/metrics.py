@@ -123,8 +123,8 @@ def _mean_sd(values: np.ndarray) -> tuple[float, float]:
 def fold_summary(fold_results: list) -> dict:
   """Calibration over folds for `summary.json`.
 
-  Folds written before a field existed (resumed runs) leave that field out rather than
-  averaging a subset.
+  A field that any fold lacks (an `eval.json` of a resumed run written without it) is left out
+  rather than averaged over the folds that have it.
 
   Returns:
     `pearson_mean`, `pearson_std`, `mse_mean`, `mse_std`, `range_ratio_mean`,

@@ -136,16 +136,18 @@ def meaning(fields: dict) -> dict:
   return {n: v for n, v in fields.items() if _under(n, MEANING)}
 
 
-# Field groups added after runs were recorded, with the values that leave them off: a record
-# without the group matches a config that leaves it off (fine-tuning, augmentation).
-_ADDED_OFF = {
+# Field groups a record may lack (fine-tuning, augmentation: runs recorded without them trained
+# with neither), with the values that leave them off. A record without the group matches a config
+# that leaves it off, and differs from one that turns it on.
+_OPTIONAL_OFF = {
   'finetune.': {'finetune.mode': 'none'},
   'augment.': {'augment.crop_scale': [1.0, 1.0], 'augment.crop_ratio': [1.0, 1.0]},
 }
 
 
-def _added_later_and_off(name: str, old: dict, now: dict) -> bool:
-  for prefix, off in _ADDED_OFF.items():
+def _absent_and_off(name: str, old: dict, now: dict) -> bool:
+  """Whether `name` belongs to a group of `_OPTIONAL_OFF` that `old` lacks and `now` leaves off."""
+  for prefix, off in _OPTIONAL_OFF.items():
     if name.startswith(prefix) and not any(n.startswith(prefix) for n in old):
       flips = now.get('augment.flip', False) if prefix == 'augment.' else False
       return not flips and all(now.get(k) == v for k, v in off.items())
@@ -163,7 +165,7 @@ def compare(old: dict, now: dict, *, only_meaning: bool = False) -> list[str]:
   if only_meaning:
     old, now = meaning(old), meaning(now)
   names = sorted(set(old) | set(now))
-  names = [n for n in names if not _added_later_and_off(n, old, now)]
+  names = [n for n in names if not _absent_and_off(n, old, now)]
   return [
     f'{n}: {old.get(n, "<unset>")!r} -> {now.get(n, "<unset>")!r}'
     for n in names
@@ -236,16 +238,16 @@ def read(workdir: str) -> dict | None:
   return record
 
 
-# Files that tell the kind of a workdir made before records had one.
-_LEGACY_MARKS = (('sweep.json', 'sweep'), ('search.json', 'search'), ('study.db', 'search'))
+# Files that tell the kind of a workdir whose record has no kind, or that has no record.
+_KIND_MARKS = (('sweep.json', 'sweep'), ('search.json', 'search'), ('study.db', 'search'))
 
 
 def kind_of(workdir: str) -> str | None:
   """The kind of run `workdir` holds (`MODE_KINDS` values), or None for a new workdir."""
   record = read(workdir)
   if record is not None:
-    return record.get('kind', 'train')  # format 1: written by train and evaluate only
-  for name, kind in _LEGACY_MARKS:
+    return record.get('kind', 'train')  # a record without a kind (format 1): train or evaluate
+  for name, kind in _KIND_MARKS:
     if os.path.exists(os.path.join(workdir, name)):
       return kind
   summary = os.path.join(workdir, 'summary.json')
@@ -344,8 +346,8 @@ def check_model(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   fields against the record.
 
   Returns:
-    The record (None for a workdir trained before records existed: only its checkpoints'
-    fields are checked then), for `check_extractors`.
+    The record (None for a workdir without one: only its checkpoints' fields are checked
+    then), for `check_extractors`.
 
   Raises:
     InputError: a differing field, named with both values.

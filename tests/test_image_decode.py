@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 
 from memjax.datasets import tfds_common
-from memjax.experiments import report
+from memjax.experiments import memorable_images
 from memjax.features import image_decode, images, registry
 
 RESIZE, SIZE = 48, 40
@@ -184,6 +184,6 @@ def test_tfds_values_and_report_thumbnails_are_upright(files):
   assert value.shape == (90, 60, 3)
   gray16 = tfds_common.image_value(files['gray16.png'][0])
   assert gray16.dtype == np.uint8 and gray16.shape == (90, 60, 3)
-  thumb = report._thumbnail(phone, 32).astype(np.float64)
-  upright = report._thumbnail(files['upright.png'][0], 32).astype(np.float64)
+  thumb = memorable_images._thumbnail(phone, 32).astype(np.float64)
+  upright = memorable_images._thumbnail(files['upright.png'][0], 32).astype(np.float64)
   assert np.abs(thumb - upright).mean() < 4

@@ -12,7 +12,16 @@ from PIL import Image
 
 from memjax import metrics, results, train
 from memjax.errors import InputError
-from memjax.experiments import baselines, fold_predictions, report, search, sweep, transfer
+from memjax.experiments import (
+  baselines,
+  fold_predictions,
+  memorable_images,
+  paper_table,
+  report,
+  search,
+  sweep,
+  transfer,
+)
 
 
 def _small(config):
@@ -101,7 +110,7 @@ def test_report_writes_tables_and_figures(workdirs, test_config):
 
   with open(os.path.join(out, 'table1.csv')) as f:
     rows = list(csv.DictReader(f))
-  assert [r['row'] for r in rows] == [label for _, label, _ in report.TABLE1]
+  assert [r['row'] for r in rows] == [label for _, label, _ in paper_table.TABLE1]
   assert [r['paper (LaMem)'] for r in rows] == ['0.64', '0.64', '0.65', '0.65', '0.67', '0.72']
   mlp = results.read_json(os.path.join(workdirs['mlp'], 'summary.json'))
   assert float(rows[5]['memjax mean Spearman']) == pytest.approx(mlp['spearman_mean'], abs=1e-4)
@@ -140,7 +149,7 @@ def test_memorable_grid_with_images(tmp_path, test_config):
   preds = [{'ids': np.array(ids), 'true': np.linspace(0.5, 0.75, 6), 'pred': np.arange(6.0)}]
   row = {'workdir': str(workdir), 'label': 'test row'}
   path = str(tmp_path / 'grid.png')
-  assert report.memorable_grid(path, row, preds, 2) == path
+  assert memorable_images.grid(path, row, preds, 2) == path
   assert_figure(path)
   # The two highest and the two lowest predictions are shown (each image is one flat colour).
   with Image.open(path) as grid:

@@ -35,8 +35,10 @@ def test_fold_bars_15_folds_legend_clear_of_bars_and_distinct_colours():
 
 def test_fold_colours_never_repeat():
   for n in (1, 5, 10, 11, 15, 20, 21, 40):
-    colours = figures.fold_colours(n)
-    assert len({tuple(np.round(c, 4)) for c in colours}) == n
+    rows = [{'label': 'run', 'fold_spearman': [0.5] * n}]
+    (ax,) = figures.fold_bars_figure(rows, 'per fold').axes
+    colours = {tuple(np.round(c.patches[0].get_facecolor(), 4)) for c in ax.containers}
+    assert len(ax.containers) == n and len(colours) == n
 
 
 def test_scatter_titles_clear_of_the_panel_above():

@@ -17,7 +17,8 @@ import pytest
 from figure_checks import assert_figure
 from study_heartbeats import age_heartbeat
 
-from memjax.experiments import search
+from memjax.errors import InputError
+from memjax.experiments import search, study_storage
 
 ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
 
@@ -141,7 +142,9 @@ def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_pa
   config = _config(len(finished))
   again = search.run(config, workdir)
   assert [r['number'] for r in again['trials']] == [r['number'] for r in rows]
-  resumed = optuna.load_study(study_name='memjax', storage=search.storage_url(config, workdir))
+  resumed = optuna.load_study(
+    study_name='memjax', storage=study_storage.storage_url(config, workdir)
+  )
 
   # The best config loads and equals the best trial's config.
   spec = importlib.util.spec_from_file_location('best', os.path.join(workdir, 'best_config.py'))
@@ -161,7 +164,7 @@ def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_pa
     '' if r['retry_of'] is None else str(r['retry_of']) for r in rows
   ]
   assert_figure(os.path.join(workdir, 'search.png'))
-  assert search.storage_url(config, workdir) == f'sqlite:///{workdir}/study.db'
+  assert study_storage.storage_url(config, workdir) == f'sqlite:///{workdir}/study.db'
   with open(os.path.join(workdir, 'study.db'), 'rb') as f:
     assert f.read(16) == b'SQLite format 3\x00'
 
@@ -169,28 +172,28 @@ def test_two_workers_share_the_study_retry_a_dead_trial_resume_and_export(tmp_pa
 def test_bad_storage_url_is_an_input_error(tmp_path):
   config = _config(1)
   config.search.storage = 'nosuchdb://user:secret@host/db'
-  with pytest.raises(search.InputError, match='config.search.storage') as e:
+  with pytest.raises(InputError, match='config.search.storage') as e:
     search.open_study(config, str(tmp_path))
   assert 'secret' not in str(e.value)
 
 
 def test_storage_urls_name_an_installed_driver_and_never_show_a_password(tmp_path):
-  url = search.driver_url('postgresql://user:secret@127.0.0.1:5432/db')
+  url = study_storage.driver_url('postgresql://user:secret@127.0.0.1:5432/db')
   assert url.startswith(('postgresql+psycopg://', 'postgresql+psycopg2://'))
   assert url.endswith('://user:secret@127.0.0.1:5432/db')
-  assert search.driver_url('postgresql+psycopg2://u@h/d') == 'postgresql+psycopg2://u@h/d'
-  assert search.driver_url('sqlite:////tmp/study.db') == 'sqlite:////tmp/study.db'
-  assert search.public_url('postgresql://user:secret@h/db') == 'postgresql://user:***@h/db'
-  assert 'secret' not in search.public_url('not a url://user:secret@h/db')
+  assert study_storage.driver_url('postgresql+psycopg2://u@h/d') == 'postgresql+psycopg2://u@h/d'
+  assert study_storage.driver_url('sqlite:////tmp/study.db') == 'sqlite:////tmp/study.db'
+  assert study_storage.public_url('postgresql://user:secret@h/db') == 'postgresql://user:***@h/db'
+  assert 'secret' not in study_storage.public_url('not a url://user:secret@h/db')
   config = _config(1)
   config.search.storage = 'not a url://user:secret@host/db'
-  with pytest.raises(search.InputError, match='config.search.storage') as e:
+  with pytest.raises(InputError, match='config.search.storage') as e:
     search.open_study(config, str(tmp_path))
   assert 'secret' not in str(e.value)
 
 
 def test_a_postgresql_server_that_is_not_there_is_one_input_error(tmp_path):
-  if search.driver_url('postgresql://h/d') == 'postgresql://h/d':
+  if study_storage.driver_url('postgresql://h/d') == 'postgresql://h/d':
     pytest.skip('no PostgreSQL driver installed (pip install psycopg2-binary)')
   with socket.socket() as s:  # a loopback port nobody listens on
     s.bind(('127.0.0.1', 0))
@@ -198,6 +201,8 @@ def test_a_postgresql_server_that_is_not_there_is_one_input_error(tmp_path):
   config = _config(1)
   config.search.storage = f'postgresql://user:secret@127.0.0.1:{port}/db'
   start = time.monotonic()
-  with pytest.raises(search.InputError, match=r'config.search.storage=.*user:\*\*\*@') as e:
+  with pytest.raises(InputError, match=r'config.search.storage=.*user:\*\*\*@') as e:
     search.open_study(config, str(tmp_path))
-  assert 'secret' not in str(e.value) and time.monotonic() - start < search.CONNECT_TIMEOUT_SECS
+  assert (
+    'secret' not in str(e.value) and time.monotonic() - start < study_storage.CONNECT_TIMEOUT_SECS
+  )

@@ -24,7 +24,7 @@ import optuna
 import pytest
 import sqlalchemy
 
-from memjax.experiments import search
+from memjax.experiments import search, study_storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILLED = -signal.SIGKILL
@@ -71,7 +71,7 @@ def _free_port() -> int:
 @pytest.fixture(scope='module')
 def postgres_url():
   """A fresh PostgreSQL server on 127.0.0.1; yields its URL, stops it (immediately) after."""
-  if search.driver_url('postgresql://h/d') == 'postgresql://h/d':
+  if study_storage.driver_url('postgresql://h/d') == 'postgresql://h/d':
     _missing('no PostgreSQL driver (pip install psycopg2-binary, or psycopg) is installed')
   bindir = _server_binaries()
   if bindir is None:
@@ -172,7 +172,7 @@ def test_two_workers_on_postgresql_one_killed_mid_trial_every_trial_accounted_fo
   killed_at = time.monotonic()
   assert code == KILLED, f'worker A exited {code}, expected SIGKILL:\n{log[-3000:]}'
   assert 'MEMJAX_KILL_AT=train_chunk:3: killing this process' in log
-  storage = optuna.storages.RDBStorage(search.driver_url(postgres_url))
+  storage = optuna.storages.RDBStorage(study_storage.driver_url(postgres_url))
   dead = [
     t
     for t in optuna.load_study(study_name='memjax', storage=storage).trials
@@ -232,7 +232,9 @@ def test_two_workers_on_postgresql_one_killed_mid_trial_every_trial_accounted_fo
 def test_workers_starting_together_create_the_tables_once(postgres_url, test_config, tmp_path):
   # Without a lock, concurrent first starts race in CREATE TABLE: PostgreSQL then fails some
   # with a duplicate-key IntegrityError (seen in 4 of 12 starts of 4 processes at once).
-  engine = sqlalchemy.create_engine(search.driver_url(postgres_url), isolation_level='AUTOCOMMIT')
+  engine = sqlalchemy.create_engine(
+    study_storage.driver_url(postgres_url), isolation_level='AUTOCOMMIT'
+  )
   with engine.connect() as connection:
     connection.execute(sqlalchemy.text('CREATE DATABASE race'))
   engine.dispose()
@@ -252,5 +254,5 @@ def test_workers_starting_together_create_the_tables_once(postgres_url, test_con
   for t in threads:
     t.join(timeout=120)
   assert outcomes == ['memjax'] * 6
-  storage = optuna.storages.RDBStorage(search.driver_url(test_config.search.storage))
+  storage = optuna.storages.RDBStorage(study_storage.driver_url(test_config.search.storage))
   assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ['memjax']

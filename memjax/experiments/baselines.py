@@ -7,9 +7,9 @@ are scored on exactly the same test rows and labels, with the same `metrics.spea
    (`config.baseline.num_trials` per fold); each proposal is fitted on a seeded subsample of the
    fold's training rows (`tune_rows`) and scored by Spearman on the fold's validation rows (the
    rows the MLP uses to pick its checkpoint). With `config.baseline.tune_folds=k` each proposal is
-   instead scored by the mean Spearman of a
-   seeded k-fold cross-validation inside the training + validation rows: much less noisy when
-   the validation rows are a few hundred. The test rows are never seen.
+   instead scored by the mean Spearman of a seeded k-fold cross-validation inside the training +
+   validation rows: much less noisy when the validation rows are a few hundred. The test rows are
+   never seen.
 2. **Final fit** of the best proposal on the training + validation rows (a seeded subsample of
    `fit_rows` when set), then one prediction of the test rows.
 

@@ -52,12 +52,7 @@ def sweep_plot(path: str, rows: Sequence[dict], title: str) -> None:
     rho = [np.nan if v is None else v for v in r['fold_spearman']]
     ax.scatter([r['K']] * len(rho), rho, s=10, color='grey', alpha=0.6, zorder=3)
   ax.set_xticks(ks)
-  ax.set_xlabel('K (number of classes)')
-  ax.set_ylabel('test Spearman')
-  ax.set_title(title, fontsize=9)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  save(fig, path)
+  _finish(fig, ax, path, 'K (number of classes)', 'test Spearman', title)
 
 
 def scatter_folds_figure(folds: Sequence[dict], title: str) -> figure.Figure:
@@ -87,7 +82,7 @@ def scatter_folds(path: str, folds: Sequence[dict], title: str) -> None:
   save(scatter_folds_figure(folds, title), path)
 
 
-def fold_colours(num_folds: int) -> list:
+def _fold_colours(num_folds: int) -> list:
   """One colour per fold, none repeated: tab10 / tab20 up to 20 folds, then a sampled map."""
   if num_folds <= 10:
     return [matplotlib.colormaps['tab10'](k) for k in range(num_folds)]
@@ -107,7 +102,7 @@ def fold_bars_figure(rows: Sequence[dict], title: str) -> figure.Figure:
   ax = fig.add_subplot()
   width = 0.8 / max(num_folds, 1)
   x = np.arange(len(rows))
-  for k, colour in enumerate(fold_colours(num_folds)):
+  for k, colour in enumerate(_fold_colours(num_folds)):
     values = [
       np.nan
       if k >= len(r['fold_spearman']) or r['fold_spearman'][k] is None
@@ -172,8 +167,13 @@ def search_history(path: str, values: Sequence[tuple[int, float, str]], title: s
     ax.step(
       [n for n, _ in done], np.maximum.accumulate([v for _, v in done]), where='post', label='best'
     )
-  ax.set_xlabel('trial')
-  ax.set_ylabel('mean fold Spearman (pruned: at pruning)')
+  _finish(fig, ax, path, 'trial', 'mean fold Spearman (pruned: at pruning)', title)
+
+
+def _finish(fig: figure.Figure, ax, path: str, xlabel: str, ylabel: str, title: str) -> None:
+  """Labels, title, grid and legend of a one-axes figure; saves it at `path`."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
   ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

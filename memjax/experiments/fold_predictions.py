@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from memjax import datasets, fold_data, folds, parallel, results, run_parts, scoring
+from memjax import datasets, fold_data, folds, metrics, parallel, results, run_parts, scoring
 from memjax.errors import NO_SPACE, InputError
 from memjax.run_parts import RunParts
 from memjax.runtime import atomic_files
@@ -142,6 +142,28 @@ def mlp_predictions(workdir: str, *, overwrite: bool = False) -> dict[int, dict[
       out[fold] = {'rows': rows, 'ids': data.ids[rows], 'true': plan.scores[rows], 'pred': pred}
       _cache(paths[fold], out[fold])
   return {f: out[f] for f in numbers}
+
+
+def scored_folds(workdir: str, *, baseline: bool) -> list[dict]:
+  """Per-fold test predictions of a run, in fold order: the arrays of `load` plus the fold's
+  `name` (`fold K`) and test `spearman`. A baseline's folds are those it wrote predictions for;
+  an MLP's come from `mlp_predictions`.
+
+  Raises:
+    InputError: an MLP workdir whose config, data or checkpoints are missing.
+  """
+  if baseline:
+    numbers = fold_numbers(workdir, PREDICTIONS_FILE)
+    by_fold = {
+      f: load(os.path.join(results.fold_dir(workdir, f), PREDICTIONS_FILE)) for f in numbers
+    }
+  else:
+    by_fold = mlp_predictions(workdir)
+  out = []
+  for fold, p in sorted(by_fold.items()):
+    p.update(name=f'fold {fold}', spearman=metrics.spearman(p['pred'], p['true']))
+    out.append(p)
+  return out
 
 
 def _cache(path: str, arrays: dict[str, np.ndarray]) -> None:

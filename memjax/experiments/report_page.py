@@ -1,16 +1,19 @@
 """The report's page, written twice from one list of blocks: `report.md` and `report.html`.
 
 A `Page` collects headings, paragraphs, tables, figures (PNG files next to the page) and image
-strips (thumbnails next to the page, each with a caption). `markdown()` gives the page
-`report.md` has always been; `html()` a standalone HTML page that needs nothing but the files
-beside it (no scripts, no fonts, no network), so it opens offline in any browser. Every piece of
-text that reaches the HTML — file names, dataset names, config strings, table cells — is
-escaped, so a photo named `<img src=x onerror=alert(1)>.jpg` shows as that text.
+strips (thumbnails next to the page, each with a caption). `markdown()` renders it as Markdown;
+`html()` as a standalone HTML page that needs nothing but the files beside it (no scripts, no
+fonts, no network), so it opens offline in any browser. Every piece of text that reaches the
+HTML — file names, dataset names, config strings, table cells — is escaped, so a photo named
+`<img src=x onerror=alert(1)>.jpg` shows as that text. `write` writes both files.
 """
 
 import dataclasses
 import html
+import os
 from collections.abc import Sequence
+
+from memjax.experiments import tables
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }
@@ -115,3 +118,18 @@ class Page:
         out.append(f'<h3>{e(block[1])}</h3><div class="strip">{thumbs}</div>')
     out.append('</body></html>')
     return '\n'.join(out) + '\n'
+
+
+def write(page: Page, directory: str) -> dict[str, str]:
+  """Writes `page` as `directory/report.md` and `directory/report.html` (atomic, process 0).
+
+  Returns:
+    Their paths, as `report` and `html`.
+  """
+  written = {
+    'report': os.path.join(directory, 'report.md'),
+    'html': os.path.join(directory, 'report.html'),
+  }
+  tables.write_text(written['report'], page.markdown())
+  tables.write_text(written['html'], page.html())
+  return written

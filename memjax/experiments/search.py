@@ -7,215 +7,61 @@ Objective: the mean test Spearman over the k folds, each fold trained and scored
 `WORKDIR/trials/trial_NNNN/`. After each fold the running mean is reported, and the median
 pruner stops trials that fall behind.
 
-The study lives in a database: by default the SQLite file `WORKDIR/study.db`, or any SQLAlchemy
-URL in `config.search.storage` (e.g. `postgresql://user:pass@host/db`, with its driver
-installed, for workers on several machines). Re-running the command resumes the study
-(`load_if_exists`); several processes running the same command share it, each taking the next
-trial, until `config.search.num_trials` trials have finished (completed or pruned). A worker
-that dies (SIGKILL, lost machine) leaves its trial RUNNING; its heartbeat stops, and once it is
-`grace_secs` stale the next trial start marks it failed and re-queues its parameters, and the
-retry continues in the dead trial's workdir, so its finished folds are skipped and an unfinished
-fold resumes from its latest checkpoint. On SQLite, trial state changes take a file lock
-(`study.db.lock`) so that two workers never take the same re-queued trial; PostgreSQL does that
-itself (optuna's `SELECT ... FOR UPDATE` on the trial row), and there a session advisory lock
-(`pg_advisory_lock`, released by the server when a holder dies) takes the file lock's other job:
-one worker at a time creates the tables and the study. A worker that reaches the trial budget
-first fails the trials whose heartbeat went stale and runs their retries, so a dead worker's trial
-is never left RUNNING behind a finished search; one that dies within `grace_secs` of the end is
-retried by re-running the command once it is stale. Connections time out after
-`CONNECT_TIMEOUT_SECS` rather than hanging on an unreachable server. Workers hold WORKDIR
-shared (`memjax/workdir_lock.py`: no train or sweep can start in it meanwhile), and each trial
-directory exclusively: a retry waits until a stalled worker whose trial was failed as stale
-lets go of its directory, so two processes never train in one trial directory.
+The study lives in a database (`study_storage`: `WORKDIR/study.db` or `config.search.storage`).
+Re-running the command resumes the study; several processes running the same command share it,
+each taking the next trial, until `config.search.num_trials` trials have finished (completed or
+pruned). A worker that dies (SIGKILL, lost machine) leaves its trial RUNNING; once its heartbeat
+is stale the trial is failed and re-queued, and the retry continues in the dead trial's workdir,
+so its finished folds are skipped and an unfinished fold resumes from its latest checkpoint. A
+worker that reaches the trial budget first fails the trials whose heartbeat went stale and runs
+their retries, so a dead worker's trial is never left RUNNING behind a finished search; one that
+dies within `grace_secs` of the end is retried by re-running the command once it is stale.
+Workers hold WORKDIR shared (`memjax/runtime/workdir_lock.py`: no train or sweep can start in it
+meanwhile), and each trial directory exclusively: a retry waits until a stalled worker whose
+trial was failed as stale lets go of its directory, so two processes never train in one trial
+directory.
 
 Every worker, when done, writes `WORKDIR/search.json`, `trials.csv`, `search.png` and
 `best_config.py`: a config file with the best trial's values, runnable with `--config=`.
 """
 
-import contextlib
 import copy
-import fcntl
-import importlib.util
 import math
 import os
-import re
 import socket
 import time
 import warnings
-import zlib
 
 import ml_collections
 import numpy as np
 import optuna
-import sqlalchemy
 from absl import logging
 
 from memjax import results, run_record, train
 from memjax.errors import InputError
-from memjax.experiments import config_export, figures, tables
+from memjax.experiments import config_export, figures, study_storage, tables
 from memjax.runtime import workdir_lock
 
 SEARCH_FILE, TRIALS_FILE, BEST_CONFIG_FILE = 'search.json', 'trials.csv', 'best_config.py'
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 WAITING = (optuna.trial.TrialState.WAITING,)
-CONNECT_TIMEOUT_SECS = 30
-# The PostgreSQL advisory lock key (a 64-bit int) that serialises creating tables and the study.
-_PG_LOCK_KEY = zlib.crc32(b'memjax.experiments.search')
-
-
-def storage_url(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """`config.search.storage`, or the SQLite file `WORKDIR/study.db`."""
-  return config.search.storage or f'sqlite:///{os.path.abspath(workdir)}/study.db'
-
-
-def driver_url(url: str) -> str:
-  """`url` with a PostgreSQL driver that is installed, where the URL names none.
-
-  SQLAlchemy 2.1 maps a plain `postgresql://` to psycopg 3, 2.0 to psycopg2; either package
-  serves, so the one installed is named (psycopg first). URLs that name a driver
-  (`postgresql+psycopg2://`) and other databases are returned unchanged.
-  """
-  parsed = sqlalchemy.engine.make_url(url)
-  if parsed.drivername != 'postgresql':
-    return url
-  for module in ('psycopg', 'psycopg2'):
-    if importlib.util.find_spec(module) is not None:
-      return parsed.set(drivername=f'postgresql+{module}').render_as_string(hide_password=False)
-  return url
-
-
-def public_url(url: str) -> str:
-  """The URL with any password masked, for logs and results (also for a URL that does not parse)."""
-  try:
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-  except sqlalchemy.exc.ArgumentError:
-    return re.sub(r'(//[^:/@]*:)[^@]*@', r'\1***@', url)
-
-
-def _lock_path(url: str) -> str | None:
-  """`DATABASE.lock` beside a SQLite database file; None for other databases."""
-  parsed = sqlalchemy.engine.make_url(url)
-  if parsed.get_backend_name() != 'sqlite' or not parsed.database:
-    return None
-  return f'{os.path.abspath(parsed.database)}.lock'
-
-
-@contextlib.contextmanager
-def _file_lock(path: str | None):
-  """An exclusive lock on `path` among processes of this machine (no-op when path is None)."""
-  if path is None:
-    yield
-    return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'a') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _database_lock(url: str):
-  """An exclusive lock for the study's set-up: the SQLite file lock, or a PostgreSQL advisory lock.
-
-  Two workers starting at once would otherwise both create optuna's tables and stamp its schema
-  version (PostgreSQL then fails one of them with a duplicate-key error). An advisory lock lives
-  in the server and dies with the session that holds it, so a killed worker never leaves it held.
-  Other databases take no lock.
-  """
-  parsed = sqlalchemy.engine.make_url(url)
-  if parsed.get_backend_name() != 'postgresql':
-    with _file_lock(_lock_path(url)):
-      yield
-    return
-  engine = sqlalchemy.create_engine(
-    url, poolclass=sqlalchemy.pool.NullPool, connect_args=_connect_args(parsed)
-  )
-  try:
-    with engine.connect() as connection:
-      connection.execute(sqlalchemy.text('SELECT pg_advisory_lock(:k)'), {'k': _PG_LOCK_KEY})
-      connection.commit()
-      try:
-        yield
-      finally:
-        connection.execute(sqlalchemy.text('SELECT pg_advisory_unlock(:k)'), {'k': _PG_LOCK_KEY})
-        connection.commit()
-  finally:
-    engine.dispose()
-
-
-def _connect_args(parsed: sqlalchemy.engine.URL) -> dict:
-  """libpq's connection timeout, for the psycopg drivers (others keep their defaults)."""
-  if parsed.get_driver_name() in ('psycopg', 'psycopg2'):
-    return {'connect_timeout': CONNECT_TIMEOUT_SECS}
-  return {}
-
-
-def _engine_kwargs(url: str) -> dict:
-  parsed = sqlalchemy.engine.make_url(url)
-  if parsed.get_backend_name() == 'sqlite':  # wait for other workers' write locks, not fail
-    return {'connect_args': {'timeout': 300}}
-  return {'pool_pre_ping': True, 'connect_args': _connect_args(parsed)}
-
-
-class _LockedStorage(optuna.storages.RDBStorage):
-  """RDBStorage whose trial state changes are serialised by a file lock on SQLite.
-
-  SQLite has no `SELECT ... FOR UPDATE`, so two workers can both move one waiting trial (a
-  re-queued retry) to RUNNING and train it twice, or both fail one stale trial and re-queue it
-  twice (optuna/optuna#4621). Under the lock the second worker sees the first one's change.
-  """
-
-  def __init__(self, url: str, lock_path: str | None, **kwargs):
-    super().__init__(url, **kwargs)
-    self._lock_path = lock_path
-
-  def set_trial_state_values(self, trial_id, state, values=None) -> bool:
-    with _file_lock(self._lock_path):
-      return super().set_trial_state_values(trial_id, state, values)
 
 
 def open_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
-  """Creates or loads the study, with heartbeats so dead workers' trials are retried.
+  """Creates or loads the search's study (`study_storage.open_study`): maximised, TPE sampler,
+  median pruner.
 
   Raises:
-    InputError: a storage URL that cannot be opened (bad URL, missing database driver).
+    InputError: a storage URL that cannot be opened.
   """
-  cfg = config.search
-  url = storage_url(config, workdir)
-  try:
-    url = driver_url(url)
-    with _database_lock(url), warnings.catch_warnings():  # one creates the tables
-      warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-      storage = _LockedStorage(
-        url,
-        _lock_path(url),
-        engine_kwargs=_engine_kwargs(url),
-        heartbeat_interval=cfg.heartbeat_secs,
-        grace_period=cfg.grace_secs,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-          max_retry=cfg.max_retry, inherit_intermediate_values=False
-        ),
-      )
-      return optuna.create_study(
-        storage=storage,
-        study_name=cfg.study_name,
-        direction='maximize',
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(
-          seed=cfg.sampler_seed, n_startup_trials=cfg.startup_trials
-        ),
-        pruner=optuna.pruners.MedianPruner(
-          n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=0
-        ),
-      )
-  except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
-    raise InputError(
-      f'config.search.storage={public_url(url)!r} cannot be opened ({e}); expected a '
-      'SQLAlchemy URL such as sqlite:///path/study.db or postgresql://user:pass@host/db with '
-      'its driver installed (pip install psycopg2-binary or psycopg for PostgreSQL).'
-    ) from e
+  s = config.search
+  return study_storage.open_study(
+    study_storage.storage_url(config, workdir),
+    s,
+    direction='maximize',
+    sampler=optuna.samplers.TPESampler(seed=s.sampler_seed, n_startup_trials=s.startup_trials),
+    pruner=optuna.pruners.MedianPruner(n_startup_trials=s.pruner_startup_trials, n_warmup_steps=0),
+  )
 
 
 def suggest(trial: optuna.Trial, config: ml_collections.ConfigDict) -> dict:
@@ -311,7 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run_record.claim(config, workdir, 'search')
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   study = open_study(config, workdir)
-  url = public_url(storage_url(config, workdir))
+  url = study_storage.public_url(study_storage.storage_url(config, workdir))
   logging.info(
     'study %r in %s: %d finished trials of %d',
     study.study_name,

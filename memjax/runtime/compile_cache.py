@@ -1,7 +1,7 @@
 """A persistent XLA compilation cache for modes that train many runs of the same shapes.
 
 Each `train_and_evaluate` call builds new jitted functions, so every fold compiles its train,
-eval and init programs again (~10 s on a 2-core CPU, more than a small fold trains). With the
+eval and init programs again (on a small CPU machine, longer than a small fold trains). With the
 cache on disk, folds, K values and search trials that share shapes compile once, and several
 worker processes share the cache.
 """

@@ -4,9 +4,9 @@ training process's heap from hoarding freed batch buffers (glibc only).
 Every training chunk is a few tens of MB of gathered rows, allocated and freed in tf.data and
 JAX threads. glibc serves large blocks with mmap and returns them on free, but after the first
 such free it raises its mmap threshold to that size (up to 32 MB), so later chunks come from the
-per-thread heaps, which fragment and are rarely given back. On the LaMem-sized benchmark run
-(3 folds, 1 epoch each) anonymous memory peaked at 1.88 GB with the default and 0.95 GB with the
-threshold fixed at 1 MiB, for identical results. Fixing it is what `fix_mmap_threshold` does.
+per-thread heaps, which fragment and are rarely given back, and a long run's memory grows well
+past what it uses. `fix_mmap_threshold` fixes the threshold at 1 MiB, so every chunk is mapped and
+unmapped; results are identical (docs/performance.md has the peak memory with and without).
 """
 
 import ctypes

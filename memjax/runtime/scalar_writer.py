@@ -8,7 +8,7 @@ are TensorFlow's TFRecord framing (length, masked CRC-32C, event proto, masked C
 by tensorboard's own `RecordWriter`, and each value is a rank-0 float32 tensor under the
 `scalars` plugin: what `tf.summary.scalar` writes, so TensorBoard and `EventAccumulator` read
 the files the same way. Only tensorboard's protobufs are imported: clu's writer imports
-TensorFlow (7-10 s on a 2-core host) for the same files.
+TensorFlow (seconds of start-up; docs/install.md has the times) for the same files.
 """
 
 import itertools

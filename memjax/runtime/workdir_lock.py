@@ -1,13 +1,13 @@
 """One writer per workdir: an advisory `flock` on `WORKDIR/.memjax.lock` for the life of a run.
 
-`main.py` takes the lock for its mode (`hold_for_mode`, policy in `MODE_LOCKS`) before running
-it. A mode that writes into WORKDIR holds it *exclusively*: a second run on the same WORKDIR is
-refused at once with an `InputError` naming the holder (pid, host, mode, start time, command),
-which the holder writes into the lock file after acquiring it. `search` workers share one study
-and so hold it *shared*: any number of them may run together, but no exclusive run (train,
-sweep, ...) can start beside them, nor they beside one. Each search trial directory then has its
-own exclusive lock (`memjax/search.py`), and `extract` locks the feature store it writes
-(`memjax/extract.py`) rather than WORKDIR.
+The command line (`memjax/cli.py`) takes the lock for its mode (`hold_for_mode`, policy in
+`MODE_LOCKS`) before running it. A mode that writes into WORKDIR holds it *exclusively*: a second
+run on the same WORKDIR is refused at once with an `InputError` naming the holder (pid, host,
+mode, start time, command), which the holder writes into the lock file after acquiring it.
+`search` workers share one study and so hold it *shared*: any number of them may run together,
+but no exclusive run (train, sweep, ...) can start beside them, nor they beside one. Each search
+trial directory then has its own exclusive lock (`memjax/experiments/search.py`), and `extract`
+locks the feature store it writes (`memjax/features/extract.py`) rather than WORKDIR.
 
 The kernel drops an `flock` when its process ends, however it ends, so a lock file left by a
 killed run is not stale: the next run simply acquires it, logs whose it was, and rewrites it.
@@ -36,7 +36,7 @@ LOCK_FILE = '.memjax.lock'
 EXCLUSIVE, SHARED = 'exclusive', 'shared'
 _JOIN_SECS = 3.0  # how long a shared starter waits for another one to finish joining
 
-# How each mode of main.py locks WORKDIR: (kind or None, whether the mode creates WORKDIR).
+# How each mode locks WORKDIR: (kind or None, whether the mode creates WORKDIR).
 # Modes that only use an existing trained workdir (create False) lock nothing when it is absent,
 # so they report the missing training themselves.
 MODE_LOCKS = {
@@ -53,9 +53,9 @@ MODE_LOCKS = {
 
 
 def hold_for_mode(workdir: str, mode: str, *, reads_only: bool = False):
-  """The lock `main.py` holds on WORKDIR while it runs `mode` (see `MODE_LOCKS`); `reads_only`:
-  this run writes its results elsewhere (evaluate or transfer with an output), so it reads WORKDIR
-  as predict does."""
+  """The lock the command line holds on WORKDIR while it runs `mode` (see `MODE_LOCKS`);
+  `reads_only`: this run writes its results elsewhere (evaluate or transfer with an output), so it
+  reads WORKDIR as predict does."""
   kind, create = MODE_LOCKS['predict' if reads_only else mode]
   if kind is None or (not create and not os.path.isdir(workdir)):
     return contextlib.nullcontext()

@@ -1,13 +1,11 @@
-"""XLA compiler options of memjax's jitted functions, chosen per function from the config.
+"""XLA compiler options of memjax's jitted functions, from `config.cpu_library_fusions`.
 
-On CPU, XLA (jaxlib 0.10) hands dots, convolutions, elementwise ops and reductions to YNNPACK
-library fusions by default. Whether that wins depends on the function: on the 2-core CPU
-`benchmarks/run.py` measures, the batch-16 training step spent ~6 ms of ~12 in one YNNPACK dot
-([16, 4096] x [4096, 512]) that XLA's own dot does in ~0.5 ms, and VGG16 fc7 ran at ~2.6
-images/s with it against ~3.6 without; a 4096^3 matmul runs faster with it (~125 against ~81
-GFLOP/s). `config.cpu_library_fusions` chooses: 'on' (XLA's default), 'off', or 'auto', which
-looks the function up in `AUTO`, the measured choice (docs/performance.md has the table).
-Other backends get no options.
+On CPU, XLA hands dots, convolutions, elementwise ops and reductions to YNNPACK library fusions
+by default. For memjax's functions (the training and evaluation steps of the fusion MLP, feature
+extraction, prediction) XLA's own kernels are as fast or faster, so memjax compiles them without
+library fusions unless told otherwise: 'auto' (memjax's choice, the default) and 'off' turn them
+off, 'on' keeps XLA's default. The measurements behind the choice are in docs/performance.md
+("XLA CPU library (YNNPACK) fusions"). Other backends get no options.
 """
 
 import jax
@@ -16,9 +14,6 @@ from memjax.errors import InputError
 
 SETTINGS = ('auto', 'on', 'off')
 FUNCTIONS = ('train', 'eval', 'extract', 'predict')
-# Library fusions on (True) or off for each function under 'auto', measured by
-# `python -m benchmarks.run` side by side on a 2-core CPU.
-AUTO = {'train': False, 'eval': False, 'extract': False, 'predict': False}
 _OFF = {'xla_cpu_experimental_ynn_fusion_type': ''}  # an empty list: no YNNPACK fusions
 
 
@@ -34,9 +29,8 @@ def compiler_options(function: str, setting: str = 'auto') -> dict[str, str]:
   """
   if setting not in SETTINGS:
     raise InputError(f'config.cpu_library_fusions must be one of {SETTINGS}, got {setting!r}.')
-  if function not in AUTO:
+  if function not in FUNCTIONS:
     raise ValueError(f'unknown function {function!r}; expected one of {FUNCTIONS}')
-  if jax.default_backend() != 'cpu':
+  if jax.default_backend() != 'cpu' or setting == 'on':
     return {}
-  fusions = AUTO[function] if setting == 'auto' else setting == 'on'
-  return {} if fusions else dict(_OFF)
+  return dict(_OFF)
