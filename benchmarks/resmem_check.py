@@ -80,7 +80,8 @@ def memjax_side(paths: list[str], workdir: str) -> dict:
 
   from configs import resmem_score
   from memjax import predict
-  from memjax.features import images, resmem
+  from memjax.features import images
+  from memjax.features.resmem import extractor as resmem
 
   config = resmem_score.get_config()
   listing = os.path.join(workdir, 'inputs.csv')

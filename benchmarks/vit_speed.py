@@ -86,7 +86,7 @@ def _memjax_forward(cfg, fusions: str):
   import jax
 
   from memjax import parallel
-  from memjax.features import vit
+  from memjax.features.vit import model as vit
   from memjax.runtime import xla_options
 
   mesh = parallel.make_mesh()
@@ -120,7 +120,8 @@ def memjax_runner(cfg, images: np.ndarray, fusions: str = 'auto'):
 def memjax_jpeg_runner(cfg, paths: list[str], batch_size: int):
   """One batch of JPEG files through memjax's extraction pipeline and forward."""
   from memjax import parallel
-  from memjax.features import images, vit_extractor
+  from memjax.features import images
+  from memjax.features.vit import extractor as vit_extractor
 
   forward, params, mesh = _memjax_forward(cfg, 'auto')
   geometry = vit_extractor.reference_geometry(cfg, 'hf_clip')
@@ -284,7 +285,7 @@ def main(argv):
   import torch
   import transformers
 
-  from memjax.features import vit
+  from memjax.features.vit import model as vit
 
   cfg = vit.get_config('clip', FLAGS.variant)
   flops, matmul = vit_flops(cfg), best_matmul()

@@ -19,7 +19,8 @@ import torch_files
 from PIL import Image
 from references import require
 
-from memjax.features import images, resmem
+from memjax.features import images
+from memjax.features.resmem import extractor as resmem
 
 torch = require('torch')
 import torch_resnet_reference as torch_ref  # noqa: E402  (needs torch)

@@ -30,8 +30,10 @@ import skimage.data
 from PIL import Image
 from references import require
 
-from memjax.features import images, vit, vit_extractor
+from memjax.features import images
 from memjax.features.geometry import Geometry
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import model as vit
 
 torch = require('torch')
 transformers = require('transformers')

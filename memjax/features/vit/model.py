@@ -28,8 +28,8 @@ that geometry and is resized to the model size inside the jit (bicubic, antialia
 softmax in float32), for GPU/TPU. `remat=True` (a `VisionTransformer` field) wraps each block in
 `jax.checkpoint` (`nn.remat`) for fine-tuning: same outputs and parameters, and the backward
 pass recomputes each block's activations instead of storing them. `pool_depths` appends the
-token mean of those blocks' outputs (1-based) to the feature. Weights: `vit_weights.py`;
-extractors: `vit_extractor.py`.
+token mean of those blocks' outputs (1-based) to the feature. Weights: `weights.py`; the
+architecture of a file: `file_arch.py`; extractors: `extractor.py`.
 """
 
 import dataclasses

@@ -1,0 +1,142 @@
+"""Hugging Face `transformers` 4 and 5 layouts: CLIP, SigLIP (and fixed-resolution SigLIP 2) and
+DINOv2 (with registers, and giant's SwiGLU) image towers, names below the tower's prefix.
+
+DINOv2 position embeddings stored for another grid (518 px, 37 x 37) are resized as the
+reference does: with PyTorch's bicubic (a = -0.75, no antialiasing), with antialiasing for
+DINOv2 with registers.
+"""
+
+import jax
+import numpy as np
+
+from memjax.features.vit.model import ViTConfig
+from memjax.features.vit.tensors import Tensors, concat_dense
+
+
+def _block(t: Tensors, c: ViTConfig, p: str, names: dict) -> dict:
+  d = c.width
+  block = {
+    'ln1': t.norm(f'{p}.{names["ln1"]}', d),
+    'qkv': concat_dense(*(t.linear(f'{p}.{names[n]}', d, d) for n in ('q', 'k', 'v'))),
+    'out': t.linear(f'{p}.{names["out"]}', d, d),
+    'ln2': t.norm(f'{p}.{names["ln2"]}', d),
+  }
+  if c.act == 'swiglu':  # DINOv2-giant: HF's Dinov2SwiGLUFFN weights_in [2 * mlp, D], weights_out
+    block['fc1'] = t.linear(f'{p}.mlp.weights_in', d, 2 * c.mlp)
+    block['fc2'] = t.linear(f'{p}.mlp.weights_out', c.mlp, d)
+  else:
+    block['fc1'] = t.linear(f'{p}.{names["fc1"]}', d, c.mlp)
+    block['fc2'] = t.linear(f'{p}.{names["fc2"]}', c.mlp, d)
+  if c.layer_scale:
+    block['ls1'] = t.get(f'{p}.layer_scale1.lambda1', (d,))
+    block['ls2'] = t.get(f'{p}.layer_scale2.lambda1', (d,))
+  return block
+
+
+_CLIP_BLOCK = {
+  'ln1': 'layer_norm1',
+  'q': 'self_attn.q_proj',
+  'k': 'self_attn.k_proj',
+  'v': 'self_attn.v_proj',
+  'out': 'self_attn.out_proj',
+  'ln2': 'layer_norm2',
+  'fc1': 'mlp.fc1',
+  'fc2': 'mlp.fc2',
+}
+_DINO_BLOCK = {
+  'ln1': 'norm1',
+  'q': 'attention.attention.query',
+  'k': 'attention.attention.key',
+  'v': 'attention.attention.value',
+  'out': 'attention.output.dense',
+  'ln2': 'norm2',
+  'fc1': 'mlp.fc1',
+  'fc2': 'mlp.fc2',
+}
+
+
+def clip(t: Tensors, c: ViTConfig) -> dict:
+  d = c.width
+  params = {
+    'patch_embed': t.patch_embed('embeddings.patch_embedding', c, bias=False),
+    'cls': t.get('embeddings.class_embedding', (d,)),
+    'pos': t.get('embeddings.position_embedding.weight', (c.positions, d)),
+    'pre_norm': t.norm('pre_layrnorm', d),
+    'norm': t.norm('post_layernorm', d),
+  }
+  for i in range(c.depth):
+    params[f'block_{i}'] = _block(t, c, f'encoder.layers.{i}', _CLIP_BLOCK)
+  return params
+
+
+def siglip(t: Tensors, c: ViTConfig) -> dict:
+  d = c.width
+  params = {
+    'patch_embed': t.patch_embed('embeddings.patch_embedding', c),
+    'pos': t.get('embeddings.position_embedding.weight', (c.positions, d)),
+    'norm': t.norm('post_layernorm', d),
+  }
+  if 'head.probe' in t.tensors:  # SiglipVisionModel with vision_use_head=False has none
+    in_w = t.get('head.attention.in_proj_weight', (3 * d, d))
+    in_b = t.get('head.attention.in_proj_bias', (3 * d,))
+    params['head'] = {
+      'probe': t.get('head.probe', (1, 1, d)).reshape(d),
+      'q': {'kernel': in_w[:d].T, 'bias': in_b[:d]},
+      'kv': {'kernel': in_w[d:].T, 'bias': in_b[d:]},
+      'out': t.linear('head.attention.out_proj', d, d),
+      'ln': t.norm('head.layernorm', d),
+      'fc1': t.linear('head.mlp.fc1', d, c.mlp),
+      'fc2': t.linear('head.mlp.fc2', c.mlp, d),
+    }
+  for i in range(c.depth):
+    params[f'block_{i}'] = _block(t, c, f'encoder.layers.{i}', _CLIP_BLOCK)
+  return params
+
+
+def dinov2(t: Tensors, c: ViTConfig) -> dict:
+  d = c.width
+  pos = t.tensors.get('embeddings.position_embeddings')
+  stored = int(round(np.sqrt(pos.shape[1] - 1))) if pos is not None and pos.ndim == 3 else c.grid
+  pos = t.get('embeddings.position_embeddings', (1, stored**2 + 1, d))[0]
+  params = {
+    'patch_embed': t.patch_embed('embeddings.patch_embeddings.projection', c),
+    'cls': t.get('embeddings.cls_token', (1, 1, d)).reshape(d),
+    'pos': np.concatenate([pos[:1], resize_positions(pos[1:], stored, c)]),
+    'norm': t.norm('layernorm', d),
+  }
+  if c.registers:
+    params['registers'] = t.get('embeddings.register_tokens', (1, c.registers, d))[0]
+  for i in range(c.depth):
+    params[f'block_{i}'] = _block(t, c, f'encoder.layer.{i}', _DINO_BLOCK)
+  return params
+
+
+def _cubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """[n_out, n_in] weights of PyTorch's bicubic resize (a = -0.75, align_corners=False, edges
+  clamped, no antialiasing)."""
+  a, m = -0.75, np.zeros((n_out, n_in))
+  for i in range(n_out):
+    src = (i + 0.5) * n_in / n_out - 0.5
+    x0 = int(np.floor(src))
+    t = src - x0
+    dist = np.array([1 + t, t, 1 - t, 2 - t])
+    w = np.where(
+      dist <= 1,
+      ((a + 2) * dist - (a + 3)) * dist * dist + 1,
+      ((a * dist - 5 * a) * dist + 8 * a) * dist - 4 * a,
+    )
+    for k in range(4):
+      m[i, min(max(x0 - 1 + k, 0), n_in - 1)] += w[k]
+  return m
+
+
+def resize_positions(pos: np.ndarray, stored: int, c: ViTConfig) -> np.ndarray:
+  """Patch position embeddings [stored^2, D] resized to the model's grid [grid^2, D]."""
+  if stored == c.grid:
+    return pos
+  grid = pos.reshape(stored, stored, -1).astype(np.float32)
+  if c.antialias_pos:
+    out = jax.image.resize(grid, (c.grid, c.grid, grid.shape[-1]), 'cubic', antialias=True)
+    return np.asarray(out).reshape(c.grid**2, -1)
+  m = _cubic_matrix(stored, c.grid)
+  return np.einsum('ia,jb,abd->ijd', m, m, grid.astype(np.float64)).reshape(c.grid**2, -1)
