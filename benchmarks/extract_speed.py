@@ -56,15 +56,15 @@ def memjax_speed(batch_size: int, seconds: float) -> float:
   import jax
 
   from memjax import parallel
-  from memjax.features import vgg, vgg_weights
+  from memjax.features.vgg import model as vgg_model
 
-  arch = vgg_weights.VGGArch()
+  arch = vgg_model.VGGArch()
   mesh = parallel.make_mesh()
   x = np.zeros((1, 224, 224, 3), np.float32)
-  params = jax.jit(vgg.VGG(arch).init)(jax.random.PRNGKey(0), x)['params']
+  params = jax.jit(vgg_model.VGG(arch).init)(jax.random.PRNGKey(0), x)['params']
   params = parallel.replicate(jax.device_get(params), mesh)
   forward = jax.jit(
-    functools.partial(vgg.fc7, arch=arch, origin=vgg.KERAS),
+    functools.partial(vgg_model.fc7, arch=arch, origin=vgg_model.KERAS),
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
     compiler_options=_options(),
   )
@@ -76,12 +76,12 @@ def efficientnet_speed(batch_size: int, seconds: float) -> float:
   import jax
 
   from memjax import parallel
-  from memjax.features import efficientnet_lite
+  from memjax.features.efficientnet_lite import model as el_model
 
   mesh = parallel.make_mesh()
-  params = parallel.replicate(efficientnet_lite.init_params(), mesh)
+  params = parallel.replicate(el_model.init_params(), mesh)
   forward = jax.jit(
-    efficientnet_lite.forward,
+    el_model.forward,
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
     compiler_options=_options(),
   )

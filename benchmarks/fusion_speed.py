@@ -10,7 +10,7 @@ compiled function alone is timed:
 * `train16`, `train256`: memjax's scanned train step (configs/k4.py's MLP on 4096 + 1024
   features; 100 steps per call at batch 16, 10 at 256);
 * `eval1024`: memjax's eval step on a batch of 1024 (config.eval_batch_size);
-* `vgg16`: VGG16 fc7 of 224x224 images (memjax/features/vgg.py), batch `--image_batch`;
+* `vgg16`: VGG16 fc7 of 224x224 images (memjax/features/vgg/model.py), batch `--image_batch`;
 * `effnet`: EfficientNet-Lite0 features, batch `--image_batch`;
 * `matmul`: a 4096^3 float32 matmul.
 """
@@ -101,13 +101,13 @@ def _images(n: int) -> jax.Array:
 
 
 def vgg16_calls(batch_size: int) -> dict:
-  from memjax.features import vgg, vgg_weights
+  from memjax.features.vgg import model as vgg_model
 
-  arch = vgg_weights.VGGArch()
+  arch = vgg_model.VGGArch()
   x = jnp.zeros((1, 224, 224, 3), jnp.float32)
-  params = jax.jit(vgg.VGG(arch).init)(jax.random.PRNGKey(0), x)['params']
+  params = jax.jit(vgg_model.VGG(arch).init)(jax.random.PRNGKey(0), x)['params']
   images = _images(batch_size)
-  forward = functools.partial(vgg.fc7, arch=arch, origin=vgg.KERAS)
+  forward = functools.partial(vgg_model.fc7, arch=arch, origin=vgg_model.KERAS)
   return {
     name: functools.partial(jax.jit(forward, compiler_options=options), params, images)
     for name, options in SETTINGS.items()
@@ -115,14 +115,12 @@ def vgg16_calls(batch_size: int) -> dict:
 
 
 def effnet_calls(batch_size: int) -> dict:
-  from memjax.features import efficientnet_lite
+  from memjax.features.efficientnet_lite import model as el_model
 
-  params = jax.device_put(efficientnet_lite.init_params())
+  params = jax.device_put(el_model.init_params())
   images = _images(batch_size)
   return {
-    name: functools.partial(
-      jax.jit(efficientnet_lite.forward, compiler_options=options), params, images
-    )
+    name: functools.partial(jax.jit(el_model.forward, compiler_options=options), params, images)
     for name, options in SETTINGS.items()
   }
 

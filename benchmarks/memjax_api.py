@@ -2,8 +2,9 @@
 
 Builds the steps the way memjax/train.py does, but with the compiler options a benchmark
 chooses, so that the benchmarks depend on no module-level switch. Works with the typed steps
-API (`steps.FoldConsts`, `jit_train_steps(model, tx, mesh, compiler_options=...)`) and with the
-earlier one (a `consts` dict, options fixed inside memjax).
+API (`FoldConsts`, `jit_train_steps(model, tx, mesh, compiler_options=...)`; the constants and the
+train state in `steps` or in their own modules) and with the earlier one (a `consts` dict, options
+fixed inside memjax).
 """
 
 import functools
@@ -13,16 +14,22 @@ import numpy as np
 
 from memjax import parallel, steps
 
+try:
+  from memjax import fold_consts, train_state
+except ImportError:  # before the steps were split: constants and state in `steps`
+  fold_consts = train_state = steps
+
 DIMS = {'cnn': 4096, 'semantic': 1024}
 THRESHOLDS, VALUES = [0.68, 0.77, 0.85], [0.68, 0.77, 0.85, 1.0]
-TYPED = hasattr(steps, 'FoldConsts')
+TYPED = hasattr(fold_consts, 'FoldConsts')
 
 
 def _consts(mesh):
   if TYPED:
     shift = {n: np.zeros(d, np.float32) for n, d in DIMS.items()}
     scale = {n: np.ones(d, np.float32) for n, d in DIMS.items()}
-    return (parallel.replicate(steps.host_consts(THRESHOLDS, VALUES, shift, scale), mesh), None)
+    consts = fold_consts.host_consts(THRESHOLDS, VALUES, shift, scale)
+    return (parallel.replicate(consts, mesh), None)
   consts = {
     'key': np.asarray(jax.random.PRNGKey(1)),
     'thresholds': np.asarray(THRESHOLDS, np.float32),
@@ -51,7 +58,7 @@ def train_setup(model, tx, mesh, options: dict, on_table: bool = False):
   `on_table`, `fn(state, rows, *args, table)`."""
   init_key, dropout_key = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
   if TYPED:
-    state = steps.jit_create_state(model, tx, DIMS, mesh)(init_key, dropout_key)
+    state = train_state.jit_create_state(model, tx, DIMS, mesh)(init_key, dropout_key)
   else:
     state = steps.create_state(model, tx, DIMS, parallel.replicate(init_key, mesh), mesh)
   return state, _jit_train(model, tx, mesh, options, on_table=on_table), _consts(mesh)

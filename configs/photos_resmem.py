@@ -37,7 +37,7 @@ from configs import photos
 def get_config():
   config = photos.get_config()
   spec = config.extractors.resmem = ml_collections.ConfigDict()
-  spec.kind = 'resmem'  # memjax/features/resmem.py
+  spec.kind = 'resmem'  # memjax/features/resmem/
   spec.variant = config_dict.placeholder(str)  # Unused by resmem.
   spec.weights = config_dict.placeholder(str)  # model.pt; None: the installed resmem package's.
   spec.projection = config_dict.placeholder(str)  # Unused by resmem.

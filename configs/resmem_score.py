@@ -2,7 +2,7 @@
 
 ResMem (Needell and Bainbridge, "Embracing new techniques in deep learning for estimating image
 memorability", Computational Brain & Behavior, 2022): a ResNet-152 fine-tuned on LaMem and MemCat
-plus its own head, run in JAX by memjax/features/resmem.py from the package's `model.pt`, read
+plus its own head, run in JAX by memjax/features/resmem/ from the package's `model.pt`, read
 without torch. The weights are under the ResMem Non-commercial License (c) 2021 The University of
 Chicago: noncommercial use only. memjax neither depends on nor downloads them:
 

@@ -42,12 +42,17 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns:
     The run's summary (what `WORKDIR/summary.json` holds): per-fold metrics, mean and SD.
 
+  Raises:
+    InputError: the config breaks a rule of the train mode (`schema.validate`), before any work.
+
   Example:
     >>> from configs import test
     >>> api.train(test.get_config(), '/tmp/memjax/test')['spearman_mean']
   """
+  from memjax import schema
   from memjax import train as train_lib
 
+  schema.validate(config, 'train')
   return train_lib.train_and_evaluate(config, workdir)
 
 
@@ -61,8 +66,10 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Example:
     >>> api.extract(config, '/tmp/memjax/photos')['num_images']
   """
-  from memjax.features import extract as extract_lib
+  from memjax import extract as extract_lib
+  from memjax import schema
 
+  schema.validate(config, 'extract')
   return extract_lib.extract(config, workdir)
 
 

@@ -4,9 +4,9 @@ Each checkpoint holds three items:
 * `params`: the parameters evaluation uses (the moving average when `ema_decay` > 0);
 * `train`: what only resuming needs: step, optimiser state, dropout key, and the raw parameters
   when `params` holds their moving average;
-* `meta` (JSON): the run's result fields (`run_meta`, checked by `check_meta` against the groups
-  of `run_record`), the fold's thresholds, s_k and standardisation, the epoch and its validation
-  metrics.
+* `meta` (JSON): the run's result fields and feature widths (`checkpoint_meta.run_meta`, checked
+  by `checkpoint_meta.check_meta`), the fold's thresholds, s_k and standardisation, the epoch and
+  its validation metrics.
 `restore_params` serves evaluate, predict, transfer and report; it reads `meta` and `params`
 only. `restore_train_state` restores everything, to resume training.
 
@@ -23,11 +23,13 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from memjax import checkpoint_files, run_record, steps
+from memjax import checkpoint_files, checkpoint_meta
 from memjax.errors import InputError, out_of_space
 from memjax.runtime import orbax_workarounds
+from memjax.train_state import TrainState
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
@@ -63,69 +65,14 @@ def manager(directory: str, *, read_only: bool = False) -> ocp.CheckpointManager
   )
 
 
-def run_meta(config, feature_dims: dict) -> dict:
-  """What a checkpoint records about the run that wrote it: its `run_record.result_fields` and
-  the feature widths its parameters take."""
-  return {'fields': run_record.result_fields(config), 'feature_dims': dict(feature_dims)}
-
-
-# Checkpoints written before they kept `fields`: their keys, as dotted field prefixes.
-_LEGACY_KEYS = ('features', 'num_classes', 'model', 'standardize', 'optimizer', 'batch_size')
-_LEGACY_KEYS += ('seed',)
-
-
-def _fields_of(meta: dict) -> tuple[dict, bool]:
-  """(the checkpoint's result fields, whether it kept them all); older checkpoints kept a few
-  groups under their own keys, which are compared as far as they go."""
-  if 'fields' in meta:
-    return meta['fields'], True
-  legacy = {k: meta[k] for k in _LEGACY_KEYS if k in meta}
-  recipe = meta.get('recipe') or {}
-  legacy.update({k: recipe[k] for k in ('label_smoothing', 'ema_decay') if k in recipe})
-  flat = run_record.used_fields(run_record.flatten(legacy), meta.get('features', ()))
-  return flat, False
-
-
-def check_meta(meta: dict, expected: dict, where: str, *, resume: bool = False, allow=False):
-  """Compares a checkpoint's meta with `run_meta` of the config at hand.
-
-  Args:
-    meta: the checkpoint's meta.
-    expected: `run_meta` of the config.
-    where: the checkpoint, for the message.
-    resume: compare every result field (resuming training); otherwise only what the parameters
-      mean (`run_record.MEANING`) and the feature widths.
-    allow: report the differences outside `MEANING` (returned) instead of raising.
-
-  Returns:
-    The differing fields' descriptions that `allow` let through (empty when all agree).
-
-  Raises:
-    InputError: a `MEANING` field or feature width differs, or (unless `allow`) another result
-      field when resuming; every differing field is named.
-  """
-  stored, complete = _fields_of(meta)
-  now = expected['fields'] if complete else {k: expected['fields'].get(k) for k in stored}
-  fixed = run_record.compare(stored, now, only_meaning=True)
-  if meta.get('feature_dims') != expected['feature_dims']:
-    fixed.append(f'feature_dims: {meta.get("feature_dims")!r} -> {expected["feature_dims"]!r}')
-  rest = [d for d in run_record.compare(stored, now) if d not in fixed] if resume else []
-  if fixed or (rest and not allow):
-    raise InputError(
-      f'checkpoint {where} does not match the config (checkpoint -> config): '
-      + '; '.join(fixed + rest)
-    )
-  return rest
-
-
-def _train_item(state: steps.TrainState) -> dict:
+def _train_item(state: TrainState) -> dict:
   item = {'step': state.step, 'opt_state': state.opt_state, 'dropout_key': state.dropout_key}
   if state.ema_params is not None:
     item['params'] = state.params
   return item
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state: steps.TrainState, meta, metrics) -> None:
+def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, meta, metrics) -> None:
   """Writes the three items at `step`, ranked by `metrics[BEST_METRIC]`.
 
   Orbax writes into a temporary directory renamed only once complete, so a failed write never
@@ -234,9 +181,10 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
   Args:
     fold_dir: the fold's directory (`WORKDIR/fold_K`).
     which: `best`, `latest` or a step number (`config.eval.checkpoint`).
-    abstract_params: `steps.abstract_params` of the config: shapes and shardings to restore into
-      (any device count).
-    expected: `run_meta` of the config; what the parameters mean must match (`check_meta`).
+    abstract_params: `train_state.abstract_params` of the run: shapes and shardings to restore
+      into (any device count).
+    expected: `checkpoint_meta.run_meta` of the run; what the parameters mean must match
+      (`checkpoint_meta.check_meta`).
 
   Returns:
     (params, meta, step).
@@ -256,7 +204,7 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
       meta = restore_meta(mngr, step)
     except Exception as e:
       raise _damaged(mngr, fold_dir, step, e, abstract_params) from e
-    check_meta(meta, expected, where)
+    checkpoint_meta.check_meta(meta, expected, where)
     try:
       params, meta = _read_params(mngr, step, abstract_params)
     except Exception as e:
@@ -304,11 +252,12 @@ def _readable(mngr, step: int, abstract_params) -> bool:
     return False
 
 
-def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: steps.TrainState):
+def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: TrainState):
   """Restores the full train state (to resume) and meta at `step` into `abstract`'s structure.
 
   Raises:
-    Exception: whatever Orbax raises for an unreadable checkpoint (`resume_state` handles it).
+    Exception: whatever Orbax raises for an unreadable checkpoint (`resume` sets such a
+      checkpoint aside and tries the next).
   """
   train = {
     'step': abstract.step,
@@ -337,6 +286,69 @@ def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract: steps.
   if int(state.step) != step:
     raise ValueError(f'the train state holds step {int(state.step)}, not {step}')
   return state, restored.meta
+
+
+def resume(
+  mngr: ocp.CheckpointManager,
+  fold_dir: str,
+  fold: int,
+  abstract: TrainState,
+  expected: dict,
+  *,
+  allow: bool,
+) -> tuple[TrainState | None, int]:
+  """The newest intact checkpoint's (train state, step), or (None, 0); the unreadable ones
+  before it are set aside (`set_aside`).
+
+  Args:
+    mngr: the fold's manager.
+    fold_dir: the fold's directory (`WORKDIR/fold_K`).
+    fold: the fold's number, for the log.
+    abstract: `train_state.abstract_state` of the run: the structure to restore into.
+    expected: `checkpoint_meta.run_meta` of the run's config.
+    allow: `config.resume_changed`: resume despite differing fields outside `MEANING`.
+
+  Raises:
+    InputError: the checkpoint was written by a run that differs in a field its parameters
+      depend on (always), or in one resuming depends on (unless `allow`), or it cannot be
+      restored across the differences `allow` let through.
+  """
+  while (step := mngr.latest_step()) is not None:
+    where = os.path.join(str(mngr.directory), str(step))
+    try:
+      meta = restore_meta(mngr, step)
+    except Exception as e:
+      _set_aside_and_reload(mngr, step, fold_dir, fold, e)
+      continue
+    diffs = checkpoint_meta.check_meta(meta, expected, where, resume=True, allow=allow)
+    if diffs:
+      logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
+    try:
+      state, _ = restore_train_state(mngr, step, abstract)
+    except Exception as e:
+      if diffs:  # not damage: the changed config cannot take this checkpoint's state
+        raise InputError(
+          f'checkpoint {where} cannot be resumed with the changed {"; ".join(diffs)} '
+          f'({reason(e)}). Use a new --workdir.'
+        ) from e
+      _set_aside_and_reload(mngr, step, fold_dir, fold, e)
+      continue
+    logging.info('fold %d: resuming from checkpoint step %d', fold, step)
+    return state, step
+  return None, 0
+
+
+def _set_aside_and_reload(mngr, step: int, fold_dir: str, fold: int, error: Exception) -> None:
+  aside = set_aside(mngr, step, fold_dir)
+  logging.warning(
+    'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
+    fold,
+    step,
+    os.path.join(str(mngr.directory), str(step)),
+    reason(error),
+    aside,
+  )
+  mngr.reload()
 
 
 def set_aside(mngr: ocp.CheckpointManager, step: int, fold_dir: str) -> str:

@@ -284,14 +284,13 @@ def create_optimizer(
 ) -> optax.GradientTransformation:
   """The head's optimiser (`config.optimizer`), and with fine-tuning `multi_transform` of it and
   the backbone's (same optimiser, `config.finetune.learning_rate` / `weight_decay`)."""
+  schedule = None
+  if config.finetune.mode != 'none':
+    schedule = backbone_schedule(config, total_steps, steps_per_epoch)
   head = optimizers.create_optimizer(config.optimizer, total_steps, steps_per_epoch)
-  if config.finetune.mode == 'none':
+  if schedule is None:
     return head
-  backbone = optimizers.from_schedule(
-    config.optimizer,
-    backbone_schedule(config, total_steps, steps_per_epoch),
-    config.finetune.weight_decay,
-  )
+  backbone = optimizers.from_schedule(config.optimizer, schedule, config.finetune.weight_decay)
 
   def labels(params):
     return {part: jax.tree.map(lambda _: part, params[part]) for part in params}  # noqa: B023

@@ -7,14 +7,16 @@ Two protocols (`config.data.protocol`):
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from memjax import folds, labels, steps
+from memjax import folds, labels
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
+from memjax.fold_consts import FoldConsts, host_consts
 
 PROTOCOLS = ('cv5', 'official')
 _CHUNK = 4096  # rows read at once when computing standardisation statistics
@@ -49,8 +51,9 @@ class FoldData:
     values: [K] the s_k of the score aggregation.
     arrays: per-row arrays the pipelines read: the configured features (or `image` when
       features are computed on the fly), `label`, `score`.
-    shift: per feature, what standardisation subtracts (zeros when it is off).
-    scale: per feature, what standardisation multiplies by (ones when it is off).
+    consts: the constants the jitted steps take (host float32 arrays; replicate before use):
+      thresholds, s_k, and per feature what standardisation subtracts and multiplies by (zeros
+      and ones when it is off).
   """
 
   fold: int
@@ -59,12 +62,7 @@ class FoldData:
   thresholds: np.ndarray
   values: np.ndarray
   arrays: dict
-  shift: dict
-  scale: dict
-
-  def consts(self) -> steps.FoldConsts:
-    """The fold's constants for the jitted steps (host arrays; replicate before use)."""
-    return steps.host_consts(self.thresholds, self.values, self.shift, self.scale)
+  consts: FoldConsts
 
 
 def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> list[FoldPlan]:
@@ -97,6 +95,19 @@ def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> lis
   return plans
 
 
+def folds_to_run(run_folds: Sequence[int], num_folds: int) -> list[int]:
+  """`run_folds` (`config.data.run_folds`), or all `num_folds` folds when it is empty.
+
+  Raises:
+    InputError: a fold outside 0..num_folds-1.
+  """
+  chosen = list(run_folds) or list(range(num_folds))
+  bad = [f for f in chosen if not 0 <= f < num_folds]
+  if bad:
+    raise InputError(f'config.data.run_folds has folds {bad} outside 0..{num_folds - 1}.')
+  return chosen
+
+
 def prepare(
   config: ml_collections.ConfigDict,
   data: MemorabilityData,
@@ -107,6 +118,14 @@ def prepare(
   """Builds a fold. Thresholds, s_k and standardisation come from the training rows unless
   `stored` gives them (evaluation passes the ones its checkpoint recorded: `thresholds`,
   `values`, and `shift` / `scale` when standardisation was on)."""
+  dims = data.feature_dims(config.features)
+  if stored is not None and stored.get('shift') is not None:
+    shift, scale = stored['shift'], stored['scale']
+  elif config.standardize:
+    shift, scale = standardization(config, data, plan.split.train)
+  else:
+    shift = {n: np.zeros(d, np.float32) for n, d in dims.items()}
+    scale = {n: np.ones(d, np.float32) for n, d in dims.items()}
   train_scores = plan.scores[plan.split.train]
   if stored is None:
     thresholds = labels.quantile_thresholds(train_scores, config.num_classes)
@@ -118,14 +137,6 @@ def prepare(
     arrays = {'image': data.features['image']}
   else:
     arrays = {n: data.features[n] for n in config.features}
-  dims = data.feature_dims(config.features)
-  if stored is not None and stored.get('shift') is not None:
-    shift, scale = stored['shift'], stored['scale']
-  elif config.standardize:
-    shift, scale = standardization(config, data, plan.split.train)
-  else:
-    shift = {n: np.zeros(d, np.float32) for n, d in dims.items()}
-    scale = {n: np.ones(d, np.float32) for n, d in dims.items()}
   arrays['label'] = np.where(labelled, labels.assign_classes(plan.scores, thresholds), -1)
   arrays['score'] = plan.scores.astype(np.float32)
   return FoldData(
@@ -135,8 +146,7 @@ def prepare(
     thresholds=np.asarray(thresholds),
     values=np.asarray(values),
     arrays=arrays,
-    shift={n: np.asarray(v, np.float32) for n, v in shift.items()},
-    scale={n: np.asarray(v, np.float32) for n, v in scale.items()},
+    consts=host_consts(thresholds, values, shift, scale),
   )
 
 

@@ -143,51 +143,35 @@ def train_rows(
   first_step: int,
   share: slice,
 ) -> np.ndarray:
-  """[steps, B_local] row numbers of the steps `first_step..` of one epoch (what `train_chunks`
-  gathers; for gathering on the device instead). Arguments as in `train_chunks`."""
+  """[steps, B_local] row numbers of the steps `first_step..` of one epoch.
+
+  Args:
+    indices: rows of the training set.
+    batch_size: global batch size.
+    seed: seed of the shuffle, e.g. (config.seed, fold).
+    epoch: epoch number; each epoch has its own permutation.
+    first_step: first step within the epoch (for resuming).
+    share: this process's slice of each global batch (`parallel.process_share`).
+  """
   steps = indices.size // batch_size
   rows = epoch_order(indices, seed, epoch)[: steps * batch_size].reshape(steps, batch_size)
   return rows[first_step:, share]
 
 
 def train_chunks(
-  arrays: Mapping[str, np.ndarray],
-  indices: np.ndarray,
-  *,
-  batch_size: int,
-  steps_per_call: int,
-  seed: tuple[int, ...],
-  epoch: int,
-  first_step: int,
-  share: slice,
+  arrays: Mapping[str, np.ndarray], indices: np.ndarray, **order
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Chunks of [T, B_local, ...] arrays for the steps `first_step..` of one epoch.
-
-  Args:
-    arrays: name -> [N, ...] per-row arrays (features, `label`, `score`).
-    indices: rows of the training set.
-    batch_size: global batch size.
-    steps_per_call: T, the number of steps per chunk (the last chunk of an epoch may be shorter).
-    seed: seed of the shuffle, e.g. (config.seed, fold).
-    epoch: epoch number; each epoch has its own permutation.
-    first_step: first step within the epoch (for resuming).
-    share: this process's slice of each global batch (`parallel.process_share`).
-  """
-  chunks = train_row_chunks(
-    indices,
-    batch_size=batch_size,
-    steps_per_call=steps_per_call,
-    seed=seed,
-    epoch=epoch,
-    first_step=first_step,
-    share=share,
-  )
+  """Chunks of [T, B_local, ...] arrays for the steps `first_step..` of one epoch: the rows of
+  `train_row_chunks(indices, **order)` gathered from `arrays` (name -> [N, ...] per-row arrays:
+  features, `label`, `score`)."""
+  chunks = train_row_chunks(indices, **order)
   pool = BufferPool(PREFETCH + 3)  # ahead, waiting in the queue, in use, on the device
   yield from _prefetched(chunks, lambda rows: gather(arrays, rows, pool))
 
 
 def train_row_chunks(indices: np.ndarray, *, steps_per_call: int, **order) -> Iterator[np.ndarray]:
-  """[T, B_local] int32 row numbers of each chunk `train_chunks` gathers (arguments as there):
+  """[T, B_local] int32 row numbers of each chunk of `steps_per_call` steps (T; the last chunk
+  of an epoch may be shorter), `order` as `train_rows` takes it: what `train_chunks` gathers, or
   what the steps gather themselves from a device-resident table (`memjax.device_table`)."""
   rows = train_rows(indices, **order).astype(np.int32)
   for start in range(0, rows.shape[0], steps_per_call):

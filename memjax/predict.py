@@ -25,19 +25,12 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from memjax import (
-  checkpointing,
-  data_identity,
-  finetune,
-  models,
-  parallel,
-  recorded_config,
-  run_record,
-  steps,
-)
+from memjax import data_identity, parallel, recorded_config, run_parts, run_record, steps
 from memjax.errors import InputError, out_of_space
 from memjax.features import images, registry
+from memjax.fold_consts import FoldConsts, host_consts
 from memjax.runtime import atomic_files, progress, xla_options
+from memjax.train_state import split_params
 
 ON_ERROR = ('skip', 'stop')
 SHOW = 5  # unreadable images quoted in a message
@@ -74,27 +67,22 @@ class Predictor:
     run_record.check_extractors(record, workdir, identities, 'config.extractors.{name}')
     self.mesh = parallel.make_mesh()
     dims = {n: e.feature_dim for n, e in self.extractors.items()}
-    model = models.create_model(config)
-    backbone = finetune.backbone(config, self.extractors)
-    abstract = steps.abstract_params(model, dims, self.mesh, backbone=backbone)
-    expected = checkpointing.run_meta(config, dims)
+    parts = run_parts.build_parts(config, self.extractors, dims, self.mesh)
     params, consts = [], []
     for fold_dir in _fold_dirs(workdir):
-      fold_params, meta, _ = checkpointing.restore_params(
-        fold_dir, config.eval.checkpoint, abstract, expected
-      )
+      fold_params, meta, _ = parts.restore(fold_dir, config.eval.checkpoint)
       params.append(jax.device_get(fold_params))
       consts.append(_consts(meta, dims))
     self.num_folds = len(params)
-    self.head = model.head
+    self.head = parts.model.head
     stack = lambda *x: np.stack(x)
     self._folds = parallel.replicate(
       {'params': jax.tree.map(stack, *params), 'consts': jax.tree.map(stack, *consts)}, self.mesh
     )
-    self._frozen = parallel.replicate(backbone.frozen_weights(config.features), self.mesh)
+    self._frozen = parts.frozen
     rep = parallel.replicated(self.mesh)
     self._fn = jax.jit(
-      functools.partial(_predict, model=model, backbone=backbone),
+      functools.partial(_predict, model=parts.model, backbone=parts.backbone),
       in_shardings=(rep, rep, parallel.batch_sharding(self.mesh)),
       out_shardings=parallel.batch_sharding(self.mesh),
       compiler_options=xla_options.compiler_options('predict', config.cpu_library_fusions),
@@ -142,11 +130,11 @@ class Predictor:
     return np.concatenate(scores), None if probs[0] is None else np.concatenate(probs), errors
 
 
-def _consts(meta: dict, dims: dict) -> steps.FoldConsts:
+def _consts(meta: dict, dims: dict) -> FoldConsts:
   """A fold's constants from its checkpoint's meta (no standardisation: shift 0, scale 1)."""
   shift = meta.get('shift') or {n: np.zeros(d) for n, d in dims.items()}
   scale = meta.get('scale') or {n: np.ones(d) for n, d in dims.items()}
-  return steps.host_consts(meta['thresholds'], meta['values'], shift, scale)
+  return host_consts(meta['thresholds'], meta['values'], shift, scale)
 
 
 def _predict(folds, frozen, batch, *, model, backbone):
@@ -159,13 +147,12 @@ def _predict(folds, frozen, batch, *, model, backbone):
     shared = steps.raw_features(model, {'image': batch}, frozen, backbone)
 
   def one_fold(params, consts):
-    head, trained = steps.split_params(params, backbone)
+    head, trained = split_params(params, backbone)
     if shared is None:
       raw = steps.raw_features(model, {'image': batch}, frozen, backbone, trained)
     else:
       raw = shared
-    features = {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
-    out = model.apply({'params': head}, features, train=False)
+    out = model.apply({'params': head}, consts.standardize(raw), train=False)
     score, probs = steps.scores_and_probs(model, out, consts.values)
     return score, jnp.zeros(score.shape + (0,)) if probs is None else probs
 
@@ -289,10 +276,10 @@ def predict(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
   paths = list_inputs(config)
   if zero_shot(config):  # ResMem's own score: no trained workdir
-    from memjax.features import resmem
+    from memjax.features.resmem import extractor as resmem_extractor
 
     spec = config.extractors[config.features[0]]
-    scores, errors = resmem.score_images(paths, spec.weights, config.extract.batch_size)
+    scores, errors = resmem_extractor.score_images(paths, spec.weights, config.extract.batch_size)
     probs, classes, num_folds = None, 0, 0
   else:
     predictor = Predictor(config, workdir)

@@ -61,6 +61,28 @@ def fold_dir(workdir: str, fold: int) -> str:
   return os.path.join(workdir, f'fold_{fold}')
 
 
+def over_folds(
+  config: ml_collections.ConfigDict, data: MemorabilityData, fold_results: list
+) -> dict:
+  """What every run's summary holds, MLP or baseline: the data, the features, the folds, mean and
+  SD (ddof=1; None for one fold) of the test Spearman over folds (a fold's None counts as NaN),
+  the calibration over folds (`metrics.fold_summary`) and the data's ceiling."""
+  rho = np.array([r['spearman'] for r in fold_results], np.float64)
+  return {
+    'dataset': data.name,
+    'synthetic': data.synthetic,
+    'data_description': data.description,
+    'protocol': config.data.protocol,
+    'label_version': data.label_version if config.data.protocol == 'cv5' else None,
+    'features': list(config.features),
+    'folds': fold_results,
+    'spearman_mean': float(rho.mean()),
+    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else None,
+    **metrics.fold_summary(fold_results),  # Pearson, MSE, predicted vs true range over folds
+    'ceiling': data.ceiling,
+  }
+
+
 def summarize(
   config: ml_collections.ConfigDict,
   data: MemorabilityData,
@@ -69,24 +91,12 @@ def summarize(
   mode: str,
   wall_seconds: float,
 ) -> dict:
-  """The run's summary: per-fold metrics, mean and SD (ddof=1; None for one fold) of Spearman
-  over folds, and the calibration over folds (`metrics.fold_summary`); the classes (K, s_k rule,
-  thresholds) only for the classification head."""
-  rho = np.array([r['spearman'] for r in fold_results], np.float64)
+  """The MLP run's summary: `over_folds`, the head and checkpoint choice, the devices and
+  processes, and the classes (K, s_k rule, thresholds) only for the classification head."""
   summary = {
-    'dataset': data.name,
-    'synthetic': data.synthetic,
-    'data_description': data.description,
-    'protocol': config.data.protocol,
-    'label_version': data.label_version if config.data.protocol == 'cv5' else None,
+    **over_folds(config, data, fold_results),
     'head': config.model.head,
-    'features': list(config.features),
     'checkpoint': config.eval.checkpoint,
-    'folds': fold_results,
-    'spearman_mean': float(rho.mean()),
-    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else None,
-    **metrics.fold_summary(fold_results),  # Pearson, MSE, predicted vs true range over folds
-    'ceiling': data.ceiling,
     'num_devices': jax.device_count(),
     'num_processes': jax.process_count(),
     'mode': mode,

@@ -1,75 +1,33 @@
-"""Train state, fold constants and the pure, jitted steps: train, scanned multi-step train, eval.
+"""The pure, jitted steps: train, scanned multi-step train, eval; and what the model reads and
+what its outputs mean (its input features, losses, scores).
 
 Every step takes four arguments: the state (or the parameters), a batch, the fold's constants
-(`FoldConsts`: thresholds, s_k, feature standardisation) and the frozen extractor weights
-(`frozen`: a dict, empty when features come from a store). The dropout key lives in the train
-state; each step folds in `state.step`. Nothing fold-specific is closed over, so one compiled
-program serves every fold of a run. Metrics are sums, so padding and device splits never skew a
-mean.
+(`fold_consts.FoldConsts`: thresholds, s_k, feature standardisation) and the frozen extractor
+weights (`frozen`: a dict, empty when features come from a store). The dropout key lives in the
+train state (`train_state.TrainState`); each step folds in `state.step`. Nothing fold-specific is
+closed over, so one compiled program serves every fold of a run. Metrics are sums, so padding and
+device splits never skew a mean.
 
 With features computed on the fly, `backbone` (`finetune.Backbone`) holds the extractors. When
-it trains some of them, the parameters are `{'head': MLP, 'backbone': {feature: trained part}}`
-and the gradient reaches the backbone from `Recipe.unfreeze_step` on (before it, only the head's
-backward pass runs). Training images may be augmented on the device (`Recipe.augment`), with a
-key folded from the step's dropout key: still a pure function of (seed, fold, step).
+it trains some of them, the gradient reaches the backbone from `Recipe.unfreeze_step` on (before
+it, only the head's backward pass runs). Training images may be augmented on the device
+(`Recipe.augment`), with a key folded from the step's dropout key: still a pure function of
+(seed, fold, step).
 """
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import struct
 from jax.sharding import Mesh
 
 from memjax import augment as image_augment
 from memjax import finetune, labels, models, parallel
+from memjax.fold_consts import FoldConsts
 from memjax.models import FusionMLP
-
-
-@struct.dataclass
-class TrainState:
-  """What a fold's training carries from step to step.
-
-  Attributes:
-    step: optimiser steps taken.
-    params: the trained parameters.
-    opt_state: the optimiser's state.
-    dropout_key: the fold's dropout key; step t uses `fold_in(dropout_key, t)`.
-    ema_params: an exponential moving average of `params` (None when `ema_decay` is 0).
-  """
-
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  dropout_key: jax.Array
-  ema_params: Any = None
-
-  @property
-  def eval_params(self):
-    """The parameters evaluation uses: the moving average when there is one."""
-    return self.params if self.ema_params is None else self.ema_params
-
-
-@struct.dataclass
-class FoldConsts:
-  """A fold's constants, arguments of the jitted steps (not closures: one compile per run).
-
-  Attributes:
-    thresholds: [K-1] class thresholds of the fold's training scores.
-    values: [K] the s_k of the score aggregation m = sum_k p(k) s_k.
-    shift: per feature [D], subtracted from the feature (0 without standardisation).
-    scale: per feature [D], multiplied after the shift (1 without standardisation).
-  """
-
-  thresholds: jax.Array
-  values: jax.Array
-  shift: dict
-  scale: dict
+from memjax.train_state import TrainState, split_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,88 +47,6 @@ class Recipe:
   unfreeze_step: int = 0
 
 
-def init_state(
-  model: FusionMLP,
-  tx: optax.GradientTransformation,
-  feature_dims: Mapping[str, int],
-  init_key: jax.Array,
-  dropout_key: jax.Array,
-  weights=None,
-  *,
-  ema: bool = False,
-  backbone: finetune.Backbone | None = None,
-) -> TrainState:
-  """Fresh parameters and optimiser state (`weights`: the extractors' pretrained parameters,
-  which the trained backbone parts start from)."""
-  params = init_params(model, feature_dims, init_key, weights, backbone=backbone)
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    params=params,
-    opt_state=tx.init(params),
-    dropout_key=dropout_key,
-    ema_params=params if ema else None,
-  )
-
-
-def init_params(
-  model: FusionMLP,
-  feature_dims: Mapping[str, int],
-  key: jax.Array,
-  weights=None,
-  *,
-  backbone: finetune.Backbone | None = None,
-):
-  """The MLP's fresh parameters; with a trained backbone `{'head': ..., 'backbone': ...}`."""
-  dummy = {n: jnp.zeros((1, d), jnp.float32) for n, d in feature_dims.items()}
-  head = model.init({'params': key}, dummy, train=False)['params']
-  if backbone is None or not backbone.trained:
-    return head
-  return {'head': head, 'backbone': backbone.init(jax.random.fold_in(key, 1), weights)}
-
-
-def split_params(params, backbone: finetune.Backbone | None) -> tuple:
-  """(the MLP's parameters, the trained backbone parts or None)."""
-  if backbone is None or not backbone.trained:
-    return params, None
-  return params['head'], params['backbone']
-
-
-def jit_create_state(
-  model, tx, feature_dims, mesh: Mesh, *, ema: bool = False, backbone=None
-) -> Callable:
-  """`init_state` jitted straight into replicated device arrays:
-  `fn(init_key, dropout_key, weights)` (`weights`: `backbone.weights`, or None)."""
-  init = functools.partial(init_state, model, tx, feature_dims, ema=ema, backbone=backbone)
-  return jax.jit(init, out_shardings=parallel.replicated(mesh))
-
-
-def _weights(backbone, names):
-  if backbone is None or not backbone.trained:
-    return None
-  return backbone.weights(names)
-
-
-def _abstract(fn, mesh: Mesh, *args):
-  shapes = jax.eval_shape(fn, *args)
-  sharding = parallel.replicated(mesh)
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
-
-
-def abstract_state(
-  model, tx, feature_dims, mesh: Mesh, *, ema: bool = False, backbone=None
-) -> TrainState:
-  """Shapes, dtypes and (replicated) shardings of the state, with nothing allocated."""
-  key = jax.random.PRNGKey(0)
-  init = functools.partial(init_state, model, tx, feature_dims, ema=ema, backbone=backbone)
-  return _abstract(init, mesh, key, key, _weights(backbone, feature_dims))
-
-
-def abstract_params(model, feature_dims, mesh: Mesh, *, backbone=None):
-  """Shapes, dtypes and (replicated) shardings of the parameters alone."""
-  init = functools.partial(init_params, model, feature_dims, backbone=backbone)
-  return _abstract(init, mesh, jax.random.PRNGKey(0), _weights(backbone, feature_dims))
-
-
 def model_inputs(
   model: FusionMLP,
   batch,
@@ -181,8 +57,7 @@ def model_inputs(
   images=None,
 ) -> dict:
   """The model's input features (`raw_features`), standardised by the fold's constants."""
-  raw = raw_features(model, batch, frozen, backbone, trained, images)
-  return {n: (x - consts.shift[n]) * consts.scale[n] for n, x in raw.items()}
+  return consts.standardize(raw_features(model, batch, frozen, backbone, trained, images))
 
 
 def raw_features(model: FusionMLP, batch, frozen, backbone=None, trained=None, images=None):
@@ -269,8 +144,8 @@ def train_step(
   images = None
   if backbone is not None and recipe.augment is not None:
     images = image_augment.augment(jax.random.fold_in(rng, 1), batch['image'], recipe.augment)
-    # Materialise the augmented batch: fused into the backbone's first convolution, the crop is
-    # recomputed per use (Lite0 'last 2' on CPU: 39 ms/img with, 24 without; 22.5 unaugmented).
+    # Materialise the augmented batch: otherwise XLA fuses the crop into the backbone's first
+    # convolution and recomputes it at every use (docs/performance.md).
     images = jax.lax.optimization_barrier(images)
   inputs = None  # features of a frozen backbone (or a store) are computed once, outside the grad
   if backbone is None or not backbone.trained:
@@ -394,15 +269,4 @@ def jit_eval_step(
     in_shardings=(rep, batch, rep, rep),
     out_shardings=(batch, rep),
     compiler_options=compiler_options,
-  )
-
-
-def host_consts(thresholds, values, shift: dict, scale: dict) -> FoldConsts:
-  """A `FoldConsts` of float32 NumPy arrays (replicate it onto the mesh before use)."""
-  f32 = lambda x: np.asarray(x, np.float32)
-  return FoldConsts(
-    thresholds=f32(thresholds),
-    values=f32(values),
-    shift={n: f32(v) for n, v in shift.items()},
-    scale={n: f32(v) for n, v in scale.items()},
   )

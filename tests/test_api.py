@@ -70,3 +70,13 @@ def test_score_refuses_what_is_not_an_image(trained):
 def test_load_names_an_untrained_workdir(tmp_path):
   with pytest.raises(InputError, match=r'records no run \(no run.json or config.json\)'):
     api.load(str(tmp_path))
+
+
+def test_train_checks_the_config_before_any_work(tmp_path):
+  from configs import test as test_cfg
+
+  config = test_cfg.get_config()
+  config.augment.flip = True  # augmentation acts on images: needs data.on_the_fly
+  with pytest.raises(InputError, match='on_the_fly'):
+    api.train(config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run')

@@ -22,8 +22,11 @@ from PIL import Image
 
 from configs import default
 from memjax.errors import InputError
-from memjax.features import efficientnet_lite as el
-from memjax.features import images, registry, vit, vit_extractor
+from memjax.features import images, registry
+from memjax.features.efficientnet_lite import extractor as el_extractor
+from memjax.features.efficientnet_lite import model as el
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import model as vit
 
 TINY_LITE = 'efficientnet_lite_tiny'
 TINY_BLOCKS = (
@@ -162,7 +165,7 @@ def test_lite_bfloat16_computes_in_bfloat16_and_returns_close_float32(tiny_lite)
 
 def test_lite0_bfloat16_with_imagenet_weights_on_a_photo():
   f32 = registry.build(default.get_config(), 'efficientnet')
-  bf16 = el.make_extractor('efficientnet_lite0', dtype='bfloat16')
+  bf16 = el_extractor.make_extractor('efficientnet_lite0', dtype='bfloat16')
   assert bf16.preprocessing == f32.preprocessing + '; bfloat16 compute'
   assert bf16.name == f32.name and bf16.weights_sha256 == f32.weights_sha256
   photo = images.resize_and_crop(Image.fromarray(skimage.data.chelsea()), 256, 224)[None]

@@ -23,9 +23,9 @@ from collections.abc import Callable
 import bad_inputs as bi
 import pytest
 
-from memjax import checkpointing, evaluate, predict, results, train
+from memjax import checkpointing, evaluate, extract, predict, results, train
 from memjax.errors import InputError
-from memjax.features import extract, store
+from memjax.features import store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = {

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from memjax import checkpoint_files, checkpointing, models, optimizers, parallel, steps
+from memjax import (
+  checkpoint_files,
+  checkpoint_meta,
+  checkpointing,
+  models,
+  optimizers,
+  parallel,
+  train_state,
+)
 from memjax.errors import InputError
 
 DIMS = {'cnn': 64, 'semantic': 32}
@@ -18,14 +26,14 @@ def _state(config, mesh, seed, *, ema=False):
   model = models.create_model(config)
   tx = optimizers.create_optimizer(config.optimizer, 10, 10)
   keys = [parallel.replicate(jax.random.PRNGKey(seed + k), mesh) for k in (0, 1)]
-  state = steps.jit_create_state(model, tx, DIMS, mesh, ema=ema)(*keys)
-  return state, steps.abstract_state(model, tx, DIMS, mesh, ema=ema), model
+  state = train_state.jit_create_state(model, tx, DIMS, mesh, ema=ema)(*keys)
+  return state, train_state.abstract_state(model, tx, DIMS, mesh, ema=ema), model
 
 
 def _save_run(config, directory, mesh, points, *, ema=False):
   """Saves a checkpoint per (step, val) with distinct parameters; returns them by step."""
   mngr = checkpointing.manager(directory)
-  meta = checkpointing.run_meta(config, DIMS)
+  meta = checkpoint_meta.run_meta(config, DIMS)
   saved = {}
   for step, val in points:
     state, _, _ = _state(config, mesh, seed=step, ema=ema)
@@ -57,8 +65,8 @@ def test_keeps_two_latest_and_best_and_restores_params_on_one_device(test_config
 
   one = Mesh(np.asarray(jax.devices()[:1]), (parallel.AXIS,))
   model = models.create_model(test_config)
-  abstract = steps.abstract_params(model, DIMS, one)
-  expected = checkpointing.run_meta(test_config, DIMS)
+  abstract = train_state.abstract_params(model, DIMS, one)
+  expected = checkpoint_meta.run_meta(test_config, DIMS)
   params, meta, step = checkpointing.restore_params(fold_dir, 'best', abstract, expected)
   assert step == 20 and meta['epoch'] == 2 and meta['val'] == {'spearman': 0.5}
   assert jax.tree.leaves(params)[0].sharding.device_set == {jax.devices()[0]}
@@ -86,8 +94,8 @@ def test_resume_restores_the_whole_state_and_ema_params_are_what_evaluation_gets
   params, _, _ = checkpointing.restore_params(
     fold_dir,
     'latest',
-    steps.abstract_params(model, DIMS, mesh),
-    checkpointing.run_meta(test_config, DIMS),
+    train_state.abstract_params(model, DIMS, mesh),
+    checkpoint_meta.run_meta(test_config, DIMS),
   )
   jax.tree.map(np.testing.assert_array_equal, saved.ema_params, jax.device_get(params))
 
@@ -105,8 +113,8 @@ def test_a_mismatch_names_every_differing_field(test_config, tmp_path):
     checkpointing.restore_params(
       fold_dir,
       'best',
-      steps.abstract_params(model, DIMS, mesh),
-      checkpointing.run_meta(other, DIMS),
+      train_state.abstract_params(model, DIMS, mesh),
+      checkpoint_meta.run_meta(other, DIMS),
     )
   message = str(e.value)
   assert message.endswith(
@@ -120,15 +128,15 @@ def test_a_mismatch_names_every_differing_field(test_config, tmp_path):
   # Resuming compares every result field: what the parameters mean always counts, the rest
   # (the optimiser here) only unless `allow` (config.resume_changed).
   with pytest.raises(InputError, match='num_classes: 4 -> 3; standardize: False -> True; '):
-    checkpointing.check_meta(meta, checkpointing.run_meta(other, DIMS), 'x', resume=True)
+    checkpoint_meta.check_meta(meta, checkpoint_meta.run_meta(other, DIMS), 'x', resume=True)
   same_model = test_config.copy_and_resolve_references()
   same_model.optimizer.weight_decay = 0.1
-  expected = checkpointing.run_meta(same_model, DIMS)
+  expected = checkpoint_meta.run_meta(same_model, DIMS)
   with pytest.raises(InputError, match=r'optimizer.weight_decay: 0.0 -> 0.1$'):
-    checkpointing.check_meta(meta, expected, 'x', resume=True)
-  diffs = checkpointing.check_meta(meta, expected, 'x', resume=True, allow=True)
+    checkpoint_meta.check_meta(meta, expected, 'x', resume=True)
+  diffs = checkpoint_meta.check_meta(meta, expected, 'x', resume=True, allow=True)
   assert diffs == ['optimizer.weight_decay: 0.0 -> 0.1']
-  assert checkpointing.check_meta(meta, expected, 'x') == []  # evaluation: the same model
+  assert checkpoint_meta.check_meta(meta, expected, 'x') == []  # evaluation: the same model
 
 
 def _damage(step_dir: str, how: str) -> None:
@@ -168,8 +176,8 @@ def test_a_damaged_checkpoint_is_named_with_the_next_intact_one(test_config, tmp
     checkpointing.restore_params(
       fold_dir,
       'best',
-      steps.abstract_params(model, DIMS, mesh),
-      checkpointing.run_meta(test_config, DIMS),
+      train_state.abstract_params(model, DIMS, mesh),
+      checkpoint_meta.run_meta(test_config, DIMS),
     )
   message = str(e.value)
   assert '\n' not in message
@@ -195,7 +203,10 @@ def test_a_checkpoint_whose_files_are_as_written_is_never_called_damaged(
 
   monkeypatch.setattr(checkpointing, '_read_params', unreadable)
   model = models.create_model(test_config)
-  args = (steps.abstract_params(model, DIMS, mesh), checkpointing.run_meta(test_config, DIMS))
+  args = (
+    train_state.abstract_params(model, DIMS, mesh),
+    checkpoint_meta.run_meta(test_config, DIMS),
+  )
   with pytest.raises(InputError) as e:
     checkpointing.restore_params(fold_dir, 'best', *args)
   message = str(e.value)

@@ -1,5 +1,5 @@
 """DINOv3 (kind 'dinov3'): transformers' files and configs, and equality with transformers'
-DINOv3ViTModel (CPU torch, test-only; skipped without it).
+DINOv3ViTModel (CPU torch, test-only, requirements-reference.txt: skipped without it, failed in CI).
 
 The torch models are tiny (width 32, depth 2), initialised by transformers and then perturbed so
 that every bias, layer scale and norm matters, saved by `save_pretrained` (model.safetensors +
@@ -25,10 +25,14 @@ import numpy as np
 import pytest
 import test_vit as tv
 from PIL import Image
+from references import require
 
 from memjax.errors import InputError
-from memjax.features import images, vit, vit_arch, vit_extractor
+from memjax.features import images
 from memjax.features.geometry import Geometry
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import file_arch
+from memjax.features.vit import model as vit
 
 MAX_ABS, RELATIVE_L2 = 1e-5, 1e-4
 _TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -68,20 +72,20 @@ def _write_config(folder, **fields) -> str:
 @pytest.mark.parametrize('name', sorted(PUBLISHED))
 def test_published_configs_are_the_builtin_variants(tmp_path, name):
   weights = _write_config(tmp_path, **PUBLISHED[name])
-  cfg, variant, _ = vit_arch.resolve('dinov3', None, weights, {}, 'float32')
+  cfg, variant, _ = file_arch.resolve('dinov3', None, weights, {}, 'float32')
   assert (variant, cfg) == (name, vit.VARIANTS['dinov3'][name])
-  assert vit_arch.resolve('dinov3', name, weights, {}, 'float32')[1] == name  # agrees
+  assert file_arch.resolve('dinov3', name, weights, {}, 'float32')[1] == name  # agrees
 
 
 def test_config_errors(tmp_path):
   weights = _write_config(tmp_path, **dict(PUBLISHED['s16'], use_gated_mlp=True))
   with pytest.raises(InputError, match="a gated MLP with hidden_act 'gelu'; memjax has SwiGLU"):
-    vit_arch.resolve('dinov3', None, weights, {}, 'float32')
+    file_arch.resolve('dinov3', None, weights, {}, 'float32')
   weights = _write_config(tmp_path, **PUBLISHED['s16'])
   with pytest.raises(InputError, match="model_type 'dinov3_vit' is not a dinov2 model"):
-    vit_arch.resolve('dinov2', None, weights, {}, 'float32')
+    file_arch.resolve('dinov2', None, weights, {}, 'float32')
   with pytest.raises(InputError, match='says width 384, but variant dinov3/b16 has 768'):
-    vit_arch.resolve('dinov3', 'b16', weights, {}, 'float32')
+    file_arch.resolve('dinov3', 'b16', weights, {}, 'float32')
   (tmp_path / 'dinov2').mkdir()
   dinov2 = tv.save_safetensors(tv.hf_tensors(tv.TINY['dinov2']), tmp_path / 'dinov2/x.safetensors')
   with pytest.raises(InputError, match=r"not a dinov3 image encoder: none of \['embeddings"):
@@ -112,8 +116,8 @@ def test_float_pixels_through_both_image_pipelines(tmp_path):
 @pytest.fixture(scope='module')
 def saved(tmp_path_factory) -> dict:
   """{name: (torch model, path of its model.safetensors)}."""
-  torch = pytest.importorskip('torch')
-  transformers = pytest.importorskip('transformers')
+  torch = require('torch')
+  transformers = require('transformers')
   out = {}
   for name, fields in MODELS.items():
     torch.manual_seed(0)

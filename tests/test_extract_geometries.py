@@ -17,7 +17,8 @@ import test_vit as tv
 import torch_files
 from PIL import Image
 
-from memjax.features import extract, images, registry, store
+from memjax import extract
+from memjax.features import images, registry, store
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memjax import predict, train
+from memjax import extract, predict, train
 from memjax.errors import InputError
-from memjax.features import extract, image_decode, images, registry, store
+from memjax.features import image_decode, images, registry, store
 
 
 def _photos(n, seed=0):

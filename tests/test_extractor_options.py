@@ -14,9 +14,9 @@ from PIL import Image
 
 from configs import default
 from memjax.errors import InputError
-from memjax.features import efficientnet_lite as el
 from memjax.features import extractor as extractor_lib
 from memjax.features import images, registry
+from memjax.features.efficientnet_lite import model as el
 
 
 def _config(kind: str, pool_depths=(), flip=False):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from memjax.errors import InputError
-from memjax.features import store, store_values
+from memjax.features import store
+from memjax.features.store import values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, DIMS = 50, {'cnn': 12, 'semantic': 5}
@@ -340,13 +341,13 @@ def test_non_finite_values_are_refused_when_written_naming_store_feature_and_row
 
 def _count_scans(monkeypatch) -> list[str]:
   scanned = []
-  scan = store_values.scan
+  scan = values.scan
 
   def counting_scan(path, array):
     scanned.append(os.path.basename(path))
     return scan(path, array)
 
-  monkeypatch.setattr(store_values, 'scan', counting_scan)
+  monkeypatch.setattr(values, 'scan', counting_scan)
   return scanned
 
 
@@ -355,14 +356,14 @@ def test_damaged_values_are_caught_when_first_opened_and_a_clean_check_is_record
 ):
   path = _good_store(tmp_path)
   scanned = _count_scans(monkeypatch)
-  monkeypatch.setattr(store_values, 'CHUNK_BYTES', 100)  # 2 rows of cnn per chunk: streamed
-  monkeypatch.setattr(store_values, 'SETTLE_SECONDS', 3600.0)  # however slow this machine is
+  monkeypatch.setattr(values, 'CHUNK_BYTES', 100)  # 2 rows of cnn per chunk: streamed
+  monkeypatch.setattr(values, 'SETTLE_SECONDS', 3600.0)  # however slow this machine is
   store.read_store(path)
   store.read_store(path)
   # Just written: not settled yet, so nothing is recorded and every open scans.
   assert scanned == ['cnn.npy', 'semantic.npy'] * 2
-  assert not os.path.exists(os.path.join(path, store_values.CHECKED_FILE))
-  monkeypatch.setattr(store_values, 'SETTLE_SECONDS', 0.0)  # as if written long ago
+  assert not os.path.exists(os.path.join(path, values.CHECKED_FILE))
+  monkeypatch.setattr(values, 'SETTLE_SECONDS', 0.0)  # as if written long ago
   scanned.clear()
   store.read_store(path)
   ids, features, _ = store.read_store(path)
@@ -375,9 +376,9 @@ def test_damaged_values_are_caught_when_first_opened_and_a_clean_check_is_record
   damaged[44, 0] = np.inf
   damaged.flush()
   del damaged
-  with open(os.path.join(path, store_values.CHECKED_FILE)) as f:
+  with open(os.path.join(path, values.CHECKED_FILE)) as f:
     recorded = json.load(f)['features']
-  assert recorded['cnn'] != store_values.signature(os.path.join(path, 'cnn.npy'))
+  assert recorded['cnn'] != values.signature(os.path.join(path, 'cnn.npy'))
   scanned.clear()
   message = (
     rf"feature store {path}: feature 'cnn' \(cnn.npy\) has NaN or inf in 2 row\(s\), first: "
@@ -404,12 +405,12 @@ def test_damaged_values_are_caught_when_first_opened_and_a_clean_check_is_record
 def test_a_store_in_a_read_only_folder_is_checked_without_a_record(tmp_path, monkeypatch):
   path = _good_store(tmp_path)
   scanned = _count_scans(monkeypatch)
-  monkeypatch.setattr(store_values, 'SETTLE_SECONDS', 0.0)
+  monkeypatch.setattr(values, 'SETTLE_SECONDS', 0.0)
 
   def read_only(path, text):
     raise PermissionError(13, 'Permission denied', path)
 
-  monkeypatch.setattr(store_values.atomic_files, 'write_text', read_only)
+  monkeypatch.setattr(values.atomic_files, 'write_text', read_only)
   store.read_store(path)
   store.read_store(path)
   assert scanned == ['cnn.npy', 'semantic.npy'] * 2

@@ -15,10 +15,23 @@ import scored_folders
 from jax.sharding import Mesh
 
 from configs import photos_finetune
-from memjax import augment, finetune, models, parallel, predict, schema, steps, train
+from memjax import (
+  augment,
+  finetune,
+  fold_consts,
+  models,
+  parallel,
+  predict,
+  schema,
+  steps,
+  train,
+  train_state,
+)
 from memjax.errors import InputError, StoppedError
-from memjax.features import efficientnet_lite, vit
+from memjax.features.efficientnet_lite import extractor as el_extractor
+from memjax.features.efficientnet_lite import model as el_model
 from memjax.features.extractor import Extractor
+from memjax.features.vit import model as vit
 from memjax.runtime import fault_points
 
 SIZE = 32
@@ -29,11 +42,9 @@ def tiny_lite0() -> Extractor:
   """EfficientNet-Lite0 with random weights on 32 px crops (the real one's tree and blocks)."""
   return Extractor(
     name='tiny_lite0',
-    feature_dim=efficientnet_lite.FEATURE_DIM,
-    params=efficientnet_lite.init_params('efficientnet_lite0', seed=0),
-    forward=functools.partial(
-      efficientnet_lite.forward, model=efficientnet_lite.EfficientNetLite()
-    ),
+    feature_dim=el_model.FEATURE_DIM,
+    params=el_model.init_params('efficientnet_lite0', seed=0),
+    forward=functools.partial(el_model.forward, model=el_model.EfficientNetLite()),
     image_size=SIZE,
     resize_to=SIZE + 4,
   )
@@ -126,10 +137,10 @@ def _step_setup(mode, mesh, *, unfreeze_step=0, last_blocks=1, optimizer='adam',
   dims = {'efficientnet': e.feature_dim}
   rep = lambda x: parallel.replicate(x, mesh)
   weights = rep(backbone.weights(config.features))
-  init = steps.jit_create_state(model, tx, dims, mesh, backbone=backbone)
+  init = train_state.jit_create_state(model, tx, dims, mesh, backbone=backbone)
   state = init(rep(jax.random.PRNGKey(0)), rep(jax.random.PRNGKey(1)), weights)
   consts = rep(
-    steps.host_consts(
+    fold_consts.host_consts(
       [0.4, 0.5, 0.6], [0.4, 0.5, 0.6, 1.0], {'efficientnet': np.zeros(e.feature_dim)},
       {'efficientnet': np.full(e.feature_dim, 0.1)},
     )
@@ -243,7 +254,7 @@ def _small(images: str):
 @pytest.fixture(scope='module')
 def tiny_backbone():
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(efficientnet_lite, 'make_extractor', lambda *a, **k: tiny_vit())
+    mp.setattr(el_extractor, 'make_extractor', lambda *a, **k: tiny_vit())
     yield
 
 
@@ -288,21 +299,18 @@ def test_evaluate_and_predict_restore_the_fine_tuned_backbone(finetuned, tmp_pat
   # one eval.json reports.
   from scipy import stats
 
-  from memjax import datasets, fold_data
+  from memjax import datasets, fold_data, run_parts, scoring
 
   data = datasets.load(config)
   mesh = parallel.make_mesh()
   plan = fold_data.plan_folds(config, data)[0]
-  params, meta, step = evaluate.restore_fold(config, data, 0, workdir, mesh)
+  parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
+  params, meta, step = parts.restore(os.path.join(workdir, 'fold_0'), config.eval.checkpoint)
   assert step == summary['folds'][0]['checkpoint_step']
   fd = fold_data.prepare(config, data, plan, 0, stored=meta)
-  consts = parallel.replicate(fd.consts(), mesh)
-  frozen = parallel.replicate(evaluate.frozen_weights(config, data), mesh)
-  eval_fn = evaluate.eval_program(config, data, mesh)
+  consts = parallel.replicate(fd.consts, mesh)
   test = fd.split.test
-  preds, _ = evaluate.predict(
-    eval_fn, params, fd, test, consts, frozen, config.eval_batch_size, mesh
-  )
+  preds, _ = scoring.predict(parts, params, fd, test, consts)
   rho = stats.spearmanr(preds['score'], fd.arrays['score'][test]).statistic
   assert rho == pytest.approx(summary['folds'][0]['spearman'], abs=1e-6)
   paths = [os.path.join(config.data.dir, data.ids[r]) for r in test]

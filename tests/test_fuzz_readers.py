@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from memjax import predict
 from memjax.datasets import lamem, score_files
 from memjax.errors import InputError
-from memjax.features import store, store_format
+from memjax.features import store
+from memjax.features.store import spec
 
 FUZZ = settings(
   max_examples=150,
@@ -223,7 +224,7 @@ IDS = b''.join(b'%08d.jpg\n' % i for i in range(1, 6))
 def test_ids_reader(tmp_path, data):
   path = _write(tmp_path, 'ids.txt', data)
   try:
-    ids = store_format.read_ids(path)
+    ids = spec.read_ids(path)
   except InputError:
     return
   assert ids and len(set(ids)) == len(ids)
@@ -295,14 +296,14 @@ def metadata_bytes(draw) -> bytes:
 def test_metadata_reader(tmp_path, data):
   _write(tmp_path, 'metadata.json', data)
   try:
-    meta = store_format.read_metadata(str(tmp_path))
+    meta = spec.read_metadata(str(tmp_path))
   except InputError:
     return
   assert type(meta['count']) is int and meta['count'] >= 1
   for name, entry in meta['features'].items():
-    assert store_format.NAME_PATTERN.fullmatch(name)
+    assert spec.NAME_PATTERN.fullmatch(name)
     assert type(entry['dim']) is int and entry['dim'] >= 1
-    assert entry['dtype'] in store_format.DTYPES
+    assert entry['dtype'] in spec.DTYPES
 
 
 @pytest.fixture(scope='module')

@@ -155,19 +155,23 @@ def test_extractors_declare_their_familys_geometry(monkeypatch):
   weight loaders are replaced by empty ones). The ViT families read their architecture from the
   weight file and cut images as their reference processors do: tests/test_vit_preprocessing.py
   checks those geometries against hand-derived PIL calls."""
-  from memjax.features import efficientnet_lite, efficientnet_lite_weights, vgg, vgg_weights
+  from memjax.features.efficientnet_lite import extractor as el_extractor
+  from memjax.features.efficientnet_lite import weights as el_weights
+  from memjax.features.vgg import extractor as vgg_extractor
+  from memjax.features.vgg import model as vgg_model
+  from memjax.features.vgg import weights as vgg_weights
 
   monkeypatch.setattr(
     vgg_weights,
     'load_vgg_weights',
-    lambda path, arch: types.SimpleNamespace(params={}, origin=vgg_weights.KERAS, sha256=None),
+    lambda path, arch: types.SimpleNamespace(params={}, origin=vgg_model.KERAS, sha256=None),
   )
-  monkeypatch.setattr(efficientnet_lite_weights, 'load', lambda variant, path: ({}, None, None))
+  monkeypatch.setattr(el_weights, 'load', lambda variant, path: ({}, None, None))
   for depth in (16, 19):
-    e = vgg.make_vgg_extractor('unused.h5', depth)
+    e = vgg_extractor.make_vgg_extractor('unused.h5', depth)
     assert (e.resize_to, e.image_size) == VGG
   for variant, geometry in EFFICIENTNET.items():
-    e = efficientnet_lite.make_extractor(variant, 'unused.pth')
+    e = el_extractor.make_extractor(variant, 'unused.pth')
     assert (e.resize_to, e.image_size) == geometry, variant
 
 

@@ -12,7 +12,7 @@ import pytest
 from memjax import predict
 from memjax.datasets import lamem, score_files
 from memjax.errors import InputError
-from memjax.features import store_format
+from memjax.features.store import spec
 
 
 def _write(path, text: str) -> str:
@@ -57,11 +57,11 @@ def test_split_file_and_store_ids_name_the_empty_cell(tmp_path):
   assert _one_line(error).startswith(f'{split} line 2, column 2 (score): missing')
   ids = _write(tmp_path / 'store' / 'ids.txt', 'a.jpg\n\nb.jpg\n')
   with pytest.raises(InputError) as error:
-    store_format.read_ids(ids)
+    spec.read_ids(ids)
   assert _one_line(error).startswith(f'{ids} line 2 (the id): empty')
   ids = _write(tmp_path / 'store' / 'ids.txt', 'a.jpg\n  \nb.jpg\n')
   with pytest.raises(InputError, match=r'line 2 \(the id\): empty'):
-    store_format.read_ids(ids)
+    spec.read_ids(ids)
 
 
 def _config(source, column='path'):

@@ -27,9 +27,9 @@ import pytest
 from PIL import Image
 from study_heartbeats import age_heartbeat
 
-from memjax import checkpointing, evaluate, results, steps, train
+from memjax import checkpointing, evaluate, extract, results, steps, train
 from memjax.errors import DivergedError, InputError
-from memjax.features import extract, store
+from memjax.features import store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILLED = -signal.SIGKILL

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memjax import checkpointing, evaluate, predict, train
-from memjax.features import extract
+from memjax import checkpointing, evaluate, extract, predict, train
 
 ODD = 'exp[lr=3e-3] *?{a,b} \'q\' "dq" ünï€ #%:'
 NAMES = ['a[1].png', 'b*?.png', "c {x} 'q'.png", 'dé ü.png', 'plain.png']

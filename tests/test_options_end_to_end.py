@@ -316,7 +316,8 @@ def test_extract_dtype_stores_the_features_in_that_dtype(test_config, tmp_path, 
   NumPy feature rounded to that dtype."""
   from PIL import Image
 
-  from memjax.features import extract, store
+  from memjax import extract
+  from memjax.features import store
 
   rng = np.random.default_rng(1)
   root = tmp_path / 'images'

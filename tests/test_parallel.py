@@ -4,7 +4,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from memjax import models, optimizers, parallel, steps
+from memjax import fold_consts, models, optimizers, parallel, steps, train_state
 
 
 def _setup(config, mesh):
@@ -12,9 +12,9 @@ def _setup(config, mesh):
   tx = optimizers.create_optimizer(config.optimizer, 100, 10)
   dims = {'cnn': 64, 'semantic': 32}
   keys = [parallel.replicate(jax.random.PRNGKey(k), mesh) for k in (0, 1)]
-  state = steps.jit_create_state(model, tx, dims, mesh)(*keys)
+  state = train_state.jit_create_state(model, tx, dims, mesh)(*keys)
   consts = parallel.replicate(
-    steps.host_consts(
+    fold_consts.host_consts(
       [0.68, 0.77, 0.85],
       [0.68, 0.77, 0.85, 1.0],
       {n: np.zeros(d) for n, d in dims.items()},

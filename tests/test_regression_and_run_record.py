@@ -11,7 +11,7 @@ import numpy_mlp
 import pytest
 import scored_folders
 
-from memjax import datasets, evaluate, fold_data, parallel, predict, results, train
+from memjax import datasets, evaluate, fold_data, parallel, predict, results, run_parts, train
 from memjax.errors import InputError
 from memjax.experiments import fold_predictions
 from memjax.features import images
@@ -59,11 +59,12 @@ def test_regression_head_trains_evaluates_and_predicts_the_fold_ensemble(regress
   data = datasets.load(config)
   mesh = parallel.make_mesh()
   all_rows = np.arange(len(data.ids))
+  parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
   per_fold = []
   for fold in (0, 1):
-    params, meta, _ = evaluate.restore_fold(config, data, fold, workdir, mesh)
+    params, meta, _ = parts.restore(os.path.join(workdir, f'fold_{fold}'), config.eval.checkpoint)
     per_fold.append(
-      fold_predictions.predict_rows(config, data, data.scores, all_rows, params, meta, mesh)
+      fold_predictions.predict_rows(config, data, parts, data.scores, all_rows, params, meta)
     )
   expected = np.mean(per_fold, axis=0)
   got = np.array([by_name[i] for i in data.ids])

@@ -16,8 +16,10 @@ import torch_files
 from PIL import Image
 
 from memjax.errors import InputError
-from memjax.features import images, registry, resmem, resmem_weights
+from memjax.features import images, registry
 from memjax.features.geometry import Geometry
+from memjax.features.resmem import extractor as resmem
+from memjax.features.resmem import weights as resmem_weights
 
 BLOCKS = (1, 2, 1, 1)
 ARCH = dict(blocks=BLOCKS, width=4, classes=10, alex=(6, 8, 12, 12, 8), head=(16, 12, 8, 8, 6, 4))

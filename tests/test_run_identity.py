@@ -14,10 +14,18 @@ import numpy as np
 import pytest
 import scored_folders
 
-from memjax import checkpointing, evaluate, predict, recorded_config, results, run_record, train
+from memjax import (
+  checkpointing,
+  evaluate,
+  extract,
+  predict,
+  recorded_config,
+  results,
+  run_record,
+  train,
+)
 from memjax.errors import InputError
 from memjax.experiments import baselines
-from memjax.features import extract
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

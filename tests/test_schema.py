@@ -128,14 +128,15 @@ def test_every_field_rejects_a_wrong_type_and_an_out_of_range_value(path):
 def test_names_are_those_of_the_modules_that_own_them():
   """The schema's copies of names other modules own equal the owners'."""
   from memjax import datasets, labels, models, optimizers, predict
-  from memjax.features import registry, store_format
+  from memjax.features import registry
+  from memjax.features.store import spec
 
   assert names.PROTOCOLS == datasets.PROTOCOLS
   assert names.HEADS == models.HEADS and tuple(models.ACTIVATIONS) == names.ACTIVATIONS
   assert (names.OPTIMIZERS, names.SCHEDULES) == (optimizers.NAMES, optimizers.SCHEDULES)
   assert names.SCORE_VALUES == labels.SCORE_VALUES
   assert (names.MIN_CLASSES, names.MAX_CLASSES) == (labels.MIN_CLASSES, labels.MAX_CLASSES)
-  assert names.STORE_DTYPES == store_format.DTYPES
+  assert names.STORE_DTYPES == spec.DTYPES
   assert names.ON_ERROR == predict.ON_ERROR
   assert names.extractor_kinds() == registry.KINDS
 

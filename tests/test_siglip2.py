@@ -1,6 +1,7 @@
 """SigLIP 2 (kind 'siglip', variants `v2_*`): the fixed-resolution files (SigLIP's layout) and
 the NaFlex ones (`Siglip2Model` / `Siglip2VisionModel`), their configs, and equality with
-transformers' torch models (CPU torch, test-only; skipped without it).
+transformers' torch models (CPU torch, test-only, requirements-reference.txt: skipped without
+it, failed in CI).
 
 The torch models are tiny (width 32, depth 2) with transformers' random initialisation, saved by
 `save_pretrained`, read by memjax with no variant. NaFlex runs at one square size: model only,
@@ -20,9 +21,13 @@ import mixed_jpegs
 import numpy as np
 import pytest
 from PIL import Image
+from references import require
 
 from memjax.errors import InputError
-from memjax.features import images, vit, vit_arch, vit_extractor
+from memjax.features import images
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import file_arch
+from memjax.features.vit import model as vit
 
 MAX_ABS, RELATIVE_L2 = 1e-5, 1e-4
 _TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -52,12 +57,12 @@ def test_published_configs_name_siglip2_variants(tmp_path, name):
   config = {'model_type': 'siglip', 'vision_config': vision, 'text_config': {'vocab_size': 256000}}
   (tmp_path / 'config.json').write_text(json.dumps(config))
   weights = str(tmp_path / 'model.safetensors')
-  cfg, variant, _ = vit_arch.resolve('siglip', None, weights, {}, 'float32')
+  cfg, variant, _ = file_arch.resolve('siglip', None, weights, {}, 'float32')
   assert (variant, cfg.resample) == (name, 'bilinear')
   assert vit_extractor.reference_geometry(cfg, 'hf_siglip').resample == 'bilinear'
   assert vit_extractor.reference_geometry(cfg, 'timm_siglip').resample == 'bicubic'
   (tmp_path / 'config.json').write_text(json.dumps(dict(vision, model_type='siglip_vision_model')))
-  cfg, variant, _ = vit_arch.resolve('siglip', None, weights, {}, 'float32')
+  cfg, variant, _ = file_arch.resolve('siglip', None, weights, {}, 'float32')
   assert cfg.resample == 'bicubic' and not variant.startswith('v2_')
 
 
@@ -67,24 +72,24 @@ def test_naflex_config(tmp_path):
   (tmp_path / 'config.json').write_text(json.dumps({'model_type': 'siglip2',
                                                     'vision_config': vision}))  # fmt: skip
   weights = str(tmp_path / 'model.safetensors')
-  assert vit_arch.resolve('siglip', None, weights, {}, 'float32')[1] == 'v2_so400m16_256'
-  assert vit_arch.resolve('siglip', 'v2_so400m16_512', weights, {}, 'float32')[1]
+  assert file_arch.resolve('siglip', None, weights, {}, 'float32')[1] == 'v2_so400m16_256'
+  assert file_arch.resolve('siglip', 'v2_so400m16_512', weights, {}, 'float32')[1]
   with pytest.raises(InputError, match='says width 1152, but variant siglip/v2_b16_256 has 768'):
-    vit_arch.resolve('siglip', 'v2_b16_256', weights, {}, 'float32')
+    file_arch.resolve('siglip', 'v2_b16_256', weights, {}, 'float32')
   (tmp_path / 'config.json').write_text(json.dumps(dict(vision, num_patches=200)))
   with pytest.raises(InputError, match='num_patches 200 is not a square grid'):
-    vit_arch.resolve('siglip', None, weights, {}, 'float32')
+    file_arch.resolve('siglip', None, weights, {}, 'float32')
 
 
 def test_processor_resample(tmp_path):
   weights = str(tmp_path / 'model.safetensors')
-  assert vit_arch.processor_resample(weights) is None
+  assert file_arch.processor_resample(weights) is None
   for resample, want in ((2, 'bilinear'), (3, 'bicubic'), (None, None)):
     (tmp_path / 'preprocessor_config.json').write_text(json.dumps({'resample': resample}))
-    assert vit_arch.processor_resample(weights) == want
+    assert file_arch.processor_resample(weights) == want
   (tmp_path / 'preprocessor_config.json').write_text(json.dumps({'resample': 1}))
   with pytest.raises(InputError, match='resample 1 is not a filter memjax has'):
-    vit_arch.processor_resample(weights)
+    file_arch.processor_resample(weights)
 
 
 # --- Equality with transformers' torch models ------------------------------------------------
@@ -95,8 +100,8 @@ def saved(tmp_path_factory) -> dict:
   """{name: (torch vision model, processor, path of its model.safetensors)}: a NaFlex vision
   model (4 x 4 position grid, patch 8), a full NaFlex Siglip2Model, and a fixed-resolution
   SigLIP vision model with SigLIP 2's bilinear preprocessor_config.json."""
-  torch = pytest.importorskip('torch')
-  t = pytest.importorskip('transformers')
+  torch = require('torch')
+  t = require('transformers')
   torch.manual_seed(0)
   naflex = dict(_TINY, patch_size=8, num_patches=16)
   text = dict(_TINY, vocab_size=64, max_position_embeddings=8, bos_token_id=0, eos_token_id=1)

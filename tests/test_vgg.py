@@ -10,8 +10,11 @@ import pytest
 import torch_files
 
 from memjax.errors import InputError
-from memjax.features import vgg, vgg_weights
-from memjax.features.vgg_weights import VGGArch
+from memjax.features.readers import weight_files
+from memjax.features.vgg import extractor as vgg_extractor
+from memjax.features.vgg import model as vgg_model
+from memjax.features.vgg import weights as vgg_weights
+from memjax.features.vgg.model import VGGArch
 
 # Keras' own saving code trips numpy 2's __array__(copy=) deprecation; not ours to fix.
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
@@ -44,7 +47,7 @@ def _fc7(extractor, images):
 
 def _jitted_fc7(arch, origin):
   return lambda params, images: np.asarray(
-    _jitted(functools.partial(vgg.fc7, arch=arch, origin=origin))(params, images)
+    _jitted(functools.partial(vgg_model.fc7, arch=arch, origin=origin))(params, images)
   )
 
 
@@ -107,15 +110,15 @@ def test_full_width_vgg16_loads_keras_applications_layers():
   shapes = _flax_shapes(arch)
   assert sum(np.prod(s.shape) for s in jax.tree.leaves(shapes)) + 4096 * 1000 + 1000 == 138_357_544
   images = jax.ShapeDtypeStruct((2, 224, 224, 3), np.uint8)
-  for origin in (vgg.KERAS, vgg.TORCHVISION):
-    out = jax.eval_shape(functools.partial(vgg.fc7, arch=arch, origin=origin), shapes, images)
+  for origin in (vgg_model.KERAS, vgg_model.TORCHVISION):
+    out = jax.eval_shape(functools.partial(vgg_model.fc7, arch=arch, origin=origin), shapes, images)
     assert (out.shape, out.dtype) == ((2, 4096), np.float32)
 
 
 def _flax_shapes(arch):
   size = arch.image_size
   x = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
-  return jax.eval_shape(vgg.VGG(arch).init, jax.random.PRNGKey(0), x)['params']
+  return jax.eval_shape(vgg_model.VGG(arch).init, jax.random.PRNGKey(0), x)['params']
 
 
 @pytest.mark.parametrize('depth', [16, 19])
@@ -176,9 +179,9 @@ def test_keras_and_torchvision_files_give_keras_fc7(tmp_path, depth):
   ):
     path = tmp_path / name
     save(str(path))
-    ex = vgg.make_vgg_extractor(str(path), depth, arch=arch)
+    ex = vgg_extractor.make_vgg_extractor(str(path), depth, arch=arch)
     assert (ex.name, ex.feature_dim) == (f'vgg{depth}_fc7', arch.fc_dim)
-    assert ex.weights_sha256 == vgg_weights.file_digests(str(path))[0]
+    assert ex.weights_sha256 == weight_files.file_sha256(str(path))
     assert 'BGR' in ex.preprocessing
     got = _fc7(ex, images)
     assert got.shape == (2, arch.fc_dim)
@@ -186,9 +189,9 @@ def test_keras_and_torchvision_files_give_keras_fc7(tmp_path, depth):
 
   pth = tmp_path / f'vgg{depth}_tv.pth'
   torch_files.save_zip(pth, _torch_state_dict(_keras_layers(model), arch))
-  tv = vgg.make_vgg_extractor(str(pth), depth, arch=arch)
+  tv = vgg_extractor.make_vgg_extractor(str(pth), depth, arch=arch)
   assert 'torchvision' in tv.preprocessing
-  x = (images / 255.0 - np.array(vgg.TORCH_RGB_MEAN)) / np.array(vgg.TORCH_RGB_STD)
+  x = (images / 255.0 - np.array(vgg_model.TORCH_RGB_MEAN)) / np.array(vgg_model.TORCH_RGB_STD)
   want_tv = fc2.predict_on_batch(x.astype('float32'))
   scale_tv = float(np.max(np.abs(want_tv)))
   assert (want_tv > 0).mean() > 0.05 and scale_tv > 1
@@ -230,8 +233,8 @@ def test_narrow_vgg_torchvision_matches_keras_layout(tmp_path):
   images = _images(3, seed=1)
   _write_original_keras_h5(tmp_path / 'k.h5', layers)
   torch_files.save_legacy(tmp_path / 't.pth', _torch_state_dict(layers, NARROW16))
-  keras_ex = vgg.make_vgg_extractor(str(tmp_path / 'k.h5'), 16, arch=NARROW16)
-  torch_ex = vgg.make_vgg_extractor(str(tmp_path / 't.pth'), 16, arch=NARROW16)
+  keras_ex = vgg_extractor.make_vgg_extractor(str(tmp_path / 'k.h5'), 16, arch=NARROW16)
+  torch_ex = vgg_extractor.make_vgg_extractor(str(tmp_path / 't.pth'), 16, arch=NARROW16)
   jax.tree.map(np.testing.assert_array_equal, torch_ex.params, keras_ex.params)
   # Same network; only the preprocessing differs with the file's origin.
   caffe = _jitted_fc7(NARROW16, 'keras')(keras_ex.params, images)
@@ -246,33 +249,35 @@ def test_narrow_vgg_torchvision_matches_keras_layout(tmp_path):
 def test_weight_file_errors(tmp_path):
   arch = NARROW16
   with pytest.raises(InputError, match='never downloads'):
-    vgg.make_vgg_extractor(str(tmp_path / 'nope.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor(str(tmp_path / 'nope.h5'), 16, arch=arch)
   # A VGG19 file loaded as VGG16: the extra convolutions are named.
   _write_original_keras_h5(tmp_path / 'v19.h5', _random_layers(NARROW19))
   with pytest.raises(InputError, match=r"unexpected \['block3_conv4', 'block4_conv4'"):
-    vgg.make_vgg_extractor(str(tmp_path / 'v19.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor(str(tmp_path / 'v19.h5'), 16, arch=arch)
   layers = _random_layers(arch, with_head=False)
   del layers['fc2']
   _write_original_keras_h5(tmp_path / 'nofc2.h5', layers)
   with pytest.raises(InputError, match=r"missing \['fc2'\]"):
-    vgg.make_vgg_extractor(str(tmp_path / 'nofc2.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor(str(tmp_path / 'nofc2.h5'), 16, arch=arch)
   state = _torch_state_dict(_random_layers(arch), arch)
   state['features.0.weight'] = state['features.0.weight'][:, :, :2]
   torch_files.save_zip(tmp_path / 'bad.pth', state)
   with pytest.raises(InputError, match=r'features.0.weight has shape \(4, 3, 2, 3\)'):
-    vgg.make_vgg_extractor(str(tmp_path / 'bad.pth'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor(str(tmp_path / 'bad.pth'), 16, arch=arch)
   # Files named like the releases must match their published checksums.
   torch_files.save_zip(
     tmp_path / 'vgg16-397923af.pth', _torch_state_dict(_random_layers(arch), arch)
   )
   with pytest.raises(InputError, match='does not start with 397923af'):
-    vgg.make_vgg_extractor(str(tmp_path / 'vgg16-397923af.pth'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor(str(tmp_path / 'vgg16-397923af.pth'), 16, arch=arch)
   _write_original_keras_h5(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels.h5', layers)
   with pytest.raises(InputError, match='published 64373286793e3c8b2b4e3219cbf3544b'):
-    vgg.make_vgg_extractor(str(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels.h5'), 16)
+    vgg_extractor.make_vgg_extractor(
+      str(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels.h5'), 16
+    )
   (tmp_path / 'junk.h5').write_bytes(b'junk' * 100)
   with pytest.raises(InputError, match='neither a Keras HDF5'):
-    vgg.make_vgg_extractor(str(tmp_path / 'junk.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor(str(tmp_path / 'junk.h5'), 16, arch=arch)
   with pytest.raises(InputError, match='depth must be one of'):
     VGGArch(depth=11)
 
@@ -296,13 +301,13 @@ def test_semantic_extractor(tmp_path, names):
   if names[0] == 'ff_image_W':  # The original release also holds the sentence encoder.
     arrays.update(Wemb=rng.standard_normal((5, 3)), encoder_W=rng.standard_normal((3, 4)))
   np.savez(tmp_path / 'proj.npz', **arrays)
-  ex = vgg.make_semantic_extractor(
+  ex = vgg_extractor.make_semantic_extractor(
     str(tmp_path / 'vgg19.h5'), str(tmp_path / 'proj.npz'), arch=NARROW19
   )
   assert ex.name == 'vse_semantic' and ex.feature_dim == 12
   assert len(ex.weights_sha256) == 64 and 'L2-normalised' in ex.preprocessing
   images = _images(3, seed=3)
-  cnn = vgg.make_vgg_extractor(str(tmp_path / 'vgg19.h5'), 19, arch=NARROW19)
+  cnn = vgg_extractor.make_vgg_extractor(str(tmp_path / 'vgg19.h5'), 19, arch=NARROW19)
   want = _l2(_l2(_fc7(cnn, images)) @ w + b)
   got = _fc7(ex, images)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -320,11 +325,15 @@ def test_projection_errors(tmp_path):
   for name, (arrays, match) in cases.items():
     np.savez(tmp_path / name, **arrays)
     with pytest.raises(InputError, match=match):
-      vgg.make_semantic_extractor(str(tmp_path / 'vgg19.h5'), str(tmp_path / name), arch=NARROW19)
+      vgg_extractor.make_semantic_extractor(
+        str(tmp_path / 'vgg19.h5'), str(tmp_path / name), arch=NARROW19
+      )
   with pytest.raises(InputError, match='projection file .* does not exist'):
-    vgg.make_semantic_extractor(str(tmp_path / 'vgg19.h5'), str(tmp_path / 'x.npz'), arch=NARROW19)
+    vgg_extractor.make_semantic_extractor(
+      str(tmp_path / 'vgg19.h5'), str(tmp_path / 'x.npz'), arch=NARROW19
+    )
   (tmp_path / 'bad.npz').write_bytes(b'not a zip')
   with pytest.raises(InputError, match='not a readable .npz'):
-    vgg.make_semantic_extractor(
+    vgg_extractor.make_semantic_extractor(
       str(tmp_path / 'vgg19.h5'), str(tmp_path / 'bad.npz'), arch=NARROW19
     )

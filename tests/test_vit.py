@@ -1,4 +1,4 @@
-"""CLIP / SigLIP / DINOv2 (memjax/features/vit.py, vit_weights.py): file layouts, errors, shapes,
+"""CLIP / SigLIP / DINOv2 (memjax/features/vit/): file layouts, errors, shapes,
 extraction end to end. The equivalence with the reference implementation is test_vit_reference.py.
 
 The writers here lay random tensors out as the published files do (Hugging Face names and
@@ -17,7 +17,11 @@ from PIL import Image
 from references import require
 
 from memjax.errors import InputError
-from memjax.features import safetensors_file, vit, vit_extractor, vit_weights
+from memjax.features.readers import safetensors as safetensors_reader
+from memjax.features.readers import weight_files
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import from_hf
+from memjax.features.vit import model as vit
 
 TINY = {
   'clip': dataclasses.replace(vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=2, heads=4,
@@ -212,7 +216,7 @@ def clip_file(tmp_path_factory):
 
 def test_safetensors_reader_matches_the_writer(clip_file):
   hf, path = clip_file
-  read = safetensors_file.read(path)
+  read = safetensors_reader.read(path)
   assert sorted(read) == sorted(hf)
   for k, v in hf.items():
     np.testing.assert_array_equal(read[k], v)
@@ -226,10 +230,10 @@ def test_safetensors_bfloat16_and_truncated(tmp_path):
   header = json.dumps({'x': {'dtype': 'BF16', 'shape': [2, 3], 'data_offsets': [0, 12]}}).encode()
   path = tmp_path / 'w.safetensors'
   path.write_bytes(len(header).to_bytes(8, 'little') + header + x.tobytes())
-  np.testing.assert_array_equal(safetensors_file.read(str(path))['x'], x)
+  np.testing.assert_array_equal(safetensors_reader.read(str(path))['x'], x)
   path.write_bytes(len(header).to_bytes(8, 'little') + header + x.tobytes()[:8])
   with pytest.raises(InputError, match="'x' lies outside the file"):
-    safetensors_file.read(str(path))
+    safetensors_reader.read(str(path))
 
 
 def test_open_clip_and_pytorch_bin_equal_the_safetensors(clip_file, tmp_path):
@@ -332,10 +336,10 @@ def test_torch_bicubic_weights():
   # (0, 0, 0, 1) -> -0.10546875; i = 1: x = 0.25, weights (-0.1055, 0.8789, 0.2617, -0.0352) on
   # (0, 0, 1, 1) -> 0.2265625; the rest by symmetry. (OpenCV's INTER_CUBIC, the same kernel and
   # sampling, agreed with `_cubic_matrix` to 5e-7 on 37 -> 16, DINOv2's case, in a one-off check.)
-  m = vit_weights._cubic_matrix(2, 4)
+  m = from_hf._cubic_matrix(2, 4)
   np.testing.assert_allclose(m @ [0.0, 1.0], [-0.10546875, 0.2265625, 0.7734375, 1.10546875])
-  np.testing.assert_allclose(vit_weights._cubic_matrix(37, 16).sum(axis=1), 1.0)
-  np.testing.assert_allclose(vit_weights._cubic_matrix(5, 5), np.eye(5), atol=1e-12)
+  np.testing.assert_allclose(from_hf._cubic_matrix(37, 16).sum(axis=1), 1.0)
+  np.testing.assert_allclose(from_hf._cubic_matrix(5, 5), np.eye(5), atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -380,8 +384,9 @@ def test_extract_end_to_end(tmp_path, test_config):
   colour grid (another image geometry), CLIP follows the grid's crops and resizes them itself.
   Alone, CLIP's images are cut as its reference processor cuts them (bicubic, truncated)."""
   require('safetensors')
-  from memjax.features import extract, store
+  from memjax import extract
   from memjax.features import images as images_lib
+  from memjax.features import store
 
   weights = save_safetensors(hf_tensors(TINY['clip'], seed=3), tmp_path / 'model.safetensors')
   folder = tmp_path / 'images'
@@ -411,7 +416,7 @@ def test_extract_end_to_end(tmp_path, test_config):
     assert arrays['clip'].shape == (6, 16)
     entry = meta['features']['clip']
     assert entry['extractor'] == 'clip_tiny_clip/embedding'
-    assert entry['weights_sha256'] == vit_weights.file_sha256(weights)
+    assert entry['weights_sha256'] == weight_files.file_sha256(weights)
     assert entry['input_size'] == [geometry.image_size] * 2
     g = geometry
     crops = np.stack([images_lib.load_image(str(folder / i), 0, 0, g) for i in ids])

@@ -15,8 +15,10 @@ import pytest
 import test_vit as tv
 from PIL import Image
 
-from memjax.features import images, vit, vit_extractor
+from memjax.features import images
 from memjax.features.geometry import Geometry
+from memjax.features.vit import extractor as vit_extractor
+from memjax.features.vit import model as vit
 
 HF = Geometry(224, 224, 'bicubic', 'truncate', 'center')
 SIGLIP = Geometry(224, 224, 'bicubic', 'truncate', 'stretch')

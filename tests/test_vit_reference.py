@@ -17,7 +17,7 @@ import pytest
 import test_vit as tv
 from references import require
 
-from memjax.features import vit
+from memjax.features.vit import model as vit
 
 keras_hub = require('keras_hub')
 import keras  # noqa: E402  (already imported by TensorFlow, with its backend)

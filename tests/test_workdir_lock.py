@@ -15,9 +15,8 @@ import time
 import pytest
 
 import main
-from memjax import command_line, schema
+from memjax import command_line, extract, schema
 from memjax.errors import InputError
-from memjax.features import extract
 from memjax.runtime import workdir_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

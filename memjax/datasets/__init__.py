@@ -1,6 +1,7 @@
 """Dataset readers. `load(config)` returns a MemorabilityData for `config.data.name`."""
 
 import ml_collections
+from absl import logging
 
 from memjax.datasets import synthetic
 from memjax.datasets.base import LabelledSplit, MemorabilityData
@@ -10,7 +11,7 @@ PROTOCOLS = {'synthetic': ('cv5',), 'lamem': ('cv5', 'official'), 'image_folder'
 
 
 def load(config: ml_collections.ConfigDict) -> MemorabilityData:
-  """Loads the dataset the config names.
+  """Loads the dataset the config names and logs its description (a warning when synthetic).
 
   Raises:
     InputError: unknown dataset name or a protocol the dataset does not support.
@@ -22,6 +23,14 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     raise InputError(
       f'config.data.protocol for {name!r} must be one of {PROTOCOLS[name]}, got {protocol!r}.'
     )
+  data = _read(config)
+  (logging.warning if data.synthetic else logging.info)('%s', data.description)
+  return data
+
+
+def _read(config: ml_collections.ConfigDict) -> MemorabilityData:
+  """The dataset `config.data.name` names, read by its module."""
+  name = config.data.name
   if name == 'lamem':
     from memjax.datasets import lamem  # needs the feature store only when used
 

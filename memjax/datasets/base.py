@@ -36,9 +36,9 @@ class MemorabilityData:
       `ids`.
     scores: [N] float64 memorability scores in [0, 1] used by cross-validation; NaN for rows
       without a label (they are left out of the folds).
+    description: one line for logs and results.
     synthetic: True when the data is a generated stand-in, not real images.
     ceiling: the data's consistency ceiling (Spearman), if known.
-    description: one line for logs and results.
     splits: given splits with their own labels, for the `official` protocol (may be empty).
     label_version: which label version `scores` holds, when the data has several.
     extractors: when set, features are computed on the fly: `features` holds only `image`
@@ -51,9 +51,9 @@ class MemorabilityData:
   ids: np.ndarray
   features: Mapping[str, np.ndarray]
   scores: np.ndarray
-  synthetic: bool
-  ceiling: float | None
   description: str
+  synthetic: bool = False
+  ceiling: float | None = None
   splits: tuple[LabelledSplit, ...] = ()
   label_version: int | None = None
   extractors: Mapping | None = None

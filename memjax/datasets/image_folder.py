@@ -76,14 +76,11 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
   else:
     ids, features, scores, sources = _from_store(config, ids, scores, path)
     description = f'image folder {config.data.dir} with {path} ({len(scores)} rows in the store)'
-  logging.info('%s', description)
   return MemorabilityData(
     name='image_folder',
     ids=ids,
     features=features,
     scores=scores,
-    synthetic=False,
-    ceiling=None,
     description=description,
     extractors=extractors,
     sources=sources,

@@ -20,7 +20,6 @@ import os
 
 import ml_collections
 import numpy as np
-from absl import logging
 
 from memjax.datasets import score_files
 from memjax.datasets.base import LabelledSplit, MemorabilityData
@@ -152,14 +151,11 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     f'LaMem from {root} with features from {features_dir} ({ids.size} images); '
     f'train/val/test per split: {counts}'
   )
-  logging.info('%s', description)
   return MemorabilityData(
     name='lamem',
     ids=ids,
     features=features,
     scores=versions[version],
-    synthetic=False,
-    ceiling=None,
     description=description,
     splits=tuple(splits),
     label_version=version,

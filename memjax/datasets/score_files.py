@@ -10,9 +10,9 @@ import math
 import os
 import posixpath
 import re
-import unicodedata
 
 from memjax.errors import InputError
+from memjax.features.store.spec import has_control_characters
 
 _SHOW = 5  # missing files quoted in a message
 _SCORE = 'a score in [0, 1]'
@@ -78,11 +78,6 @@ def relative_image_path(text: str, path: str, line: int) -> str:
       'byte-order mark); is the file damaged or in another encoding?'
     )
   return norm
-
-
-def has_control_characters(text: str) -> bool:
-  """Whether `text` holds a control character (Unicode category Cc) or a byte-order mark."""
-  return '\ufeff' in text or any(unicodedata.category(c) == 'Cc' for c in text)
 
 
 def check_duplicate(seen: dict[str, int], image_id: str, path: str, line: int) -> None:

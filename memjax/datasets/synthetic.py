@@ -27,7 +27,6 @@ import dataclasses
 
 import ml_collections
 import numpy as np
-from absl import logging
 from scipy import special, stats
 
 from memjax import metrics
@@ -130,7 +129,6 @@ def generate(cfg: ml_collections.ConfigDict, seed: int) -> MemorabilityData:
     f'SYNTHETIC stand-in for LaMem ({n} generated rows, seed {seed}; no real images): '
     f'score mean {scores.mean():.3f}, SD {scores.std():.3f}, ceiling {ceiling:.3f}'
   )
-  logging.warning('%s', description)
   return MemorabilityData(
     name='synthetic',
     ids=np.char.add('synthetic_', np.char.zfill(np.arange(n).astype(str), 8)),

@@ -10,7 +10,6 @@ import os
 
 import ml_collections
 import numpy as np
-from absl import logging
 
 from memjax.datasets import synthetic
 from memjax.datasets.base import MemorabilityData
@@ -61,7 +60,6 @@ def load(config: ml_collections.ConfigDict) -> MemorabilityData:
     f'SYNTHETIC stand-in for LaMem ({ids.size} generated rows, seed {config.seed}; no real '
     f'images), memory-mapped from {os.path.abspath(directory)}: ceiling {made["ceiling"]:.3f}'
   )
-  logging.warning('%s', description)
   return MemorabilityData(
     name='synthetic',
     ids=ids,

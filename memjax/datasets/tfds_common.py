@@ -1,10 +1,12 @@
-"""What the TFDS builders (`tfds_lamem`, `tfds_image_folder`) share beyond `score_files`: the
-image values handed to TFDS and the build command.
+"""What the TFDS builders (`tfds_lamem`, `tfds_image_folder`) share beyond `score_files`: their
+`DatasetInfo`, manual folder and examples, the image values handed to TFDS, the build command.
 """
 
+import os
 import sys
 
 import numpy as np
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from memjax.errors import InputError
@@ -17,6 +19,54 @@ _ORIENTATION = 0x0112  # the EXIF tag
 # orientation, more than 8 bits, alpha, palette, CMYK, animation), are decoded by `image_decode`
 # and stored as PNG.
 PASSTHROUGH_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def scored_images_info(
+  builder: tfds.core.DatasetBuilder, description: str, score_doc: str, **details
+) -> tfds.core.DatasetInfo:
+  """The `DatasetInfo` of a builder of scored images: `image` (RGB), `id` (text) and `score`
+  (float32, described by `score_doc`), in a fixed order, supervised as (image, score); `details`
+  adds fields such as `homepage` and `citation`."""
+  return tfds.core.DatasetInfo(
+    builder=builder,
+    description=description,
+    features=tfds.features.FeaturesDict(
+      {
+        'image': tfds.features.Image(shape=(None, None, 3)),
+        'id': tfds.features.Text(),
+        'score': tfds.features.Scalar(np.float32, doc=score_doc),
+      }
+    ),
+    supervised_keys=('image', 'score'),
+    disable_shuffling=True,
+    **details,
+  )
+
+
+def manual_dir(dl_manager: tfds.download.DownloadManager, dataset: str) -> str:
+  """The folder the user placed the data in.
+
+  Raises:
+    InputError: TFDS's own message for a missing or empty `manual_dir`, naming `dataset`.
+  """
+  try:
+    return os.fspath(dl_manager.manual_dir)
+  except AssertionError as e:
+    raise InputError(f'{dataset}: {e}') from e
+
+
+def scored_examples(image_dir: str, entries: list[tuple[str, float, int]]):
+  """(key, example) of each (image id, score, line) entry, in order: the image under
+  `image_dir`, its id and its float32 score."""
+  for index, (image_id, score, _) in enumerate(entries):
+    yield (
+      index,
+      {
+        'image': image_value(os.path.join(image_dir, image_id)),
+        'id': image_id,
+        'score': np.float32(score),
+      },
+    )
 
 
 def image_value(path: str) -> str | np.ndarray:

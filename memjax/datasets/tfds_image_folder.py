@@ -9,13 +9,8 @@ the CSV's row order. JPEG, PNG and BMP files are stored as they are; other forma
 are stored as PNG.
 
 Build with the default config (`scores.csv` with columns `image` and `score`), offline, from the
-repository root::
-
-  PYTHONPATH=. tfds build memjax/datasets/tfds_image_folder.py \\
-    --manual_dir=/data/my_dataset --data_dir=/data/tensorflow_datasets
-
-The `tfds` script of TFDS 4.9.10 imports apache_beam at start-up; without it, this module runs
-the same build command itself (same flags)::
+repository root (with apache_beam installed, which TFDS 4.9.10's `tfds` script imports,
+`PYTHONPATH=. tfds build memjax/datasets/tfds_image_folder.py` takes the same flags)::
 
   python -m memjax.datasets.tfds_image_folder --manual_dir=/data/my_dataset \\
     --data_dir=/data/tensorflow_datasets
@@ -34,11 +29,9 @@ or, with your own layout, from Python::
 import dataclasses
 import os
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from memjax.datasets import score_files, tfds_common
-from memjax.errors import InputError
 
 
 @dataclasses.dataclass(eq=False)
@@ -73,25 +66,11 @@ class ScoredImageFolder(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = score_files.CSV_INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description='Images with memorability or interestingness scores from a CSV file.',
-      features=tfds.features.FeaturesDict(
-        {
-          'image': tfds.features.Image(shape=(None, None, 3)),
-          'id': tfds.features.Text(),
-          'score': tfds.features.Scalar(np.float32, doc='score in [0, 1]'),
-        }
-      ),
-      supervised_keys=('image', 'score'),
-      disable_shuffling=True,
-    )
+    description = 'Images with memorability or interestingness scores from a CSV file.'
+    return tfds_common.scored_images_info(self, description, 'score in [0, 1]')
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    try:
-      manual_dir = os.fspath(dl_manager.manual_dir)
-    except AssertionError as e:  # TFDS's own message for a missing or empty manual_dir
-      raise InputError(f'{self.name}: {e}') from e
+    manual_dir = tfds_common.manual_dir(dl_manager, self.name)
     config = self.builder_config
     layout = score_files.CsvLayout(
       config.image_column, config.score_column, config.split_column, config.delimiter
@@ -106,15 +85,7 @@ class ScoredImageFolder(tfds.core.GeneratorBasedBuilder):
     return {name: self._generate_examples(image_dir, entries) for name, entries in splits.items()}
 
   def _generate_examples(self, image_dir: str, entries: list[tuple[str, float, int]]):
-    for index, (image_id, score, _) in enumerate(entries):
-      yield (
-        index,
-        {
-          'image': tfds_common.image_value(os.path.join(image_dir, image_id)),
-          'id': image_id,
-          'score': np.float32(score),
-        },
-      )
+    yield from tfds_common.scored_examples(image_dir, entries)
 
 
 if __name__ == '__main__':

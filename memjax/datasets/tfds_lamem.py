@@ -7,13 +7,8 @@ the order of their split file. Each split k's train + val + test partition all 5
 `train_1 + val_1 + test_1` visits every image once (the right input for feature extraction).
 Images are stored once per split they appear in, i.e. five times in all.
 
-Build, offline (run from the repository root)::
-
-  PYTHONPATH=. tfds build memjax/datasets/tfds_lamem.py \\
-    --manual_dir=/data/lamem_manual --data_dir=/data/tensorflow_datasets
-
-The `tfds` script of TFDS 4.9.10 imports apache_beam at start-up; without it, this module runs
-the same build command itself (same flags)::
+Build, offline, from the repository root (with apache_beam installed, which TFDS 4.9.10's `tfds`
+script imports, `PYTHONPATH=. tfds build memjax/datasets/tfds_lamem.py` takes the same flags)::
 
   python -m memjax.datasets.tfds_lamem --manual_dir=/data/lamem_manual \\
     --data_dir=/data/tensorflow_datasets
@@ -28,7 +23,6 @@ or from Python::
 
 import os
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from memjax.datasets import score_files, tfds_common
@@ -127,42 +121,22 @@ class Lamem(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description='LaMem: 58,741 images with memorability scores, 5 official splits.',
-      features=tfds.features.FeaturesDict(
-        {
-          'image': tfds.features.Image(shape=(None, None, 3)),
-          'id': tfds.features.Text(),
-          'score': tfds.features.Scalar(np.float32, doc='memorability score in [0, 1]'),
-        }
-      ),
-      supervised_keys=('image', 'score'),
-      disable_shuffling=True,
+    return tfds_common.scored_images_info(
+      self,
+      'LaMem: 58,741 images with memorability scores, 5 official splits.',
+      'memorability score in [0, 1]',
       homepage='http://memorability.csail.mit.edu',
       citation=_CITATION,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    try:
-      manual_dir = os.fspath(dl_manager.manual_dir)
-    except AssertionError as e:  # TFDS's own message for a missing or empty manual_dir
-      raise InputError(f'LaMem: {e}') from e
-    root = find_root(manual_dir, dl_manager.extract)
+    root = find_root(tfds_common.manual_dir(dl_manager, 'LaMem'), dl_manager.extract)
     splits = read_splits(root)
     images = os.path.join(root, 'images')
     return {name: self._generate_examples(images, entries) for name, entries in splits.items()}
 
   def _generate_examples(self, images: str, entries: list[tuple[str, float, int]]):
-    for index, (image_id, score, _) in enumerate(entries):
-      yield (
-        index,
-        {
-          'image': tfds_common.image_value(os.path.join(images, image_id)),
-          'id': image_id,
-          'score': np.float32(score),
-        },
-      )
+    yield from tfds_common.scored_examples(images, entries)
 
 
 if __name__ == '__main__':

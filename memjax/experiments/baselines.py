@@ -55,7 +55,7 @@ import optuna
 from absl import logging
 from sklearn import exceptions, model_selection
 
-from memjax import datasets, evaluate, fold_data, metrics, results, run_record
+from memjax import datasets, fold_data, metrics, results, run_record
 from memjax.errors import InputError
 from memjax.experiments import baseline_models, fold_predictions
 
@@ -274,32 +274,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   plans = fold_data.plan_folds(config, data)
   fold_results = []
-  for fold in evaluate.folds_to_run(config, len(plans)):
+  for fold in fold_data.folds_to_run(config.data.run_folds, len(plans)):
     eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
     if os.path.exists(eval_path):
       logging.info('fold %d already finished (%s); skipping', fold, eval_path)
       fold_results.append(results.read_json(eval_path))
       continue
     fold_results.append(run_fold(config, data, x, plans[fold], fold, workdir))
-  rho = np.array([np.nan if r['spearman'] is None else r['spearman'] for r in fold_results])
   summary = {
-    'dataset': data.name,
-    'synthetic': data.synthetic,
-    'data_description': data.description,
-    'protocol': config.data.protocol,
-    'label_version': data.label_version if config.data.protocol == 'cv5' else None,
+    **results.over_folds(config, data, fold_results),
     'method': config.baseline.method,
-    'features': list(config.features),
     'approximation': approximation_of(config.baseline),
     'num_trials': 0 if config.baseline.method == 'ridge_cv' else config.baseline.num_trials,
     'tune_folds': tune_folds_of(config.baseline),
     'tune_rows': config.baseline.tune_rows,
     'fit_rows': config.baseline.fit_rows,
-    'folds': fold_results,
-    'spearman_mean': float(rho.mean()),
-    'spearman_std': float(rho.std(ddof=1)) if rho.size > 1 else None,
-    **metrics.fold_summary(fold_results),
-    'ceiling': data.ceiling,
     'mode': 'baseline',
     'wall_seconds': time.time() - start,
   }

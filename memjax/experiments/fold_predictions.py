@@ -7,8 +7,7 @@ version and the `pred`icted scores. Baselines write it as they score; for an MLP
 when the workdir can be written.
 
 `predict_rows` also serves cross-dataset evaluation (`memjax.experiments.transfer`): any rows of
-any dataset with the same features can be scored by any fold restored with
-`evaluate.restore_fold`.
+any dataset with the same features can be scored by any fold restored with `RunParts.restore`.
 """
 
 import errno
@@ -18,18 +17,10 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.sharding import Mesh
 
-from memjax import (
-  datasets,
-  evaluate,
-  fold_data,
-  folds,
-  metrics,
-  parallel,
-  results,
-)
+from memjax import datasets, fold_data, folds, metrics, parallel, results, run_parts, scoring
 from memjax.errors import NO_SPACE, InputError
+from memjax.run_parts import RunParts
 from memjax.runtime import atomic_files
 
 PREDICTIONS_FILE = 'predictions.npz'
@@ -97,27 +88,23 @@ def fold_numbers(workdir: str, holding: str = 'checkpoints') -> list[int]:
 def predict_rows(
   config: ml_collections.ConfigDict,
   data: datasets.MemorabilityData,
+  parts: RunParts,
   scores: np.ndarray,
   rows: np.ndarray,
   params,
   meta: dict,
-  mesh: Mesh,
-  eval_fn=None,
 ) -> np.ndarray:
   """Predicted scores [len(rows)] of a restored fold on `rows` of `data` (labelled by `scores`).
 
-  The fold's own thresholds, s_k and standardisation (from `meta`) apply.
+  `parts`: the run's (`run_parts.build` of `config` on `data`). The fold's own thresholds, s_k
+  and standardisation (from `meta`) apply.
   """
   rows = np.asarray(rows, np.int64)
   empty = np.zeros(0, np.int64)
   plan = fold_data.FoldPlan('rows', folds.Split(train=empty, val=empty, test=rows), scores)
   fd = fold_data.prepare(config, data, plan, int(meta['fold']), stored=meta)
-  consts = parallel.replicate(fd.consts(), mesh)
-  frozen = parallel.replicate(evaluate.frozen_weights(config, data), mesh)
-  eval_fn = eval_fn or evaluate.eval_program(config, data, mesh)
-  preds, _ = evaluate.predict(
-    eval_fn, params, fd, rows, consts, frozen, config.eval_batch_size, mesh
-  )
+  consts = parallel.replicate(fd.consts, parts.mesh)
+  preds, _ = scoring.predict(parts, params, fd, rows, consts)
   return np.asarray(preds['score'], np.float64)
 
 
@@ -145,12 +132,13 @@ def mlp_predictions(workdir: str, *, overwrite: bool = False) -> dict[int, dict[
     mesh = parallel.make_mesh()
     parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
     plans = fold_data.plan_folds(config, data)
-    eval_fn = evaluate.eval_program(config, data, mesh)
+    parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
     for fold in todo:
-      params, meta, _ = evaluate.restore_fold(config, data, fold, workdir, mesh)
+      fold_dir = results.fold_dir(workdir, fold)
+      params, meta, _ = parts.restore(fold_dir, config.eval.checkpoint)
       plan = plans[fold]
       rows = plan.split.test
-      pred = predict_rows(config, data, plan.scores, rows, params, meta, mesh, eval_fn)
+      pred = predict_rows(config, data, parts, plan.scores, rows, params, meta)
       out[fold] = {'rows': rows, 'ids': data.ids[rows], 'true': plan.scores[rows], 'pred': pred}
       _cache(paths[fold], out[fold])
   return {f: out[f] for f in numbers}

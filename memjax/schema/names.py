@@ -13,8 +13,8 @@ OPTIMIZERS = ('adam', 'rmsprop', 'sgd')  # memjax.optimizers.NAMES
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')  # memjax.optimizers
 SCORE_VALUES = ('upper_threshold', 'class_mean')  # memjax.labels
 MIN_CLASSES, MAX_CLASSES = 2, 8  # memjax.labels
-STORE_DTYPES = ('float16', 'float32')  # memjax.features.store_format.DTYPES
-ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.features.extract
+STORE_DTYPES = ('float16', 'float32')  # memjax.features.store.spec.DTYPES
+ON_ERROR = ('skip', 'stop')  # memjax.predict and memjax.extract
 # The baseline regressors and SVR kernel approximations (memjax/experiments/baseline_models.py).
 METHODS = ('svr', 'ridge', 'ridge_cv', 'knn', 'tree')
 APPROXIMATIONS = ('nystroem', 'none')

@@ -1,16 +1,40 @@
-"""Constants and validators of the feature-store format, shared by its reader and writers.
+"""The on-disk format of a feature store (version 1). A store is a directory holding:
 
-The format itself is specified in `memjax.features.store`.
+* `ids.txt`: one image id per line (UTF-8, `\\n` line ends), in row order. Ids are non-empty,
+  unique, and carry no leading or trailing whitespace.
+* `<name>.npy`, one per feature (`cnn.npy`, `semantic.npy`, `clip.npy`, ...): a plain NumPy
+  `.npy` array of shape [N, D] and dtype float16 or float32 whose row i belongs to line i of
+  `ids.txt`, loadable with `np.load(path, mmap_mode='r')`. Feature names use letters, digits,
+  `_` and `-`, and start with a letter or digit.
+* `metadata.json`::
+
+    {"format_version": 1, "count": N, "source": <anything JSON, e.g. "LaMem images/">,
+     "features": {"cnn": {"dim": 4096, "dtype": "float16", "extractor": "vgg16_fc7",
+                          "weights_sha256": "<64 hex digits>" or null,
+                          "input_size": [224, 224] (or an int, or null),
+                          "preprocessing": "resize 256, center crop 224, VGG mean"}, ...}}
+
+  `features` lists exactly the features the store serves; extra keys are kept as they are.
+* `COMPLETE`: the completeness marker, written last. A directory without it is an unfinished
+  store and is never read, so a crash never leaves a store that looks complete.
+* `progress.json`: only while `writer.StoreWriter` is filling the store (rows done per
+  feature); it is removed once `COMPLETE` exists.
+* `finite_checked.json` (optional, a cache): which arrays are known to hold no NaN or inf, keyed
+  by each file's identity and change times (`values`). Deleting it only makes the next
+  `read_store` scan the arrays again.
+
+This module holds the format's constants and the checks its reader and writers share. Stores
+made elsewhere (e.g. CLIP features) need only follow the format.
 """
 
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from memjax.datasets.score_files import has_control_characters
 from memjax.errors import InputError
 from memjax.runtime import atomic_files
 
@@ -22,6 +46,12 @@ FEATURE_KEYS = ('extractor', 'weights_sha256', 'input_size', 'preprocessing')
 NAME_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
 _SHA256 = re.compile(r'[0-9a-f]{64}')
 SHOW = 5  # offending rows / ids quoted in a message
+
+
+def has_control_characters(text: str) -> bool:
+  """Whether `text` holds a control character (Unicode category Cc) or a byte-order mark: no
+  image id may (nor may a score file's image path, which becomes an id)."""
+  return '\ufeff' in text or any(unicodedata.category(c) == 'Cc' for c in text)
 
 
 def is_complete(directory: str | os.PathLike) -> bool:

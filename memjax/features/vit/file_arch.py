@@ -31,8 +31,8 @@ import numpy as np
 from absl import logging
 
 from memjax.errors import InputError
-from memjax.features import vit
-from memjax.features.vit import ViTConfig
+from memjax.features.vit import model as vit_model
+from memjax.features.vit.model import ViTConfig
 
 # Field -> words for messages.
 FIELD_WORDS = {
@@ -441,11 +441,11 @@ def resolve(
   archs = file_arch(family, weights, tensors)
   from_config = archs[0] if len(archs) == 2 else None
   if variant is not None:
-    cfg = vit.get_config(family, variant, dtype)
+    cfg = vit_model.get_config(family, variant, dtype)
     check_agrees(cfg, variant, archs, weights)
     return cfg, variant, from_config
   if from_config is not None and 'heads' in from_config.fields:
-    base = vit.get_config(family, from_config.base, dtype)
+    base = vit_model.get_config(family, from_config.base, dtype)
     fields = {**from_config.defaults, **from_config.fields}
     if family != 'dinov2':
       fields['resize_to'] = fields['image_size']
@@ -458,12 +458,14 @@ def resolve(
     return cfg, _name_of(cfg), from_config
   shapes = {k: v for a in archs for k, v in {**a.defaults, **a.fields}.items()}
   shapes = FileArch(shapes, archs[-1].source)
-  order = [vit.DEFAULT_VARIANT[family]] + [v for v in vit.VARIANTS[family]]
+  order = [vit_model.DEFAULT_VARIANT[family]] + [v for v in vit_model.VARIANTS[family]]
   for name in order:
-    cfg = vit.get_config(family, name, dtype)
+    cfg = vit_model.get_config(family, name, dtype)
     if not any(_differs(v, getattr(cfg, k)) for k, v in shapes.fields.items()):
       same = [
-        n for n in vit.VARIANTS[family] if n != name and _same_shapes(vit.VARIANTS[family][n], cfg)
+        n
+        for n in vit_model.VARIANTS[family]
+        if n != name and _same_shapes(vit_model.VARIANTS[family][n], cfg)
       ]
       if same:
         logging.warning(
@@ -480,7 +482,7 @@ def resolve(
   raise InputError(
     f"{weights}: no built-in {family} variant has {shown}; put the model's config.json beside "
     f'the weights (memjax reads the architecture from it) or give a variant of '
-    f'{sorted(vit.VARIANTS[family])}.'
+    f'{sorted(vit_model.VARIANTS[family])}.'
   )
 
 
@@ -491,7 +493,7 @@ def _same_shapes(a: ViTConfig, b: ViTConfig) -> bool:
 
 def _name_of(cfg: ViTConfig) -> str:
   """A built-in variant's name when `cfg` is one, else a name that spells the architecture."""
-  for name, known in vit.VARIANTS[cfg.family].items():
+  for name, known in vit_model.VARIANTS[cfg.family].items():
     if dataclasses.replace(known, dtype=cfg.dtype) == cfg:
       return name
   name = f'w{cfg.width}d{cfg.depth}h{cfg.heads}m{cfg.mlp}p{cfg.patch}s{cfg.image_size}_{cfg.act}'

@@ -1,4 +1,4 @@
-"""ResMem's `model.pt` -> `resnet.ResMem` parameters, without torch; and where the file is.
+"""ResMem's `model.pt` -> `model.ResMem` parameters, without torch; and where the file is.
 
 The file is `resmem/model.pt` of the `resmem` package (PyPI, ~490 MB; ResMem Non-commercial
 License, (c) 2021 The University of Chicago: noncommercial use only, research at for-profit
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
-from memjax.features.resnet import ResMemConfig
+from memjax.features.readers import torch_checkpoint
+from memjax.features.resmem.model import ResMemConfig
 
 BN_EPS = 1e-5
 LICENCE = (
@@ -140,7 +140,7 @@ def config_of(tensors: Mapping[str, np.ndarray], path: str) -> ResMemConfig:
 
 
 def convert(tensors: Mapping[str, np.ndarray], path: str) -> tuple[ResMemConfig, dict]:
-  """(config, `resnet.ResMem` parameters) of a ResMem state_dict.
+  """(config, `model.ResMem` parameters) of a ResMem state_dict.
 
   Raises:
     InputError: as `config_of`, or a missing / mis-shaped tensor (named).

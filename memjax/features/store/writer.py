@@ -1,11 +1,13 @@
-"""Incremental, resumable writing of a feature store, for extraction runs that may be cut short.
+"""Writing a feature store: whole and atomically (`write_store`), or batch by batch (`StoreWriter`).
 
-The store directory is created (atomically) with `ids.txt`, one pre-allocated `<name>.npy` per
-feature and `progress.json`. Each `append` writes the next rows of some features into the
-memory-mapped arrays, flushes them, then atomically records the new row counts in
-`progress.json`; so after a crash at most the rows of the batch in flight are lost, and they are
-written again on resume. Until `finalize` writes `metadata.json` and the `COMPLETE` marker, the
-directory is an unfinished store that `read_store` refuses.
+`write_store` writes everything into a temporary sibling directory and renames it into place.
+`StoreWriter` serves extraction runs that may be cut short: the store directory is created
+(atomically) with `ids.txt`, one pre-allocated `<name>.npy` per feature and `progress.json`. Each
+`append` writes the next rows of some features into the memory-mapped arrays, flushes them, then
+atomically records the new row counts in `progress.json`; so after a crash at most the rows of
+the batch in flight are lost, and they are written again on resume. Until `finalize` writes
+`metadata.json` and the `COMPLETE` marker, the directory is an unfinished store that
+`read_store` refuses.
 """
 
 import hashlib
@@ -19,21 +21,117 @@ import numpy as np
 from absl import logging
 
 from memjax.errors import NO_SPACE, InputError, out_of_space
-from memjax.features.store_format import (
-  FORMAT_VERSION,
-  IDS_FILE,
-  PROGRESS_FILE,
-  build_metadata,
-  cast_rows,
-  check_dtype,
-  check_feature_name,
-  finish,
-  ids_text,
-  is_complete,
-  sync_dir,
-  validate_ids,
-)
+from memjax.features.store import spec
 from memjax.runtime import atomic_files
+
+
+def _looks_like_store(directory: str) -> bool:
+  names = set(os.listdir(directory))
+  return bool(names & {spec.IDS_FILE, spec.METADATA_FILE, spec.COMPLETE_FILE, spec.PROGRESS_FILE})
+
+
+def _check_target(directory: str, overwrite: bool) -> None:
+  if not os.path.lexists(directory):
+    return
+  if not os.path.isdir(directory):
+    raise InputError(f'{directory} exists and is not a directory; refusing to write a store there.')
+  if not os.listdir(directory):
+    return
+  if not _looks_like_store(directory):
+    raise InputError(
+      f'{directory} is a non-empty directory that is not a feature store; refusing to replace it.'
+    )
+  if not overwrite:
+    state = 'a complete' if spec.is_complete(directory) else 'an unfinished'
+    raise InputError(
+      f'{directory} already holds {state} feature store; pass overwrite=True to replace it.'
+    )
+
+
+def _swap_into_place(tmp: str, directory: str) -> None:
+  """Renames the finished `tmp` to `directory`; an old store is moved aside first, removed last."""
+  parent, base = os.path.split(directory)
+  if not os.path.lexists(directory):
+    os.rename(tmp, directory)
+  else:
+    backup = tempfile.mkdtemp(prefix=f'.{base}.old-', dir=parent)
+    os.rmdir(backup)  # only the unique name is wanted
+    os.rename(directory, backup)
+    try:
+      os.rename(tmp, directory)
+    except BaseException:
+      os.rename(backup, directory)
+      raise
+    shutil.rmtree(backup, ignore_errors=True)
+  spec.sync_dir(parent)
+
+
+def write_store(
+  directory: str | os.PathLike,
+  ids: Sequence[str],
+  features: Mapping[str, np.ndarray],
+  metadata: Mapping,
+  dtype: str = 'float32',
+  *,
+  overwrite: bool = False,
+) -> str:
+  """Writes a whole feature store atomically.
+
+  Everything goes into a temporary sibling directory (`metadata.json`, then `COMPLETE`, last),
+  which is then renamed to `directory`. An existing store is moved aside (to a hidden
+  `.<name>.old-*` sibling) only once the new one is complete, and deleted only after the new one
+  is in place; so a crash leaves the old store or the new one, never a partial one (in the instant
+  between the two renames the old one sits aside, and `read_store`'s error points to it).
+
+  Args:
+    directory: the store directory to create.
+    ids: [N] unique image ids, in row order.
+    features: feature name -> [N, D] array (any float or int dtype; cast to `dtype`).
+    metadata: descriptive fields, see `spec.build_metadata`.
+    dtype: 'float16' or 'float32', the stored dtype of every feature.
+    overwrite: replace an existing store at `directory`.
+
+  Returns:
+    The absolute path of the store.
+
+  Raises:
+    InputError: bad ids, arrays or metadata; or `directory` already holds a store and
+      `overwrite` is False, or holds something that is not a store.
+  """
+  directory = os.path.abspath(os.fspath(directory))
+  dtype = spec.check_dtype(dtype)
+  ids = spec.validate_ids(ids)
+  if not features:
+    raise InputError('write_store needs at least one feature array.')
+  for name in features:
+    spec.check_feature_name(name)
+  where = f'feature store {directory}'
+  arrays = {
+    n: spec.cast_rows(n, a, len(ids), None, dtype, where=where, ids=ids)
+    for n, a in features.items()
+  }
+  meta = spec.build_metadata(metadata, {n: a.shape[1] for n, a in arrays.items()}, dtype, len(ids))
+  _check_target(directory, overwrite)
+  parent = os.path.dirname(directory)
+  os.makedirs(parent, exist_ok=True)
+  kept = 'The store there is unchanged' if os.path.lexists(directory) else 'Nothing was kept'
+  with out_of_space(f'feature store {directory}', f'{kept}; free space and re-run.'):
+    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(directory)}.tmp-', dir=parent)
+    try:
+      atomic_files.write_text(os.path.join(tmp, spec.IDS_FILE), spec.ids_text(ids))
+      for name, array in arrays.items():
+        with open(os.path.join(tmp, f'{name}.npy'), 'wb') as f:
+          np.save(f, array)
+          f.flush()
+          os.fsync(f.fileno())
+      spec.finish(tmp, meta)
+      _swap_into_place(tmp, directory)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
+  dims = {n: a.shape[1] for n, a in arrays.items()}
+  logging.info('Wrote feature store %s: %d rows of %s, dims %s.', directory, len(ids), dtype, dims)
+  return directory
 
 
 def _reserve(path: str) -> None:
@@ -84,25 +182,25 @@ class StoreWriter:
         was started with other ids, dims or dtype.
     """
     self.directory = os.path.abspath(os.fspath(directory))
-    self.dtype = check_dtype(dtype)
-    ids = validate_ids(ids)
+    self.dtype = spec.check_dtype(dtype)
+    ids = spec.validate_ids(ids)
     if not dims:
       raise InputError('StoreWriter needs at least one feature dimension.')
-    self.dims = {check_feature_name(n): int(d) for n, d in dims.items()}
+    self.dims = {spec.check_feature_name(n): int(d) for n, d in dims.items()}
     bad = [n for n, d in self.dims.items() if d <= 0]
     if bad:
       raise InputError(f'StoreWriter: feature dimensions must be positive, got {dims}.')
     self.num_rows = len(ids)
     self._ids = ids
     self._layout = {
-      'format_version': FORMAT_VERSION,
+      'format_version': spec.FORMAT_VERSION,
       'count': self.num_rows,
       'dtype': self.dtype,
       'dims': self.dims,
-      'ids_sha256': hashlib.sha256(ids_text(ids).encode('utf-8')).hexdigest(),
+      'ids_sha256': hashlib.sha256(spec.ids_text(ids).encode('utf-8')).hexdigest(),
     }
-    progress_path = os.path.join(self.directory, PROGRESS_FILE)
-    if is_complete(self.directory):
+    progress_path = os.path.join(self.directory, spec.PROGRESS_FILE)
+    if spec.is_complete(self.directory):
       raise InputError(
         f'{self.directory} already holds a complete feature store; read it with read_store, '
         'or delete it to extract again.'
@@ -114,7 +212,7 @@ class StoreWriter:
     ):
       raise InputError(
         f'{self.directory} exists but is neither empty nor an unfinished feature store '
-        f'(no {PROGRESS_FILE}); delete it or choose another directory.'
+        f'(no {spec.PROGRESS_FILE}); delete it or choose another directory.'
       )
     else:
       self._rows_done = self._create(ids)
@@ -130,7 +228,7 @@ class StoreWriter:
     rows_done = dict.fromkeys(self.dims, 0)
     try:
       with out_of_space(f'feature store {self.directory}', 'Nothing was kept; free space, re-run.'):
-        atomic_files.write_text(os.path.join(tmp, IDS_FILE), ids_text(ids))
+        atomic_files.write_text(os.path.join(tmp, spec.IDS_FILE), spec.ids_text(ids))
         for name, dim in self.dims.items():
           path = os.path.join(tmp, f'{name}.npy')
           array = np.lib.format.open_memmap(
@@ -141,11 +239,11 @@ class StoreWriter:
           _reserve(path)
         progress = {**self._layout, 'rows_done': rows_done}
         progress_text = json.dumps(progress, indent=2) + '\n'
-        atomic_files.write_text(os.path.join(tmp, PROGRESS_FILE), progress_text)
+        atomic_files.write_text(os.path.join(tmp, spec.PROGRESS_FILE), progress_text)
       if os.path.isdir(self.directory):
         os.rmdir(self.directory)  # empty (checked by the caller)
       os.rename(tmp, self.directory)
-      sync_dir(parent)
+      spec.sync_dir(parent)
     except BaseException:
       shutil.rmtree(tmp, ignore_errors=True)
       raise
@@ -215,7 +313,7 @@ class StoreWriter:
       )
     where = f'feature store {self.directory}'
     batch = {
-      n: cast_rows(
+      n: spec.cast_rows(
         n,
         r,
         None,
@@ -243,7 +341,7 @@ class StoreWriter:
         done[name] += len(array)
       progress = {**self._layout, 'rows_done': done}
       atomic_files.write_text(
-        os.path.join(self.directory, PROGRESS_FILE), json.dumps(progress, indent=2) + '\n'
+        os.path.join(self.directory, spec.PROGRESS_FILE), json.dumps(progress, indent=2) + '\n'
       )
     self._rows_done = done
 
@@ -258,7 +356,7 @@ class StoreWriter:
     """Completes the store: writes `metadata.json`, then the `COMPLETE` marker.
 
     Args:
-      metadata: descriptive fields, see `store_format.build_metadata`.
+      metadata: descriptive fields, see `spec.build_metadata`.
 
     Returns:
       The absolute path of the store.
@@ -271,15 +369,15 @@ class StoreWriter:
       raise InputError(
         f'cannot finalize {self.directory}: rows done {unfinished} of {self.num_rows}.'
       )
-    meta = build_metadata(metadata, self.dims, self.dtype, self.num_rows)
+    meta = spec.build_metadata(metadata, self.dims, self.dtype, self.num_rows)
     self.close()
-    then = 'Every row is kept but the store is unfinished; free space and re-run to finish it.'
+    then = 'Every row is kept but the store is unfinished; free space and re-run to spec.finish it.'
     with out_of_space(f'feature store {self.directory}', then):
       for name in self.dims:
         with open(self._path(name), 'rb+') as f:
           os.fsync(f.fileno())
-      finish(self.directory, meta)
-    os.remove(os.path.join(self.directory, PROGRESS_FILE))
-    sync_dir(self.directory)
+      spec.finish(self.directory, meta)
+    os.remove(os.path.join(self.directory, spec.PROGRESS_FILE))
+    spec.sync_dir(self.directory)
     logging.info('Finished feature store %s (%d rows).', self.directory, self.num_rows)
     return self.directory

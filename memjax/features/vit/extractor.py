@@ -1,5 +1,5 @@
-"""Frozen CLIP / SigLIP / DINOv2 / DINOv3 extractors: `vit.py`'s encoder, `vit_weights.py`'s
-weights.
+"""Frozen CLIP / SigLIP / DINOv2 / DINOv3 extractors (`model.py`'s encoder with `weights.py`'s
+weights).
 
 `make_extractor` builds one from a local file; `share_geometry` lets fused ViTs take the image
 geometry of the features they are fused with (the registry's `build_all` calls it).
@@ -12,10 +12,13 @@ from collections.abc import Sequence
 import jax
 
 from memjax.errors import InputError
-from memjax.features import vit, vit_arch, vit_weights
 from memjax.features.extractor import Extractor
 from memjax.features.geometry import Geometry
-from memjax.features.vit import ViTConfig
+from memjax.features.readers import weight_files
+from memjax.features.vit import file_arch
+from memjax.features.vit import model as vit_model
+from memjax.features.vit import weights as vit_weights
+from memjax.features.vit.model import ViTConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +77,11 @@ def make_extractor(
 
   Args:
     family: 'clip', 'siglip', 'dinov2' or 'dinov3'.
-    variant: a key of `vit.VARIANTS[family]`, checked against the file and the model config
+    variant: a key of `model.VARIANTS[family]`, checked against the file and the model config
       beside it; None: the architecture of that config (`config.json`, `open_clip_config.json`),
-      else the built-in variant the tensor shapes fit (`vit_arch.resolve`).
-    weights: path of the file (`vit_weights.py` lists the layouts read).
-    output: which output is the feature (`vit.OUTPUTS[family]`); None: the family's default.
+      else the built-in variant the tensor shapes fit (`file_arch.resolve`).
+    weights: path of the file (`weights.py` lists the layouts read).
+    output: which output is the feature (`model.OUTPUTS[family]`); None: the family's default.
     dtype: compute dtype, 'float32' or 'bfloat16'.
     pool_depths: blocks (1-based) whose token means are appended to the feature.
     remat: gradient checkpointing of each transformer block (fine-tuning; same outputs).
@@ -92,25 +95,28 @@ def make_extractor(
     A `ViTExtractor` whose `weights_sha256` is the file's.
 
   Raises:
-    InputError: a bad variant / output / dtype, or as `vit_weights.load`.
+    InputError: a bad variant / output / dtype, or as `weight_files.read_tensors` and
+      `vit_weights.convert`.
   """
-  if family not in vit.VARIANTS:
-    raise InputError(f'ViT family must be one of {vit.FAMILIES}, got {family!r}.')
-  tensors = vit_weights.read_tensors(weights)
+  if family not in vit_model.VARIANTS:
+    raise InputError(f'ViT family must be one of {vit_model.FAMILIES}, got {family!r}.')
+  tensors = weight_files.read_tensors(weights)
   layout = vit_weights.require_layout(family, tensors, weights)
-  cfg, variant, _ = vit_arch.resolve(family, variant, weights, tensors, dtype)
-  output, depths = vit.check_output(cfg, output, pool_depths)
+  cfg, variant, _ = file_arch.resolve(family, variant, weights, tensors, dtype)
+  output, depths = vit_model.check_output(cfg, output, pool_depths)
   params = vit_weights.convert(cfg, tensors, weights, output)
-  geometry = reference_geometry(cfg, layout, fit, vit_arch.processor_resample(weights))
+  geometry = reference_geometry(cfg, layout, fit, file_arch.processor_resample(weights))
   del tensors
-  sha = vit_weights.file_sha256(weights)
+  sha = weight_files.file_sha256(weights)
   name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
   pools = f'; then the token means of blocks {list(depths)}' if depths else ''
   return ViTExtractor(
     name=name,
-    feature_dim=vit.feature_dim(cfg, output, depths),
+    feature_dim=vit_model.feature_dim(cfg, output, depths),
     params=jax.device_put(params),
-    forward=functools.partial(vit.forward, model=vit.VisionTransformer(cfg, output, depths, remat)),
+    forward=functools.partial(
+      vit_model.forward, model=vit_model.VisionTransformer(cfg, output, depths, remat)
+    ),
     image_size=geometry.image_size,
     resize_to=geometry.resize_to,
     preprocessing=f'RGB / 255, mean {cfg.mean}, std {cfg.std}; {dtype} compute; feature: '

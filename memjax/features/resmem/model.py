@@ -12,7 +12,7 @@ or std):
 
 then both concatenated (9216 + 1000) through fc6..fc11 (4096, 4096, 2048, 1024, 512, 256; ReLU)
 and fc12 + sigmoid: the score in [0, 1]. Dropout is inactive at inference. BatchNorm is folded
-into the convolutions at load time (`resmem_weights`). The widths are read from the weight file,
+into the convolutions at load time (`weights.py`). The widths are read from the weight file,
 so tests run the same code on narrow networks.
 """
 

@@ -32,8 +32,8 @@ that geometry and is resized to the model size inside the jit (bicubic, antialia
 softmax in float32), for GPU/TPU. `remat=True` (a `VisionTransformer` field) wraps each block in
 `jax.checkpoint` (`nn.remat`) for fine-tuning: same outputs and parameters, and the backward
 pass recomputes each block's activations instead of storing them. `pool_depths` appends the
-token mean of those blocks' outputs (1-based) to the feature. Weights: `vit_weights.py`;
-extractors: `vit_extractor.py`.
+token mean of those blocks' outputs (1-based) to the feature. Weights: `weights.py`; the
+architecture of a file: `file_arch.py`; extractors: `extractor.py`.
 """
 
 import dataclasses
@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features import rope
+from memjax.features.vit import rope
 
 FAMILIES = ('clip', 'siglip', 'dinov2', 'dinov3')
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -83,7 +83,7 @@ class ViTConfig:
     proj_dim: width of CLIP's projection to the joint space (0: none).
     resample: the Hugging Face processor's resize filter, 'bicubic' (CLIP, SigLIP, DINOv2) or
       'bilinear' (SigLIP 2, DINOv3); a preprocessor_config.json beside the weights overrides it,
-      and OpenCLIP, timm and big_vision files are resized bicubically (`vit_extractor`).
+      and OpenCLIP, timm and big_vision files are resized bicubically (`extractor.py`).
     antialias_pos: position embeddings of another grid are resized bicubically with
       antialiasing (DINOv2 with registers) rather than without (plain DINOv2, PyTorch's bicubic).
     rope_theta: DINOv3: the patch tokens' queries and keys are rotated (`rope.py`, this base

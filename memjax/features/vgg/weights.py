@@ -2,15 +2,12 @@
 
 Supported VGG files (third_party/README.md says where to get them):
 
-* **Keras** HDF5, read with h5py: the released `vgg16_weights_tf_dim_ordering_tf_kernels.h5` /
-  `vgg19_...h5` (root attribute `layer_names`; group `<layer>` with attribute `weight_names`,
-  datasets `<layer>/<weight name>`); a Keras 3 `model.save('x.h5')` (the same layout under
-  `model_weights/`); a Keras 3 `model.save_weights('x.weights.h5')` (groups
-  `layers/<auto name>/vars/{0,1}`, the layer's name in the `vars` group's `name` attribute); and a
-  Keras 3 `model.save('x.keras')` (a zip holding that `model.weights.h5`). Kernels are HWIO
-  already; `fc1` rows follow Keras' channels-last (H, W, C) flatten order.
+* **Keras**: the released `vgg16_weights_tf_dim_ordering_tf_kernels.h5` / `vgg19_...h5`, or a
+  Keras 3 `model.save('x.h5')`, `model.save_weights('x.weights.h5')` or `model.save('x.keras')`
+  of a VGG with keras.applications' layer names (`readers.keras_files` reads every layout).
+  Kernels are HWIO already; `fc1` rows follow Keras' channels-last (H, W, C) flatten order.
 * **torchvision** state dicts `vgg16-397923af.pth` / `vgg19-dcbb9e9d.pth`, read without torch
-  (`torch_checkpoint`): `features.<i>.weight` OIHW -> HWIO, `classifier.0` (fc6) and
+  (`readers.torch_checkpoint`): `features.<i>.weight` OIHW -> HWIO, `classifier.0` (fc6) and
   `classifier.3` (fc7) transposed; torchvision flattens pool5 as (C, H, W), so fc6's input rows are
   reordered to (H, W, C).
 
@@ -21,21 +18,16 @@ files expect RGB / 255 normalised by the ImageNet mean and std.
 """
 
 import dataclasses
-import hashlib
-import io
 import os
-import struct
 import zipfile
 from collections.abc import Mapping
 
-import h5py
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features import torch_checkpoint
+from memjax.features.readers import keras_files, torch_checkpoint, weight_files
+from memjax.features.vgg.model import KERAS, TORCHVISION, VGGArch
 
-BLOCK_CONVS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
-KERAS, TORCHVISION = 'keras', 'torchvision'
 # Checksums published with the files (Keras lists md5 in keras.applications; torchvision file
 # names carry the first 8 hex digits of the sha256, which torch.hub checks).
 KNOWN_MD5 = {
@@ -51,73 +43,12 @@ _IGNORED_TORCH = frozenset({'classifier.6.weight', 'classifier.6.bias'})
 
 
 @dataclasses.dataclass(frozen=True)
-class VGGArch:
-  """The network's shape; tests use narrow widths, real files the defaults."""
-
-  depth: int = 16
-  widths: tuple[int, ...] = (64, 128, 256, 512, 512)
-  fc_dim: int = 4096
-  image_size: int = 224
-
-  def __post_init__(self):
-    if self.depth not in BLOCK_CONVS:
-      raise InputError(f'VGG depth must be one of {sorted(BLOCK_CONVS)}, got {self.depth!r}.')
-    if len(self.widths) != 5 or self.image_size % 32:
-      raise InputError(f'VGG needs 5 block widths and a multiple of 32 as input size: {self}.')
-
-  def conv_layers(self) -> list[tuple[str, int, int]]:
-    """(Keras name, input channels, output channels) of each convolution, in order."""
-    layers, cin = [], 3
-    for block, (count, width) in enumerate(
-      zip(BLOCK_CONVS[self.depth], self.widths, strict=True), 1
-    ):
-      for k in range(1, count + 1):
-        layers.append((f'block{block}_conv{k}', cin, width))
-        cin = width
-    return layers
-
-  @property
-  def pool5_size(self) -> int:
-    return self.image_size // 32
-
-  def expected_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Keras layer name -> (kernel shape, bias shape) in Flax/Keras layout."""
-    shapes = {name: ((3, 3, cin, cout), (cout,)) for name, cin, cout in self.conv_layers()}
-    flat = self.pool5_size**2 * self.widths[-1]
-    shapes['fc1'] = ((flat, self.fc_dim), (self.fc_dim,))
-    shapes['fc2'] = ((self.fc_dim, self.fc_dim), (self.fc_dim,))
-    return shapes
-
-  def torch_names(self) -> dict[str, str]:
-    """Keras layer name -> torchvision module prefix (`features.<i>`, `classifier.<i>`)."""
-    names, index = {}, 0
-    for block, count in enumerate(BLOCK_CONVS[self.depth], 1):
-      for k in range(1, count + 1):
-        names[f'block{block}_conv{k}'] = f'features.{index}'
-        index += 2  # Conv2d, ReLU
-      index += 1  # MaxPool2d
-    names.update(fc1='classifier.0', fc2='classifier.3')
-    return names
-
-
-@dataclasses.dataclass(frozen=True)
 class VGGWeights:
   """Parameters `{layer: {'kernel', 'bias'}}` (numpy), the file's origin and its sha256."""
 
   params: dict
   origin: str
   sha256: str
-
-
-def file_digests(path: str, with_md5: bool = False) -> tuple[str, str | None]:
-  """(sha256, md5 or None) hex digests of a file's bytes, in one pass."""
-  sha, md5 = hashlib.sha256(), hashlib.md5() if with_md5 else None
-  with open(path, 'rb') as f:
-    while chunk := f.read(1 << 24):
-      sha.update(chunk)
-      if md5 is not None:
-        md5.update(chunk)
-  return sha.hexdigest(), md5.hexdigest() if md5 is not None else None
 
 
 def _check_known_digest(path: str, sha256: str, md5: str | None) -> None:
@@ -142,99 +73,6 @@ def _require_file(path: str, what: str) -> None:
     )
 
 
-class _StoredMember(io.RawIOBase):
-  """Read-only, seekable view of an uncompressed zip member (so h5py can read it in place)."""
-
-  def __init__(self, path: str, info: zipfile.ZipInfo):
-    super().__init__()
-    self._f = open(path, 'rb')  # noqa: SIM115 (closed in close())
-    self._f.seek(info.header_offset)
-    header = self._f.read(30)
-    name_len, extra_len = struct.unpack('<HH', header[26:30])
-    self._start = info.header_offset + 30 + name_len + extra_len
-    self._size, self._pos = info.file_size, 0
-
-  def readable(self):
-    return True
-
-  def seekable(self):
-    return True
-
-  def tell(self):
-    return self._pos
-
-  def seek(self, offset, whence=io.SEEK_SET):
-    base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-    self._pos = base + offset
-    return self._pos
-
-  def readinto(self, buffer):
-    n = max(0, min(len(buffer), self._size - self._pos))
-    self._f.seek(self._start + self._pos)
-    got = self._f.readinto(memoryview(buffer)[:n])
-    self._pos += got
-    return got
-
-  def close(self):
-    self._f.close()
-    super().close()
-
-
-def _keras3_layers(group: h5py.Group, path: str) -> dict[str, list[np.ndarray]]:
-  """Layer name -> arrays of a Keras 3 `.weights.h5` (`.../vars` groups named by attribute)."""
-  layers: dict[str, list[np.ndarray]] = {}
-
-  def visit(name, obj):
-    if isinstance(obj, h5py.Group) and name.split('/')[-1] == 'vars' and len(obj):
-      layer = obj.attrs.get('name', name)
-      layer = layer.decode() if isinstance(layer, bytes) else str(layer)
-      if layer in layers:
-        raise InputError(f'{path}: layer {layer!r} appears twice ({name}).')
-      layers[layer] = [np.asarray(obj[k]) for k in sorted(obj, key=int)]
-
-  group.visititems(visit)
-  return layers
-
-
-def _legacy_layers(group: h5py.Group) -> dict[str, list[np.ndarray]]:
-  """Layer name -> arrays of a Keras 1/2 weights file or Keras 3 legacy `.h5` (`weight_names`)."""
-  layers = {}
-  for layer in group.attrs['layer_names']:
-    layer = layer.decode() if isinstance(layer, bytes) else str(layer)
-    names = group[layer].attrs.get('weight_names', [])
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    if names:
-      layers[layer] = [np.asarray(group[layer][n]) for n in names]
-  return layers
-
-
-def read_keras_layers(path: str) -> dict[str, list[np.ndarray]]:
-  """Layer name -> weight arrays (in Keras' order) of any supported Keras file.
-
-  Raises:
-    InputError: the file is not one of the supported Keras layouts.
-  """
-  if zipfile.is_zipfile(path):
-    with zipfile.ZipFile(path) as zf:
-      if 'model.weights.h5' not in zf.namelist():
-        raise InputError(f'{path}: a zip without model.weights.h5, not a .keras model.')
-      info = zf.getinfo('model.weights.h5')
-    if info.compress_type != zipfile.ZIP_STORED:
-      raise InputError(f'{path}: model.weights.h5 is compressed; re-save with Keras 3.')
-    with _StoredMember(path, info) as member, h5py.File(member, 'r') as f:
-      return _keras3_layers(f, path)
-  with h5py.File(path, 'r') as f:
-    if 'layer_names' in f.attrs:
-      return _legacy_layers(f)
-    if 'model_weights' in f and 'layer_names' in f['model_weights'].attrs:
-      return _legacy_layers(f['model_weights'])
-    if 'layers' in f:
-      return _keras3_layers(f['layers'], path)
-  raise InputError(
-    f'{path}: not a Keras weight file (no layer_names attribute, model_weights/ or layers/ group).'
-  )
-
-
 def _check_names(found, expected, ignored, path: str, arch: VGGArch) -> None:
   missing = sorted(set(expected) - set(found))
   unexpected = sorted(set(found) - set(expected) - ignored)
@@ -252,7 +90,7 @@ def _check_shape(array: np.ndarray, shape: tuple, what: str, path: str) -> np.nd
 
 
 def params_from_keras_layers(layers: Mapping[str, list], arch: VGGArch, path: str) -> dict:
-  """Flax parameters from Keras layer weights (`read_keras_layers`).
+  """Flax parameters from Keras layer weights (`keras_files.read_keras_layers`).
 
   Raises:
     InputError: layers missing or unexpected, or weights of the wrong number or shape.
@@ -302,15 +140,6 @@ def params_from_torchvision(state_dict: Mapping[str, np.ndarray], arch: VGGArch,
   return params
 
 
-def _is_keras_file(path: str) -> bool:
-  if h5py.is_hdf5(path):
-    return True
-  if zipfile.is_zipfile(path):
-    with zipfile.ZipFile(path) as zf:
-      return 'model.weights.h5' in zf.namelist()
-  return False
-
-
 def load_vgg_weights(path: str, arch: VGGArch) -> VGGWeights:
   """Reads a Keras or torchvision VGG weight file into Flax parameters.
 
@@ -328,10 +157,10 @@ def load_vgg_weights(path: str, arch: VGGArch) -> VGGWeights:
   """
   path = os.fspath(path)
   _require_file(path, f'VGG{arch.depth} weight file')
-  sha256, md5 = file_digests(path, with_md5=os.path.basename(path) in KNOWN_MD5)
+  sha256, md5 = weight_files.file_digests(path, with_md5=os.path.basename(path) in KNOWN_MD5)
   _check_known_digest(path, sha256, md5)
-  if _is_keras_file(path):
-    params = params_from_keras_layers(read_keras_layers(path), arch, path)
+  if keras_files.is_keras_file(path):
+    params = params_from_keras_layers(keras_files.read_keras_layers(path), arch, path)
     return VGGWeights(params, KERAS, sha256)
   with open(path, 'rb') as f:
     if f.read(1) != b'\x80' and not zipfile.is_zipfile(path):  # A pickle starts with PROTO.
@@ -361,11 +190,7 @@ def load_projection(path: str, in_dim: int) -> tuple[np.ndarray, np.ndarray, str
   """
   path = os.fspath(path)
   _require_file(path, 'projection file')
-  try:
-    with np.load(path, allow_pickle=False) as npz:
-      arrays = {k: npz[k] for k in npz.files if any(k in pair for pair in PROJECTION_NAMES)}
-  except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise InputError(f'{path}: not a readable .npz of arrays ({e}).') from e
+  arrays = weight_files.read_npz(path, keep=lambda k: any(k in p for p in PROJECTION_NAMES))
   present = [pair for pair in PROJECTION_NAMES if pair[0] in arrays]
   if len(present) != 1:
     weights = ' or '.join(p[0] for p in PROJECTION_NAMES)
@@ -383,4 +208,4 @@ def load_projection(path: str, in_dim: int) -> tuple[np.ndarray, np.ndarray, str
     raise InputError(f'{path}: {b_name} has shape {b.shape}, expected ({w.shape[1]},).')
   if w.dtype.kind not in 'fiu' or not np.isfinite(w).all():
     raise InputError(f'{path}: {w_name} must hold finite numbers.')
-  return w.astype(np.float32), b.astype(np.float32), file_digests(path)[0]
+  return w.astype(np.float32), b.astype(np.float32), weight_files.file_sha256(path)

@@ -130,16 +130,21 @@ class _Unpickler(pickle.Unpickler):
     return self._persistent_load(pid)
 
 
-def _storage_type(pid: tuple, path: str) -> _StorageType:
+def _key(value: Any) -> str:
+  return value.decode('ascii') if isinstance(value, bytes) else str(value)
+
+
+def _storage_id(pid: Any, path: str, fields: int, kind: str) -> tuple[_StorageType, str, int]:
+  """(storage type, key, element count) of a persistent id that must have `fields` fields."""
   if not isinstance(pid, tuple) or not pid or pid[0] not in ('storage', b'storage'):
     raise InputError(f'{path}: unexpected persistent id {pid!r}; expected a tensor storage.')
   if not isinstance(pid[1], _StorageType):
     raise InputError(f'{path}: persistent id {pid!r} does not name a torch storage type.')
-  return pid[1]
-
-
-def _key(value: Any) -> str:
-  return value.decode('ascii') if isinstance(value, bytes) else str(value)
+  if len(pid) != fields:
+    raise InputError(
+      f'{path}: storage id {pid!r} should have {fields} fields in a {kind} checkpoint.'
+    )
+  return pid[1], _key(pid[2]), int(pid[4])
 
 
 def _unpickle(file: BinaryIO, path: str, persistent_load: Callable[[Any], Any]) -> Any:
@@ -172,10 +177,7 @@ def _load_zip(path: str) -> tuple[Any, dict[str, np.ndarray]]:
     storages: dict[str, _Storage] = {}
 
     def persistent_load(pid):
-      stype = _storage_type(pid, path)
-      if len(pid) != 5:
-        raise InputError(f'{path}: storage id {pid!r} should have 5 fields in a zip checkpoint.')
-      key, numel = _key(pid[2]), int(pid[4])
+      stype, key, numel = _storage_id(pid, path, 5, 'zip')
       return storages.setdefault(key, _Storage(key, stype.dtype, numel))
 
     obj = _unpickle(io.BytesIO(zf.read(pickles[0])), path, persistent_load)
@@ -221,11 +223,9 @@ def _load_legacy(path: str) -> tuple[Any, dict[str, np.ndarray]]:
     roots: dict[str, _Storage] = {}
 
     def persistent_load(pid):
-      stype = _storage_type(pid, path)
-      if len(pid) != 6:
-        raise InputError(f'{path}: storage id {pid!r} should have 6 fields in a legacy checkpoint.')
-      key, numel, view = _key(pid[2]), int(pid[4]), pid[5]
+      stype, key, numel = _storage_id(pid, path, 6, 'legacy')
       root = roots.setdefault(key, _Storage(key, stype.dtype, numel))
+      view = pid[5]
       if view is None:
         return root
       _, offset, view_size = view
