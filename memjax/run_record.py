@@ -20,7 +20,7 @@ Fields fall into three groups, written down here only:
 * the rest (data, optimiser, seed, epochs, recipe): how the parameters were trained; `train`
   (resuming) and `evaluate` refuse a difference unless `config.resume_changed`.
 
-Each checkpoint keeps the `fields` of the run that wrote it (`checkpointing.run_meta`), checked
+Each checkpoint keeps the `fields` of the run that wrote it (`checkpoint_meta.run_meta`), checked
 against the same groups by `compare`.
 """
 
