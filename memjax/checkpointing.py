@@ -18,7 +18,6 @@ evaluation names the next intact one.
 
 import contextlib
 import os
-import time
 
 import jax
 import numpy as np
@@ -33,7 +32,6 @@ from memjax.train_state import TrainState
 
 BEST_METRIC = 'val_spearman'
 KEEP_LATEST = 2
-DAMAGED_DIR = 'damaged_checkpoints'
 
 
 def _best_value(metrics: dict) -> float:
@@ -199,49 +197,35 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
   mngr = manager(ckpt_dir, read_only=True)
   try:
     step = select_step(mngr, which)
-    where = os.path.join(ckpt_dir, str(step))
-    try:
-      meta = restore_meta(mngr, step)
-    except Exception as e:
-      raise _damaged(mngr, fold_dir, step, e, abstract_params) from e
-    checkpoint_meta.check_meta(meta, expected, where)
     try:
       params, meta = _read_params(mngr, step, abstract_params)
+      error = readable = None
     except Exception as e:
-      raise _damaged(mngr, fold_dir, step, e, abstract_params) from e
+      params, meta, error = None, *_meta_or_error(mngr, step, e)
+      readable = _next_readable(mngr, step, abstract_params)
+    if meta is not None:  # a checkpoint of another run is reported as that, readable or not
+      checkpoint_meta.check_meta(meta, expected, os.path.join(ckpt_dir, str(step)))
+    if error is not None:
+      name = os.path.basename(fold_dir)
+      raise checkpoint_files.unreadable(name, ckpt_dir, step, reason(error), readable) from error
     return params, meta, step
   finally:
     mngr.close()
 
 
-def _damaged(mngr, fold_dir: str, step: int, error: BaseException, abstract) -> InputError:
-  """The one-line error for an unreadable checkpoint, naming the next readable one; it says the
-  files are damaged only when they differ from what `save` recorded."""
+def _meta_or_error(mngr, step: int, error: Exception) -> tuple[dict | None, Exception]:
+  """(meta, `error`) of a checkpoint whose other items could not be restored, or (None, the
+  error that reading its meta raised)."""
+  try:
+    return restore_meta(mngr, step), error
+  except Exception as e:
+    return None, e
+
+
+def _next_readable(mngr, step: int, abstract_params) -> int | None:
+  """The newest checkpoint other than `step` whose parameters can be read, or None."""
   others = [s for s in sorted(mngr.all_steps(), reverse=True) if s != step]
-  readable = next((s for s in others if _readable(mngr, s, abstract)), None)
-  intact = checkpoint_files.intact(str(mngr.directory), step)
-  if intact:
-    then = (
-      'its files are exactly as written (sizes and sha256 match the record), so they are not '
-      'damaged: the cause is how they are read (path, permissions, library versions)'
-    )
-  elif readable is not None:
-    flag = f'--config.eval.checkpoint={readable}'
-    then = f'the newest intact checkpoint is step {readable} ({flag})'
-  elif intact is False:
-    then = (
-      'its files differ from those written and no other checkpoint of this fold can be read: '
-      'train it again'
-    )
-  else:
-    then = (
-      'no other checkpoint of this fold can be read either (no record of their files to tell '
-      'damage from a reading problem)'
-    )
-  return InputError(
-    f'{os.path.basename(fold_dir)}: checkpoint step {step} at '
-    f'{os.path.join(str(mngr.directory), str(step))} cannot be read ({reason(error)}); {then}.'
-  )
+  return next((s for s in others if _readable(mngr, s, abstract_params)), None)
 
 
 def _readable(mngr, step: int, abstract_params) -> bool:
@@ -298,7 +282,7 @@ def resume(
   allow: bool,
 ) -> tuple[TrainState | None, int]:
   """The newest intact checkpoint's (train state, step), or (None, 0); the unreadable ones
-  before it are set aside (`set_aside`).
+  before it are set aside (`checkpoint_files.set_aside`).
 
   Args:
     mngr: the fold's manager.
@@ -316,58 +300,30 @@ def resume(
   while (step := mngr.latest_step()) is not None:
     where = os.path.join(str(mngr.directory), str(step))
     try:
-      meta = restore_meta(mngr, step)
+      state, meta = restore_train_state(mngr, step, abstract)
+      error = None
     except Exception as e:
-      _set_aside_and_reload(mngr, step, fold_dir, fold, e)
-      continue
-    diffs = checkpoint_meta.check_meta(meta, expected, where, resume=True, allow=allow)
-    if diffs:
-      logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
-    try:
-      state, _ = restore_train_state(mngr, step, abstract)
-    except Exception as e:
+      state, (meta, error) = None, _meta_or_error(mngr, step, e)
+    if meta is not None:  # a checkpoint of another run is refused, readable or not
+      diffs = checkpoint_meta.check_meta(meta, expected, where, resume=True, allow=allow)
+      if diffs:
+        logging.warning('fold %d: resuming despite differences: %s', fold, '; '.join(diffs))
+      if state is not None:
+        logging.info('fold %d: resuming from checkpoint step %d', fold, step)
+        return state, step
       if diffs:  # not damage: the changed config cannot take this checkpoint's state
         raise InputError(
           f'checkpoint {where} cannot be resumed with the changed {"; ".join(diffs)} '
-          f'({reason(e)}). Use a new --workdir.'
-        ) from e
-      _set_aside_and_reload(mngr, step, fold_dir, fold, e)
-      continue
-    logging.info('fold %d: resuming from checkpoint step %d', fold, step)
-    return state, step
-  return None, 0
-
-
-def _set_aside_and_reload(mngr, step: int, fold_dir: str, fold: int, error: Exception) -> None:
-  aside = set_aside(mngr, step, fold_dir)
-  logging.warning(
-    'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
-    fold,
-    step,
-    os.path.join(str(mngr.directory), str(step)),
-    reason(error),
-    aside,
-  )
-  mngr.reload()
-
-
-def set_aside(mngr: ocp.CheckpointManager, step: int, fold_dir: str) -> str:
-  """Moves an unreadable checkpoint to `fold_dir/damaged_checkpoints/` (never deletes it).
-
-  Raises:
-    InputError: its files are exactly as written (`checkpoint_files.intact`): they are not
-      damaged, so the checkpoint stays where it is and nothing is trained again.
-  """
-  source = os.path.join(str(mngr.directory), str(step))
-  if checkpoint_files.intact(str(mngr.directory), step):
-    raise InputError(
-      f'{os.path.basename(fold_dir)}: checkpoint step {step} at {source} cannot be read, but its '
-      'files are exactly as written (sizes and sha256 match the record): they are not damaged, '
-      'so it is kept and nothing is trained again; the cause is how they are read (path, '
-      'permissions, library versions). Re-run with --verbose for the reason.'
+          f'({reason(error)}). Use a new --workdir.'
+        ) from error
+    aside = checkpoint_files.set_aside(str(mngr.directory), step, fold_dir)
+    logging.warning(
+      'fold %d: checkpoint step %d at %s cannot be read (%s); moved to %s, trying the next',
+      fold,
+      step,
+      where,
+      reason(error),
+      aside,
     )
-  target_dir = os.path.join(fold_dir, DAMAGED_DIR)
-  os.makedirs(target_dir, exist_ok=True)
-  target = os.path.join(target_dir, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
-  os.rename(source, target)
-  return target
+    mngr.reload()
+  return None, 0

@@ -3,16 +3,21 @@
 An extractor's identity is what its feature store entry records (`Extractor.store_descriptor`):
 its name (kind, variant, output, pooled depths, flip), weights sha256, input size, preprocessing
 (including the resize geometry) and the feature width. `memjax/run_record.py` records both in a
-workdir's `run.json`; `train`, `predict` and `transfer` compare them with what they are given.
+workdir's `run.json`; `train`, `predict` and `transfer` compare them with what they are given, and
+a run on a feature store checks that the config's extractors are the store's
+(`check_store_extractors`).
 """
 
 import hashlib
 
 import jax
+import ml_collections
 import numpy as np
+from absl import logging
 
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
+from memjax.features import registry
 
 # The parts of a feature store's entry that identify its extractor.
 IDENTITY_KEYS = ('extractor', 'weights_sha256', 'input_size', 'preprocessing', 'dim')
@@ -71,6 +76,33 @@ def check_identities(recorded: dict | None, now: dict | None, recorded_what: str
         f'{recorded_what.format(name=name)}: {"; ".join(diffs)} (there vs here). Use the same '
         'extractor, weights and preprocessing, or train a new model.'
       )
+
+
+def check_store_extractors(config: ml_collections.ConfigDict, data: MemorabilityData) -> None:
+  """With features from a store: the config's extractor of each feature, where it can be built
+  (its weight file given, or shipped by a package), must be the one the store was made with;
+  `predict` will compute the features with it.
+
+  Raises:
+    InputError: naming the feature and what differs.
+  """
+  if data.extractors is not None or not data.sources:
+    return
+  stored = {n: feature_identities(data, [n]) for n in config.features}
+  for name in config.features:
+    if name not in config.extractors or not stored[name]:
+      continue
+    try:
+      extractor = registry.build(config, name)
+    except InputError as e:
+      logging.info('feature %s: its config extractor is not checked against the store: %s', name, e)
+      continue
+    check_identities(
+      stored[name],
+      {name: extractor_identity(extractor)},
+      f'the feature store {config.data.features_dir}',
+      'config.extractors.{name}',
+    )
 
 
 def data_fingerprint(data: MemorabilityData, features) -> str:

@@ -14,6 +14,7 @@ from memjax import (
   checkpointing,
   datasets,
   fold_data,
+  folds,
   input_pipeline,
   parallel,
   results,
@@ -76,6 +77,35 @@ def evaluate_fold(
   return result
 
 
+def finished_result(workdir: str, fold: int, total_steps: int, which: str) -> dict | None:
+  """The fold's `eval.json` when the fold is finished, else None.
+
+  A fold is finished when its checkpoints reach the last step (`total_steps`) and its `eval.json`
+  scored the checkpoint that `which` (`config.eval.checkpoint`) picks among them. Any other
+  `eval.json` (of a fold a killed run left unfinished, or of another checkpoint) is logged and
+  not taken: the fold is trained on from its checkpoints and scored again.
+  """
+  fdir = results.fold_dir(workdir, fold)
+  path = os.path.join(fdir, results.EVAL_FILE)
+  if not os.path.exists(path):
+    return None
+  result = results.read_json(path)
+  saved = checkpointing.saved_steps(fdir)
+  newest = saved[-1] if saved else None
+  if newest != total_steps:
+    why = f'its newest checkpoint is step {newest} of {total_steps}'
+  else:
+    chosen = checkpointing.chosen_step(fdir, which)
+    if result.get('checkpoint_step') == chosen:
+      return result
+    why = (
+      f'{path} scored step {result.get("checkpoint_step")}, not step {chosen} that '
+      f'config.eval.checkpoint={which!r} picks'
+    )
+  logging.info('fold %d is not finished (%s): training and scoring it', fold, why)
+  return None
+
+
 def unfinished_folds(config, plans, folds, workdir: str) -> list[str]:
   """`fold K (step S of T)` for each of `folds` whose training has not reached its last step."""
   out = []
@@ -103,9 +133,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = parallel.make_mesh()
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   plans = fold_data.plan_folds(config, data)
-  folds = fold_data.folds_to_run(config.data.run_folds, len(plans))
+  to_run = folds.folds_to_run(config.data.run_folds, len(plans))
   changes = run_record.check(config, data, workdir)
-  unfinished = unfinished_folds(config, plans, folds, workdir)
+  unfinished = unfinished_folds(config, plans, to_run, workdir)
   if unfinished:
     raise InputError(
       f'{workdir}: {", ".join(unfinished)} did not finish training; nothing was written. '
@@ -114,7 +144,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
   out = config.eval.output
   fold_results = [
-    evaluate_fold(config, data, parts, plans[fold], fold, workdir, not out) for fold in folds
+    evaluate_fold(config, data, parts, plans[fold], fold, workdir, not out) for fold in to_run
   ]
   summary = results.summarize(
     config, data, fold_results, mode='evaluate', wall_seconds=time.time() - start

@@ -7,13 +7,12 @@ Two protocols (`config.data.protocol`):
 """
 
 import dataclasses
-from collections.abc import Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
-from memjax import folds, labels
+from memjax import folds, input_pipeline, labels
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
 from memjax.fold_consts import FoldConsts, host_consts
@@ -95,16 +94,24 @@ def plan_folds(config: ml_collections.ConfigDict, data: MemorabilityData) -> lis
   return plans
 
 
-def folds_to_run(run_folds: Sequence[int], num_folds: int) -> list[int]:
-  """`run_folds` (`config.data.run_folds`), or all `num_folds` folds when it is empty.
+def run_plans(config: ml_collections.ConfigDict, data: MemorabilityData) -> dict[int, FoldPlan]:
+  """The plans of the folds a run takes (`folds.folds_to_run`), by fold number, each checked before
+  any work starts: its training rows give `config.num_classes` classes and at least one batch.
 
   Raises:
-    InputError: a fold outside 0..num_folds-1.
+    InputError: a fold outside the plans; a fold whose training rows cannot be split into K
+      classes (`labels.quantile_thresholds`) or are fewer than `config.batch_size`.
   """
-  chosen = list(run_folds) or list(range(num_folds))
-  bad = [f for f in chosen if not 0 <= f < num_folds]
-  if bad:
-    raise InputError(f'config.data.run_folds has folds {bad} outside 0..{num_folds - 1}.')
+  plans = plan_folds(config, data)
+  chosen = {f: plans[f] for f in folds.folds_to_run(config.data.run_folds, len(plans))}
+  for fold, plan in chosen.items():
+    train = plan.split.train
+    labels.quantile_thresholds(plan.scores[train], config.num_classes)
+    if input_pipeline.steps_per_epoch(train.size, config.batch_size) == 0:
+      raise InputError(
+        f'fold {fold} has {train.size} training rows, fewer than '
+        f'config.batch_size={config.batch_size}.'
+      )
   return chosen
 
 

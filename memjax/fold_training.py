@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.sharding import Mesh
+from jax.sharding import NamedSharding
 
 from memjax import (
   checkpointing,
@@ -77,6 +77,7 @@ def train_fold(
     state = programs.init(rep(init_key), rep(dropout_key), weights)
   writer = scalar_writer.create_writer(fdir, just_logging=jax.process_index() > 0)
   share = parallel.process_share(config.batch_size)
+  sharding = parallel.batch_sharding(mesh, 1)  # chunks [T, B, ...] split along B
   logging.info(
     'fold %d: %d train / %d val / %d test rows; thresholds %s; %d steps per epoch; '
     'row arrays %s (%s)',
@@ -96,7 +97,7 @@ def train_fold(
     calls = _train_calls(
       fd,
       table,
-      mesh,
+      sharding,
       batch_size=config.batch_size,
       steps_per_call=config.steps_per_call,
       seed=(config.seed, fold),
@@ -172,7 +173,7 @@ def _fold_meta(
   return meta
 
 
-def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
+def _train_calls(fd: fold_data.FoldData, table, sharding: NamedSharding, **order):
   """(batches argument, number of steps) of each train call of an epoch: gathered chunks
   [T, B, ...] from the host, or [T, B] row numbers of the device-resident `table`."""
   if table is None:
@@ -180,7 +181,7 @@ def _train_calls(fd: fold_data.FoldData, table, mesh: Mesh, **order):
   else:
     chunks = ({'rows': rows} for rows in input_pipeline.train_row_chunks(fd.split.train, **order))
   for chunk in chunks:
-    batches = parallel.to_global(chunk, mesh, 1)
+    batches = input_pipeline.place(chunk, sharding)
     if table is None:
       yield batches, chunk['label'].shape[0]
     else:

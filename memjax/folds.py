@@ -1,10 +1,12 @@
-"""Deterministic k-fold assignment and train/validation/test splits (pure NumPy).
+"""Deterministic k-fold assignment, train/validation/test splits and the folds a run takes
+(pure NumPy).
 
 Every assignment is a function of (ids, num_folds, seed) only: rows are first put in id order,
 so shuffling the rows of a dataset does not change which fold an image lands in.
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,3 +70,16 @@ def split_fold(
   if train.size == 0:
     raise InputError(f'fold {fold} has no training examples.')
   return Split(train=train, val=val, test=test)
+
+
+def folds_to_run(run_folds: Sequence[int], num_folds: int) -> list[int]:
+  """`run_folds` (`config.data.run_folds`), or all `num_folds` folds when it is empty.
+
+  Raises:
+    InputError: a fold outside 0..num_folds-1.
+  """
+  chosen = list(run_folds) or list(range(num_folds))
+  bad = [f for f in chosen if not 0 <= f < num_folds]
+  if bad:
+    raise InputError(f'config.data.run_folds has folds {bad} outside 0..{num_folds - 1}.')
+  return chosen

@@ -10,9 +10,9 @@ first example and a `mask` of 0 marks the padding.
 
 Rows are gathered by one background thread, `PREFETCH` chunks ahead, so gathering overlaps the
 device step. Each chunk is gathered once, with `np.take`, straight into a fresh 64-byte-aligned
-buffer: on CPU, `jax.make_array_from_process_local_data` then uses that buffer as the device
-array without copying it (an unaligned buffer is copied). A chunk is never written again after
-it is yielded.
+buffer: on CPU, `jax.make_array_from_process_local_data` (`place`, this process's share of a
+batch -> the global array the programs take) then uses that buffer as the device array without
+copying it (an unaligned buffer is copied). A chunk is never written again after it is yielded.
 """
 
 import queue
@@ -20,7 +20,9 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 
+import jax
 import numpy as np
+from jax.sharding import Sharding
 
 PREFETCH = 2  # chunks gathered ahead of the one the device is working on
 ALIGN = 64  # bytes; what XLA's CPU client needs to use host memory in place
@@ -180,6 +182,14 @@ def train_row_chunks(indices: np.ndarray, *, steps_per_call: int, **order) -> It
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
+
+
+def place(local: Mapping[str, np.ndarray], sharding: Sharding) -> dict:
+  """This process's share of a batch -> global arrays laid out by `sharding` (the batch
+  sharding of `parallel.batch_sharding`)."""
+  return {
+    k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
+  }
 
 
 def eval_batches(

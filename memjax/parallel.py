@@ -13,6 +13,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from memjax import input_pipeline
 from memjax.errors import InputError
 
 AXIS = 'data'
@@ -51,10 +52,7 @@ def process_share(global_batch: int) -> slice:
 
 def to_global(local: Mapping[str, np.ndarray], mesh: Mesh, batch_axis: int) -> dict:
   """This process's share of a batch -> global arrays sharded along `batch_axis`."""
-  sharding = batch_sharding(mesh, batch_axis)
-  return {
-    k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
-  }
+  return input_pipeline.place(local, batch_sharding(mesh, batch_axis))
 
 
 def fetch(tree):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import ml_collections
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 
 from memjax import checkpoint_meta, checkpointing, finetune, models, parallel, steps, train_state
 from memjax.features.extractor import Extractor
@@ -34,6 +34,7 @@ class RunParts:
     eval: the jitted eval step, `(params, batch, consts, frozen) -> (predictions, metric sums)`.
     eval_batch_size: the global batch size it runs on (`config.eval_batch_size`).
     eval_share: the slice of every evaluation batch that this process reads.
+    eval_sharding: how an evaluation batch is laid out on the mesh (split along its examples).
     mesh: the device mesh everything above is laid out on.
   """
 
@@ -46,6 +47,7 @@ class RunParts:
   eval: Callable
   eval_batch_size: int
   eval_share: slice
+  eval_sharding: NamedSharding
   mesh: Mesh
 
   def restore(self, fold_dir: str, which: str) -> tuple:
@@ -81,5 +83,6 @@ def build_parts(
     frozen=parallel.replicate(frozen, mesh),
     eval_batch_size=config.eval_batch_size,
     eval_share=parallel.process_share(config.eval_batch_size),
+    eval_sharding=parallel.batch_sharding(mesh, 0),
     mesh=mesh,
   )

@@ -306,6 +306,13 @@ def check(
       `config.resume_changed` is False.
   """
   before = read(workdir)
+  diffs, fixed = [], []
+  if before is not None:
+    if before.get('kind', 'train') != kind:
+      check_kind(workdir, kind)
+    fields = result_fields(config, kind)
+    diffs = compare(before['fields'], fields)
+    fixed = compare(before['fields'], fields, only_meaning=True)
   now = record_of(config, data, kind)
   if before is None:
     check_kind(workdir, kind)
@@ -313,17 +320,12 @@ def check(
     if jax.process_index() == 0:
       atomic_files.write_text(path_of(workdir), json.dumps(now, indent=2, sort_keys=True))
     return []
-  found = before.get('kind', 'train')
-  if found != kind:
-    check_kind(workdir, kind)
   if 'extractors' in before:
     data_identity.check_identities(
       before['extractors'], now['extractors'], f'the run recorded in {path_of(workdir)}', 'the data'
     )
   else:
     _warn_once(workdir, 'the extractors behind the features')
-  diffs = compare(before['fields'], now['fields'])
-  fixed = compare(before['fields'], now['fields'], only_meaning=True)
   if before['data'] != now['data']:
     diffs.append('the data (ids, scores, splits or feature values) changed')
   if fixed or (diffs and not config.resume_changed):

@@ -26,7 +26,7 @@ def predict(
     fd.arrays, indices, batch_size=parts.eval_batch_size, share=parts.eval_share
   )
   for batch in batches:
-    batch = parallel.to_global(batch, parts.mesh, 0)
+    batch = input_pipeline.place(batch, parts.eval_sharding)
     preds, batch_sums = parts.eval(params, batch, consts, parts.frozen)
     outputs.append(preds)
     sums = batch_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, batch_sums)

@@ -23,14 +23,12 @@ import ml_collections
 from absl import logging
 
 from memjax import (
-  checkpointing,
   data_identity,
   datasets,
   evaluate,
   fold_data,
   fold_training,
   input_pipeline,
-  labels,
   parallel,
   results,
   run_parts,
@@ -38,65 +36,8 @@ from memjax import (
   schema,
   train_programs,
 )
-from memjax.errors import InputError, StoppedError
-from memjax.features import registry
+from memjax.errors import StoppedError
 from memjax.runtime import fault_points, interrupts, progress
-
-
-def finished_result(workdir: str, fold: int, total_steps: int, which: str) -> dict | None:
-  """The fold's `eval.json` when the fold is finished, else None.
-
-  A fold is finished when its checkpoints reach the last step (`total_steps`) and its `eval.json`
-  scored the checkpoint that `which` (`config.eval.checkpoint`) picks among them. Any other
-  `eval.json` (of a fold a killed run left unfinished, or of another checkpoint) is logged and
-  not taken: the fold is trained on from its checkpoints and scored again.
-  """
-  fdir = results.fold_dir(workdir, fold)
-  path = os.path.join(fdir, results.EVAL_FILE)
-  if not os.path.exists(path):
-    return None
-  result = results.read_json(path)
-  saved = checkpointing.saved_steps(fdir)
-  newest = saved[-1] if saved else None
-  if newest != total_steps:
-    why = f'its newest checkpoint is step {newest} of {total_steps}'
-  else:
-    chosen = checkpointing.chosen_step(fdir, which)
-    if result.get('checkpoint_step') == chosen:
-      return result
-    why = (
-      f'{path} scored step {result.get("checkpoint_step")}, not step {chosen} that '
-      f'config.eval.checkpoint={which!r} picks'
-    )
-  logging.info('fold %d is not finished (%s): training and scoring it', fold, why)
-  return None
-
-
-def check_store_extractors(config: ml_collections.ConfigDict, data: datasets.MemorabilityData):
-  """With features from a store: the config's extractor of each feature, where it can be built
-  (its weight file given, or shipped by a package), must be the one the store was made with;
-  `predict` will compute the features with it.
-
-  Raises:
-    InputError: naming the feature and what differs.
-  """
-  if data.extractors is not None or not data.sources:
-    return
-  stored = {n: data_identity.feature_identities(data, [n]) for n in config.features}
-  for name in config.features:
-    if name not in config.extractors or not stored[name]:
-      continue
-    try:
-      extractor = registry.build(config, name)
-    except InputError as e:
-      logging.info('feature %s: its config extractor is not checked against the store: %s', name, e)
-      continue
-    data_identity.check_identities(
-      stored[name],
-      {name: data_identity.extractor_identity(extractor)},
-      f'the feature store {config.data.features_dir}',
-      'config.extractors.{name}',
-    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -111,19 +52,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data = datasets.load(config)
   mesh = parallel.make_mesh()
   schema.check_devices(config, mesh)
-  check_store_extractors(config, data)
-  plans = fold_data.plan_folds(config, data)
-  to_run = fold_data.folds_to_run(config.data.run_folds, len(plans))
-  spe = {}
-  for fold in to_run:  # K and sizes against every fold, before anything is written
-    train = plans[fold].split.train
-    labels.quantile_thresholds(plans[fold].scores[train], config.num_classes)
-    spe[fold] = input_pipeline.steps_per_epoch(train.size, config.batch_size)
-    if spe[fold] == 0:
-      raise InputError(
-        f'fold {fold} has {train.size} training rows, fewer than '
-        f'config.batch_size={config.batch_size}.'
-      )
+  data_identity.check_store_extractors(config, data)
+  plans = fold_data.run_plans(config, data)
+  spe = {
+    f: input_pipeline.steps_per_epoch(p.split.train.size, config.batch_size)
+    for f, p in plans.items()
+  }
   parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
   changes = run_record.check(config, data, workdir)
   results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
@@ -132,8 +66,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   programs: dict[int, train_programs.Programs] = {}  # by steps per epoch (schedules need it)
   fold_results = []
+  to_run = list(plans)
   finished = {
-    f: finished_result(workdir, f, spe[f] * config.num_epochs, config.eval.checkpoint)
+    f: evaluate.finished_result(workdir, f, spe[f] * config.num_epochs, config.eval.checkpoint)
     for f in to_run
   }
   shown = progress.RunProgress(

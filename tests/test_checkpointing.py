@@ -214,7 +214,7 @@ def test_a_checkpoint_whose_files_are_as_written_is_never_called_damaged(
   assert 'train it again' not in message and 'newest intact' not in message
   mngr = checkpointing.manager(ckpt)
   with pytest.raises(InputError, match='files are exactly as written'):
-    checkpointing.set_aside(mngr, 20, fold_dir)
+    checkpoint_files.set_aside(str(mngr.directory), 20, fold_dir)
   assert mngr.all_steps() == [20, 30, 40]
 
   _damage(os.path.join(ckpt, '20'), 'truncated data file')
@@ -222,7 +222,7 @@ def test_a_checkpoint_whose_files_are_as_written_is_never_called_damaged(
   with pytest.raises(InputError) as e:
     checkpointing.restore_params(fold_dir, 'best', *args)
   assert 'exactly as written' not in str(e.value)
-  moved = checkpointing.set_aside(mngr, 20, fold_dir)
+  moved = checkpoint_files.set_aside(str(mngr.directory), 20, fold_dir)
   assert os.path.isdir(moved) and not os.path.exists(os.path.join(ckpt, '20'))
   mngr.close()
 

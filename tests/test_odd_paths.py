@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memjax import checkpointing, evaluate, extract, predict, train
+from memjax import checkpoint_files, evaluate, extract, predict, train
 
 ODD = 'exp[lr=3e-3] *?{a,b} \'q\' "dq" ünï€ #%:'
 NAMES = ['a[1].png', 'b*?.png', "c {x} 'q'.png", 'dé ü.png', 'plain.png']
@@ -49,7 +49,7 @@ def test_glob_characters_spaces_quotes_and_unicode_work_in_every_mode(test_confi
   assert len(trained['folds']) == 2
   for fold in (0, 1):
     fold_dir = os.path.join(workdir, f'fold_{fold}')
-    assert not os.path.exists(os.path.join(fold_dir, checkpointing.DAMAGED_DIR))
+    assert not os.path.exists(os.path.join(fold_dir, checkpoint_files.DAMAGED_DIR))
     assert sorted(os.listdir(os.path.join(fold_dir, 'checkpoints')))  # written and kept
   again = evaluate.evaluate(config, workdir)
   for a, b in zip(trained['folds'], again['folds'], strict=True):

@@ -159,9 +159,9 @@ def test_evaluate_refuses_an_unfinished_fold_and_train_finishes_it(image_run, tm
   assert evaluate.evaluate(config_at, copy)['folds'][0]['checkpoint_step'] == other_step
   with open(os.path.join(copy, 'fold_0', 'eval.json'), 'w') as f:
     json.dump(summary['folds'][0], f)
-  assert train.finished_result(copy, 0, saved[-1], 'best') is None  # checkpoints stop short
+  assert evaluate.finished_result(copy, 0, saved[-1], 'best') is None  # checkpoints stop short
   total1 = checkpointing.saved_steps(fold1)[-1]
-  assert train.finished_result(copy, 1, total1, 'best') is None  # another step scored
+  assert evaluate.finished_result(copy, 1, total1, 'best') is None  # another step scored
   again = train.train_and_evaluate(config, copy)
   got = [f['spearman'] for f in again['folds']]
   assert got == pytest.approx([f['spearman'] for f in summary['folds']], abs=1e-6)

@@ -55,7 +55,7 @@ import optuna
 from absl import logging
 from sklearn import exceptions, model_selection
 
-from memjax import datasets, fold_data, metrics, results, run_record
+from memjax import datasets, fold_data, folds, metrics, results, run_record
 from memjax.errors import InputError
 from memjax.experiments import baseline_models, fold_predictions
 
@@ -274,7 +274,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   plans = fold_data.plan_folds(config, data)
   fold_results = []
-  for fold in fold_data.folds_to_run(config.data.run_folds, len(plans)):
+  for fold in folds.folds_to_run(config.data.run_folds, len(plans)):
     eval_path = os.path.join(results.fold_dir(workdir, fold), results.EVAL_FILE)
     if os.path.exists(eval_path):
       logging.info('fold %d already finished (%s); skipping', fold, eval_path)
