@@ -15,7 +15,6 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.sharding import NamedSharding
 
 from memjax import (
   checkpointing,
@@ -94,10 +93,11 @@ def train_fold(
     shown.at(index, epoch + 1, config.num_epochs)
     epoch_end = (epoch + 1) * steps_per_epoch
     sums = None
-    calls = _train_calls(
-      fd,
-      table,
+    calls = input_pipeline.train_calls(
+      fd.arrays,
+      fd.split.train,
       sharding,
+      on_table=table is not None,
       batch_size=config.batch_size,
       steps_per_call=config.steps_per_call,
       seed=(config.seed, fold),
@@ -171,21 +171,6 @@ def _fold_meta(
     meta['shift'] = {n: v.tolist() for n, v in fd.consts.shift.items()}
     meta['scale'] = {n: v.tolist() for n, v in fd.consts.scale.items()}
   return meta
-
-
-def _train_calls(fd: fold_data.FoldData, table, sharding: NamedSharding, **order):
-  """(batches argument, number of steps) of each train call of an epoch: gathered chunks
-  [T, B, ...] from the host, or [T, B] row numbers of the device-resident `table`."""
-  if table is None:
-    chunks = input_pipeline.train_chunks(fd.arrays, fd.split.train, **order)
-  else:
-    chunks = ({'rows': rows} for rows in input_pipeline.train_row_chunks(fd.split.train, **order))
-  for chunk in chunks:
-    batches = input_pipeline.place(chunk, sharding)
-    if table is None:
-      yield batches, chunk['label'].shape[0]
-    else:
-      yield batches['rows'], chunk['rows'].shape[0]
 
 
 def _train_metrics(sums: dict, fold: int, step: int, last_good: int | None) -> dict:

@@ -180,6 +180,25 @@ def train_row_chunks(indices: np.ndarray, *, steps_per_call: int, **order) -> It
     yield np.ascontiguousarray(rows[start : start + steps_per_call])
 
 
+def train_calls(
+  arrays: Mapping[str, np.ndarray],
+  indices: np.ndarray,
+  sharding: Sharding,
+  *,
+  on_table: bool,
+  **order,
+) -> Iterator[tuple]:
+  """(batches argument, number of steps) of each train call of an epoch, placed on the mesh
+  (`sharding`: split along B): the chunks [T, B, ...] `train_chunks` gathers from `arrays`, or
+  with `on_table` the [T, B] row numbers of a device-resident table (`memjax.device_table`)."""
+  if on_table:
+    for rows in train_row_chunks(indices, **order):
+      yield place({'rows': rows}, sharding)['rows'], rows.shape[0]
+  else:
+    for chunk in train_chunks(arrays, indices, **order):
+      yield place(chunk, sharding), chunk['label'].shape[0]
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
 

@@ -27,14 +27,12 @@ against the same groups by `compare`.
 import json
 import os
 
-import jax
 import ml_collections
 from absl import logging
 
-from memjax import data_identity
+from memjax import data_identity, results
 from memjax.datasets import MemorabilityData
 from memjax.errors import InputError
-from memjax.runtime import atomic_files
 
 RUN_FILE = 'run.json'
 FORMAT = 2
@@ -200,8 +198,7 @@ def claim(config: ml_collections.ConfigDict, workdir: str, kind: str) -> None:
     InputError: the workdir holds another kind of run.
   """
   check_kind(workdir, kind)
-  if read(workdir) is None and jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
+  if read(workdir) is None:
     record = {
       'format': FORMAT,
       'kind': kind,
@@ -210,7 +207,7 @@ def claim(config: ml_collections.ConfigDict, workdir: str, kind: str) -> None:
       'extractors': None,
       'config': json.loads(json.dumps(config.to_dict())),
     }
-    atomic_files.write_text(path_of(workdir), json.dumps(record, indent=2, sort_keys=True))
+    results.write_json(path_of(workdir), record)
 
 
 def path_of(workdir: str) -> str:
@@ -317,8 +314,7 @@ def check(
   if before is None:
     check_kind(workdir, kind)
     os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      atomic_files.write_text(path_of(workdir), json.dumps(now, indent=2, sort_keys=True))
+    results.write_json(path_of(workdir), now)
     return []
   if 'extractors' in before:
     data_identity.check_identities(

@@ -54,28 +54,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   schema.check_devices(config, mesh)
   data_identity.check_store_extractors(config, data)
   plans = fold_data.run_plans(config, data)
+  parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
   spe = {
     f: input_pipeline.steps_per_epoch(p.split.train.size, config.batch_size)
     for f, p in plans.items()
   }
-  parts = run_parts.build_parts(config, data.extractors, data.feature_dims(config.features), mesh)
-  changes = run_record.check(config, data, workdir)
+  finished = {
+    f: evaluate.finished_result(workdir, f, spe[f] * config.num_epochs, config.eval.checkpoint)
+    for f in plans
+  }
+  changes = run_record.check(config, data, workdir)  # the first write, after every check
   results.write_json(os.path.join(workdir, results.CONFIG_FILE), config.to_dict())
   logging.info(
     '%s; %d devices in %d processes', data.description, jax.device_count(), jax.process_count()
   )
-  programs: dict[int, train_programs.Programs] = {}  # by steps per epoch (schedules need it)
-  fold_results = []
   to_run = list(plans)
-  finished = {
-    f: evaluate.finished_result(workdir, f, spe[f] * config.num_epochs, config.eval.checkpoint)
-    for f in to_run
-  }
   shown = progress.RunProgress(
     sum(spe[f] * config.num_epochs for f in to_run if finished[f] is None),
     len(to_run),
     config.batch_size,
   )
+  programs: dict[int, train_programs.Programs] = {}  # by steps per epoch (schedules need it)
+  fold_results = []
   with interrupts.stop_requests(), contextlib.closing(shown):
     for index, fold in enumerate(to_run, start=1):
       if finished[fold] is not None:
