@@ -74,7 +74,8 @@ def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, meta, metric
   """Writes the three items at `step`, ranked by `metrics[BEST_METRIC]`.
 
   Orbax writes into a temporary directory renamed only once complete, so a failed write never
-  looks like a checkpoint (the next manager of the fold removes it).
+  looks like a checkpoint; it is removed when its writers are done
+  (`orbax_workarounds.remove_unfinished`), or by the next manager of the fold.
 
   Raises:
     InputError: the disk is full; the message names the checkpoint and the step kept.
@@ -99,6 +100,9 @@ def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, meta, metric
     except BaseException:
       with contextlib.suppress(Exception):  # items still in flight end before anything else
         mngr.wait_until_finished()
+      if jax.process_index() == 0:  # the failed write goes, once its last writer is done
+        with contextlib.suppress(Exception):
+          orbax_workarounds.remove_unfinished(str(mngr.directory))
       raise
     mngr.wait_until_finished()
     checkpoint_files.record(mngr, step)

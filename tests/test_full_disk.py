@@ -5,6 +5,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 import types
 
 import mounts
@@ -73,3 +75,28 @@ def test_only_orbax_thread_tracebacks_are_dropped(monkeypatch):
   sys.unraisablehook(closed)
   sys.unraisablehook(other)
   assert seen == [other]
+
+
+def test_a_failed_save_is_removed_once_its_last_writer_is_done(tmp_path):
+  # What a failed save leaves: one item's writes still adding files (and directories, as
+  # TensorStore's file driver does) to the step's temporary directory after the save raised.
+  item = tmp_path / '20.orbax-checkpoint-tmp' / 'train.orbax-checkpoint-tmp'
+  item.mkdir(parents=True)
+  kept = tmp_path / '10'
+  kept.mkdir()
+  done = threading.Event()
+
+  def writer():
+    for i in range(40):
+      item.mkdir(parents=True, exist_ok=True)
+      (item / f'chunk_{i}').write_bytes(b'x')
+      time.sleep(0.01)
+    done.set()
+
+  thread = threading.Thread(target=writer)
+  thread.start()
+  try:
+    orbax_workarounds.remove_unfinished(str(tmp_path))
+  finally:
+    thread.join()
+  assert done.is_set() and sorted(os.listdir(tmp_path)) == ['10']

@@ -35,14 +35,14 @@ FAILING_MAIN = """
 from absl import app
 
 import main
-from memjax import parallel
+from memjax import input_pipeline
 
 
 def fail(*args, **kwargs):
   raise RuntimeError('injected failure before the first step')
 
 
-parallel.to_global = fail
+input_pipeline.place = fail
 app.run(main.main)
 """
 

@@ -6,19 +6,28 @@
   `restore` gets the same error and reports it in one line, so these print no traceback.
 * `literal_directory_globs`: etils' `epath.Path.glob`, which Orbax uses to list a checkpoint's
   files, takes the directory itself as a pattern.
+* `remove_unfinished`: a failed save leaves TensorStore writes in flight with nothing to wait on,
+  and removing its temporary directory races with them.
 
-`checkpointing.manager` installs both, once per process.
+`checkpointing.manager` installs the first two, once per process; `checkpointing.save` calls the
+third when a write fails.
 """
 
 import glob as glob_lib
 import logging as std_logging
 import os
+import shutil
 import sys
+import time
 import traceback
 
 from etils.epath import gpath
 
 from memjax.errors import no_space_reason
+
+UNFINISHED = '.orbax-checkpoint-tmp'  # in the name of a checkpoint (or item) still being written
+_SETTLE_SECS = 0.2  # an unfinished checkpoint gone for this long has no writer left
+_WAIT_SECS = 60.0  # the longest wait for the writers of a failed save
 
 
 def _library_thread_failure(record: std_logging.LogRecord) -> bool:
@@ -97,3 +106,25 @@ def literal_directory_globs() -> None:
 
   glob.literal_directory = True
   gpath._GPath.glob = glob
+
+
+def remove_unfinished(directory: str) -> None:
+  """Removes the unfinished checkpoints in a fold's `directory` (`STEP.orbax-checkpoint-tmp`)
+  once nothing writes into them any more.
+
+  Orbax writes a checkpoint's items concurrently. When one fails (a full disk), the save raises
+  while the other items' TensorStore writes go on in TensorStore's threads, with no future left
+  to wait on: removing the directory then races with them (`Directory not empty`, or files that
+  appear again after it is gone). So the removal is repeated until the directory stays gone for
+  `_SETTLE_SECS`; after `_WAIT_SECS` a last removal raises what keeps it.
+  """
+  pattern = os.path.join(glob_lib.escape(directory), f'*{UNFINISHED}*')
+  deadline = time.monotonic() + _WAIT_SECS
+  while found := glob_lib.glob(pattern):
+    if time.monotonic() > deadline:
+      for path in found:
+        shutil.rmtree(path)
+      return
+    for path in found:
+      shutil.rmtree(path, ignore_errors=True)
+    time.sleep(_SETTLE_SECS)
