@@ -1,10 +1,13 @@
 """`train_and_evaluate`, the library entry point of `--mode=train`: every fold trained and tested.
 
-The run checks everything it can before any work starts (folds, sizes, extractors, the workdir's
-record), builds its parts once (`run_parts`: model, backbone, eval step; `train_programs`: the
-jitted training programs) and passes them to each fold: `fold_training` trains it, `evaluate`
-restores its chosen checkpoint and scores its test rows, so the reported numbers are exactly what
-`--mode=evaluate` recomputes. Re-running the same command resumes an unfinished fold from its
+Each step below goes down to the module that owns it, in this order: the data, its feature
+store's extractors against the config's (`data_identity`), the folds the run takes, each checked
+(`fold_data.run_plans`), the run's parts, built once (`run_parts`: model, backbone, eval step),
+the folds already finished (`evaluate.finished_result`), and the workdir's record
+(`run_record.check`): everything is checked before it, the first write. The parts and the jitted
+training programs (`train_programs`) are passed to each fold: `fold_training` trains it,
+`evaluate` restores its chosen checkpoint and scores its test rows, so the reported numbers are
+exactly what `--mode=evaluate` recomputes. Re-running the same command resumes an unfinished fold from its
 latest intact checkpoint and skips finished folds; a re-run with a config that changes results is
 refused (`run_record`).
 
