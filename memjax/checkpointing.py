@@ -205,7 +205,7 @@ def restore_params(fold_dir: str, which: str, abstract_params, expected: dict) -
       params, meta = _read_params(mngr, step, abstract_params)
       error = readable = None
     except Exception as e:
-      params, meta, error = None, *_meta_or_error(mngr, step, e)
+      params, (meta, error) = None, _meta_or_error(mngr, step, e)
       readable = _next_readable(mngr, step, abstract_params)
     if meta is not None:  # a checkpoint of another run is reported as that, readable or not
       checkpoint_meta.check_meta(meta, expected, os.path.join(ckpt_dir, str(step)))
