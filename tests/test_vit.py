@@ -353,7 +353,7 @@ def test_torch_bicubic_weights():
   ],
 )
 def test_full_size_shapes(family, variant, dim):
-  cfg = vit.VARIANTS[family][variant]
+  cfg = vit.get_config(family, variant)
   model = vit.VisionTransformer(cfg, vit.OUTPUTS[family][0])
   shapes = vit.param_shapes(cfg)
   images = jax.ShapeDtypeStruct((2, cfg.image_size, cfg.image_size, 3), np.uint8)

@@ -20,9 +20,7 @@ from absl import logging
 from memjax.errors import InputError
 from memjax.features.vit import config_files, tensor_shapes
 from memjax.features.vit.file_arch import FIELD_WORDS, FileArch
-from memjax.features.vit.model import DEFAULT_VARIANT, VARIANTS, ViTConfig
-
-DTYPES = ('float32', 'bfloat16')
+from memjax.features.vit.model import DEFAULT_VARIANT, VARIANTS, ViTConfig, get_config
 
 
 def resolve(
@@ -31,24 +29,27 @@ def resolve(
   """(config with compute `dtype`, variant name) of the file `weights` holding `tensors`.
 
   Raises:
-    InputError: an unknown variant or dtype, an unreadable model config, a variant (or
-      config) that disagrees with the file, or no built-in variant that fits a file without a
-      config.
+    InputError: an unknown family, variant or dtype (`model.get_config`), an unreadable model
+      config, a variant (or config) that disagrees with the file, or no built-in variant that
+      fits a file without a config.
   """
   told = config_files.read(family, weights)
   shown = tensor_shapes.shape_arch(tensors, family)
-  if dtype not in DTYPES:
-    raise InputError(f'ViT dtype must be one of {DTYPES}, got {dtype!r}.')
+  from_config = variant is None and told is not None and 'heads' in told.fields
+  base = get_config(family, told.base if from_config else variant, dtype)
   if variant is not None:
-    cfg, name = _builtin(family, variant), variant
-    against, what = [a for a in (told, shown) if a is not None], f'variant {family}/{variant}'
-  elif told is not None and 'heads' in told.fields:
-    cfg = _from_config(_builtin(family, told.base), told, shown)
-    name, against, what = _name_of(cfg), [shown], told.source.removesuffix(' says')
-  else:
-    cfg, name = _matching_variant(family, [a for a in (told, shown) if a is not None], weights)
-    against, what = [], ''
-  for arch in against:
+    _check_agrees(base, f'variant {family}/{variant}', [told, shown], weights)
+    return base, variant
+  if from_config:
+    cfg = _from_config(base, told, shown)
+    _check_agrees(cfg, told.source.removesuffix(' says'), [shown], weights)
+    return cfg, _name_of(cfg)
+  return _matching_variant(base, [a for a in (told, shown) if a is not None], weights)
+
+
+def _check_agrees(cfg: ViTConfig, what: str, archs: list[FileArch | None], weights: str) -> None:
+  """Stops at the first field a file arch knows that differs from `cfg` (`what`: its name)."""
+  for arch in filter(None, archs):
     for field, value in arch.fields.items():
       if _differs(value, getattr(cfg, field)):
         raise InputError(
@@ -56,18 +57,6 @@ def resolve(
           f'{getattr(cfg, field)!r} (give the variant that matches, or none to take the '
           'architecture from the file).'
         )
-  return dataclasses.replace(cfg, dtype=dtype), name
-
-
-def _builtin(family: str, variant: str | None) -> ViTConfig:
-  """The built-in `variant` of `family` (None: the family's default)."""
-  variant = variant or DEFAULT_VARIANT[family]
-  if variant not in VARIANTS[family]:
-    raise InputError(
-      f'{family} variant must be one of {sorted(VARIANTS[family])}, got {variant!r} '
-      '(config.extractors.<name>.variant).'
-    )
-  return VARIANTS[family][variant]
 
 
 def _from_config(base: ViTConfig, told: FileArch, shown: FileArch) -> ViTConfig:
@@ -83,11 +72,15 @@ def _from_config(base: ViTConfig, told: FileArch, shown: FileArch) -> ViTConfig:
   return dataclasses.replace(base, **fields)
 
 
-def _matching_variant(family: str, said: list[FileArch], weights: str) -> tuple[ViTConfig, str]:
-  """The first built-in variant (the default first) with every field the file shows."""
+def _matching_variant(
+  default: ViTConfig, said: list[FileArch], weights: str
+) -> tuple[ViTConfig, str]:
+  """The first built-in variant (the family's `default` first) with every field the file shows,
+  with the default's compute dtype."""
+  family = default.family
   shapes = {k: v for a in said for k, v in {**a.defaults, **a.fields}.items()}
   for name in [DEFAULT_VARIANT[family], *VARIANTS[family]]:
-    cfg = VARIANTS[family][name]
+    cfg = dataclasses.replace(VARIANTS[family][name], dtype=default.dtype)
     if not any(_differs(v, getattr(cfg, k)) for k, v in shapes.items()):
       same = [n for n, c in VARIANTS[family].items() if n != name and _same_shapes(c, cfg)]
       if same:

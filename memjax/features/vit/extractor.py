@@ -85,11 +85,11 @@ def make_extractor(
     dtype: compute dtype, 'float32' or 'bfloat16'.
     pool_depths: blocks (1-based) whose token means are appended to the feature.
     remat: gradient checkpointing of each transformer block (fine-tuning; same outputs).
-    fit: None: the reference processor's geometry for the family and file layout (`geometry.py`:
-      CLIP and DINOv2 crop the centre, SigLIP and DINOv3 stretch the whole image to a square,
-      with the resize filter of a preprocessor_config.json beside the weights); 'crop':
-      the centre crop of the bicubic-resized image for every family (SigLIP included); 'stretch':
-      the whole image stretched to the model's square for every family.
+    fit: None: the reference processor's geometry for the family and file layout
+      (`reference_geometry`: CLIP and DINOv2 crop the centre, SigLIP and DINOv3 stretch the
+      whole image to a square, with the resize filter of a preprocessor_config.json beside the
+      weights); 'crop': the centre crop, after the family's resize, for every family (SigLIP
+      included); 'stretch': the whole image stretched to the model's square for every family.
 
   Returns:
     A `ViTExtractor` whose `weights_sha256` is the file's.

@@ -228,6 +228,25 @@ def add_variant(family: str, name: str, config: ViTConfig) -> None:
   VARIANTS[family][name] = config
 
 
+def get_config(family: str, variant: str | None, dtype: str = 'float32') -> ViTConfig:
+  """The variant's `ViTConfig` with compute `dtype`.
+
+  Raises:
+    InputError: unknown family, variant or dtype.
+  """
+  if family not in VARIANTS:
+    raise InputError(f'ViT family must be one of {FAMILIES}, got {family!r}.')
+  variant = variant or DEFAULT_VARIANT[family]
+  if variant not in VARIANTS[family]:
+    raise InputError(
+      f'{family} variant must be one of {sorted(VARIANTS[family])}, got {variant!r} '
+      '(config.extractors.<name>.variant).'
+    )
+  if dtype not in ('float32', 'bfloat16'):
+    raise InputError(f"ViT dtype must be 'float32' or 'bfloat16', got {dtype!r}.")
+  return dataclasses.replace(VARIANTS[family][variant], dtype=dtype)
+
+
 def _activation(name: str):
   if name == 'quick_gelu':
     return lambda x: x * jax.nn.sigmoid(1.702 * x)
