@@ -156,10 +156,10 @@ class Model:
     step = math.ceil(max(batch_size, 1) / devices) * devices
     for start in range(0, len(arrays), step):
       chunk = arrays[start : start + step]
-      # cut as the extractors cut image files
-      crops = [p.geometry.apply(image_decode.to_rgb(Image.fromarray(a))) for _, a in chunk]
-      crops += [crops[0]] * (-len(crops) % devices)  # pad to the device count
-      scores, _ = p.predict_images(np.stack(crops))
+      rgb = [image_decode.to_rgb(Image.fromarray(a)) for _, a in chunk]
+      rgb += [rgb[0]] * (-len(rgb) % devices)  # pad to the device count
+      # cut as the extractors cut image files, once per geometry they take
+      scores, _ = p.predict_images([np.stack([g.apply(x) for x in rgb]) for g in p.geometries])
       for (i, _), s in zip(chunk, scores, strict=False):
         out[i] = Scored(None, float(s), '')
     return out

@@ -23,7 +23,7 @@ from absl import logging
 
 from memjax import datasets, parallel
 from memjax.errors import InputError
-from memjax.features import images, registry, store
+from memjax.features import image_groups, registry, store
 from memjax.features.extractor import Extractor
 from memjax.runtime import atomic_files, fault_points, progress, workdir_lock, xla_options
 
@@ -80,17 +80,6 @@ def _finish(writer, directory, ids, failed, meta, dtype) -> None:
   )
 
 
-def _same_rows(batches: tuple[dict, ...]) -> dict:
-  """The rows' `index`, `ok` (read in every geometry) and `error` (the first group's that has
-  one) of the pipelines' batches of the same rows."""
-  first = batches[0]
-  ok = np.logical_and.reduce([b['ok'] for b in batches])
-  error = first['error'].copy()
-  for b in batches[1:]:
-    error = np.where(error == b'', b['error'], error)
-  return {'index': first['index'], 'ok': ok, 'error': error}
-
-
 def extract(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Extracts `config.features` for the dataset's images into `config.data.features_dir`.
 
@@ -144,21 +133,11 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     start_row,
   )
   shown = progress.bar(len(ids), 'extract', 'img', initial=start_row)
-  streams = []
-  for group in groups:
-    first = next(iter(group.values()))
-    streams.append(images.image_batches(
-      paths,
-      batch_size=cfg.batch_size,
-      resize_to=first.resize_to,
-      image_size=first.image_size,
-      start=start_row,
-      geometry=first.geometry,
-    ))  # fmt: skip
-  for batches in zip(*streams, strict=True):
-    batch, features = _same_rows(batches), {}
-    for forward, p, b in zip(forwards, params, batches, strict=True):
-      local = {'image': b['image'][share]}
+  batches = image_groups.group_batches(paths, groups, batch_size=cfg.batch_size, start=start_row)
+  for batch, pixels in batches:
+    features = {}
+    for forward, p, x in zip(forwards, params, pixels, strict=True):
+      local = {'image': x[share]}
       features.update(parallel.fetch(forward(p, parallel.to_global(local, mesh, 0)['image'])))
     valid = batch['index'] >= 0
     bad = np.flatnonzero(valid & ~batch['ok'])

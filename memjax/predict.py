@@ -3,10 +3,12 @@
 The extractors of `config.features` run on the images, then every trained fold's chosen
 checkpoint (`config.eval.checkpoint`) scores them; the prediction is the mean over folds of each
 fold's m = sum_k p(k) s_k (its own thresholds), and the mean class probabilities. Everything after
-decoding is one jitted function, vmapped over the stacked fold parameters.
+decoding is one jitted function, vmapped over the stacked fold parameters. Extractors that want
+different image geometries (e.g. ResMem's stretched 227 crop beside EfficientNet-Lite's crop,
+`registry.build_groups`) get each image cut their way, as `--mode=extract` cut it for the store.
 
   predictor = Predictor(None, workdir)   # the config WORKDIR recorded
-  scores, probs = predictor.predict_images(uint8_images)   # [B, S, S, 3] RGB crops
+  scores, probs = predictor.predict_images((uint8_images,))   # per geometry: [B, S, S, 3] RGB
 
 The config's fields that say what the parameters mean, and the extractors it builds, must be the
 ones the workdir recorded (`run_record.check_model`, `run_record.check_extractors`).
@@ -17,6 +19,7 @@ import functools
 import glob
 import os
 import time
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +30,8 @@ from PIL import Image
 
 from memjax import data_identity, parallel, recorded_config, run_parts, run_record, steps
 from memjax.errors import InputError, out_of_space
-from memjax.features import images, registry
+from memjax.features import image_groups, registry
+from memjax.features.store.spec import has_control_characters
 from memjax.fold_consts import FoldConsts, host_consts
 from memjax.runtime import atomic_files, progress, xla_options
 from memjax.train_state import split_params
@@ -62,7 +66,9 @@ class Predictor:
     self.config = config
     run_record.check_kind(workdir, 'predict')
     record = run_record.check_model(config, workdir)  # fields first: they name a wrong config best
-    self.extractors = registry.build_all(config)
+    self.groups = registry.build_groups(config)  # as --mode=extract cut the images
+    extractors = {n: e for group in self.groups for n, e in group.items()}
+    self.extractors = {n: extractors[n] for n in config.features}
     identities = {n: data_identity.extractor_identity(e) for n, e in self.extractors.items()}
     run_record.check_extractors(record, workdir, identities, 'config.extractors.{name}')
     self.mesh = parallel.make_mesh()
@@ -82,22 +88,31 @@ class Predictor:
     self._frozen = parts.frozen
     rep = parallel.replicated(self.mesh)
     self._fn = jax.jit(
-      functools.partial(_predict, model=parts.model, backbone=parts.backbone),
+      functools.partial(
+        _predict, model=parts.model, backbone=parts.backbone, group_of=self._group_of()
+      ),
       in_shardings=(rep, rep, parallel.batch_sharding(self.mesh)),
       out_shardings=parallel.batch_sharding(self.mesh),
       compiler_options=xla_options.compiler_options('predict', config.cpu_library_fusions),
     )
-    first = next(iter(self.extractors.values()))
-    self.image_size, self.resize_to = first.image_size, first.resize_to
-    self.geometry = first.geometry  # the extractors agree on it (`registry.build_all`)
+    self.geometries = tuple(image_groups.geometry_of(group) for group in self.groups)
 
-  def predict_images(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scores uint8 RGB crops [B, S, S, 3] (B divisible by the device count).
+  def _group_of(self) -> dict[str, int]:
+    """Feature name -> the index of its geometry in `self.geometries`."""
+    return {n: i for i, group in enumerate(self.groups) for n in group}
+
+  def predict_images(self, pixels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores the same images cut in each of `self.geometries`: one array [B, S, S, 3] per
+    geometry (uint8 RGB; float32 for a float geometry), B divisible by the device count.
 
     Returns:
       (scores [B], mean class probabilities [B, K] or None for the regression head).
     """
-    images_ = parallel.to_global({'x': batch}, self.mesh, 0)['x']
+    if len(pixels) != len(self.geometries):
+      raise ValueError(f'{len(pixels)} image arrays for {len(self.geometries)} geometries')
+    local = {str(i): x for i, x in enumerate(pixels)}
+    global_ = parallel.to_global(local, self.mesh, 0)
+    images_ = tuple(global_[str(i)] for i in range(len(pixels)))
     out = parallel.fetch(self._fn(self._folds, self._frozen, images_))
     return out['score'], out.get('probs')
 
@@ -110,14 +125,8 @@ class Predictor:
     batch_size = -(-batch_size // jax.device_count()) * jax.device_count()
     scores, probs, errors = [], [], []
     shown = progress.bar(len(paths), 'predict', 'img')
-    for batch in images.image_batches(
-      paths,
-      batch_size=batch_size,
-      resize_to=self.resize_to,
-      image_size=self.image_size,
-      geometry=self.geometry,
-    ):
-      s, p = self.predict_images(batch['image'])
+    for batch, pixels in image_groups.group_batches(paths, self.groups, batch_size=batch_size):
+      s, p = self.predict_images(pixels)
       valid = batch['index'] >= 0
       shown.update(int(valid.sum()))
       ok = batch['ok'][valid]
@@ -137,19 +146,21 @@ def _consts(meta: dict, dims: dict) -> FoldConsts:
   return host_consts(meta['thresholds'], meta['values'], shift, scale)
 
 
-def _predict(folds, frozen, batch, *, model, backbone):
+def _predict(folds, frozen, pixels, *, model, backbone, group_of):
   """Mean over the stacked folds of each fold's score (and class probabilities).
 
-  Frozen extractors run once for all folds; fine-tuned ones once per fold, with its parameters.
+  `pixels` holds the images once per geometry; `group_of` names each feature's. Frozen
+  extractors run once for all folds; fine-tuned ones once per fold, with its parameters.
   """
+  images_ = {n: pixels[group_of[n]] for n in model.features}
   shared = None
   if not backbone.trained:
-    shared = steps.raw_features(model, {'image': batch}, frozen, backbone)
+    shared = steps.raw_features(model, {}, frozen, backbone, images=images_)
 
   def one_fold(params, consts):
     head, trained = split_params(params, backbone)
     if shared is None:
-      raw = steps.raw_features(model, {'image': batch}, frozen, backbone, trained)
+      raw = steps.raw_features(model, {}, frozen, backbone, trained, images_)
     else:
       raw = shared
     out = model.apply({'params': head}, consts.standardize(raw), train=False)
@@ -208,7 +219,7 @@ def _path_cell(row: dict, column: str, source: str, line: int) -> str:
   expected = "an image path (relative to the CSV's folder, or absolute)"
   score_files.csv_cell(row, column, source, line, expected)  # missing or blank
   path = row[column]
-  if score_files.has_control_characters(path):
+  if has_control_characters(path):
     raise InputError(
       f'{source} line {line}, column {column!r}: path {path!r} holds control characters (NUL, '
       'escape, a stray byte-order mark); is the file damaged or in another encoding?'

@@ -50,8 +50,8 @@ def _tuples(value):
 
 
 def _lay_over(target: ml_collections.ConfigDict, values: dict, template=None) -> None:
-  """Sets `values` into `target`; an entry `target` lacks is copied from `template` (the shape
-  of a new extractor entry) or taken as it is."""
+  """Sets `values` into `target`; an entry `target` lacks takes its fields' types from `template`
+  (the shape of a new extractor entry) but only the fields recorded, or is taken as it is."""
   for key, value in values.items():
     nested = key in target and isinstance(target[key], ml_collections.ConfigDict)
     if nested and isinstance(value, dict):
@@ -59,6 +59,8 @@ def _lay_over(target: ml_collections.ConfigDict, values: dict, template=None) ->
       continue
     if key not in target and isinstance(value, dict):
       entry = copy.deepcopy(template) if template is not None else ml_collections.ConfigDict()
+      for absent in [k for k in entry if k not in value]:  # the run had no such field
+        del entry[absent]
       _lay_over(entry, value)
       target[key] = entry
       continue

@@ -17,6 +17,7 @@ it, only the head's backward pass runs). Training images may be augmented on the
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -62,15 +63,17 @@ def model_inputs(
 
 def raw_features(model: FusionMLP, batch, frozen, backbone=None, trained=None, images=None):
   """Float32 features by name: from the batch, or computed from `images` (default
-  `batch['image']`) by the extractors. Gradients flow into the extractors only through `trained`
-  (their trained parts; None: all frozen)."""
+  `batch['image']`; one array for every extractor, or feature name -> its extractor's images) by
+  the extractors. Gradients flow into the extractors only through `trained` (their trained
+  parts; None: all frozen)."""
   if backbone is None:
     raw = {n: batch[n].astype(jnp.float32) for n in model.features}  # a store may hold f16
   else:
     images = batch['image'] if images is None else images
     raw = {}
     for n in model.features:
-      x = backbone.extractors[n].forward(backbone.params_of(n, trained, frozen), images)
+      x_in = images[n] if isinstance(images, Mapping) else images
+      x = backbone.extractors[n].forward(backbone.params_of(n, trained, frozen), x_in)
       x = x.astype(jnp.float32)
       raw[n] = x if trained is not None and n in backbone.plans else jax.lax.stop_gradient(x)
   return raw

@@ -1,5 +1,6 @@
 """`--mode=extract` with extractors of different image geometries: one store, one image pipeline
-per geometry, each feature computed from its own crops and described by its own preprocessing.
+per geometry, each feature computed from its own crops and described by its own preprocessing;
+`--mode=predict` of a model trained on that store cuts each image the same ways.
 
 The extractors are small and random: ResMem (the whole image stretched to 256, its 227 crop;
 a narrow random `model.pt`), the colour grid (memjax's 224 crop of 256) and a tiny SigLIP (the
@@ -17,7 +18,7 @@ import test_vit as tv
 import torch_files
 from PIL import Image
 
-from memjax import extract
+from memjax import api, extract, predict, run_parts, steps, train
 from memjax.features import images, registry, store
 
 
@@ -89,3 +90,35 @@ def test_vits_still_follow_one_other_geometry(config):
   config.features = ('color_grid', 'siglip')
   (group,) = registry.build_groups(config)
   assert group['siglip'].geometry == group['color_grid'].geometry
+
+
+def test_predict_cuts_each_geometry_as_the_store(config, tmp_path):
+  """A model trained on the three-geometry store scores image files exactly as its head scores
+  the stored features of the same images (one fold, so the prediction is that fold's)."""
+  extract.extract(config, str(tmp_path))
+  config.data.run_folds = (0,)
+  config.num_epochs, config.batch_size, config.steps_per_call, config.eval_batch_size = 1, 4, 1, 4
+  for name in config.features:
+    config.model.branch_units[name] = (8,)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+
+  p = predict.Predictor(None, workdir)  # the recorded config
+  assert [sorted(g) for g in p.groups] == [['resmem'], ['color_grid'], ['siglip']]
+  ids, stored, _ = store.read_store(config.data.features_dir)
+  paths = [os.path.join(config.data.dir, i) for i in ids]
+  scores, _, errors = p.predict_paths(paths, batch_size=8)
+  assert errors == [''] * len(ids)
+
+  dims = {n: a.shape[1] for n, a in stored.items()}
+  parts = run_parts.build_parts(p.config, None, dims, p.mesh)  # the head on stored features
+  params, meta, _ = parts.restore(os.path.join(workdir, 'fold_0'), config.eval.checkpoint)
+  consts = predict._consts(meta, dims)
+  raw = {n: np.asarray(a, np.float32) for n, a in stored.items()}
+  out = parts.model.apply({'params': params}, consts.standardize(raw), train=False)
+  want, _ = steps.scores_and_probs(parts.model, out, consts.values)
+  np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
+
+  arrays = [np.asarray(Image.open(path).convert('RGB')) for path in paths[:3]]
+  scored = api.load(workdir).score(arrays)  # arrays are cut per geometry too
+  np.testing.assert_allclose([r.score for r in scored], want[:3], rtol=1e-5, atol=1e-6)

@@ -1,5 +1,5 @@
-"""The heap setting main.py applies before training: measured in fresh processes, where glibc's
-dynamic mmap threshold has not been touched yet."""
+"""The heap setting main.py applies before training (measured in fresh processes, where glibc's
+dynamic mmap threshold has not been touched yet), and the memory budget the image cache reads."""
 
 import ctypes
 import ctypes.util
@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+from memjax.runtime import host_memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Allocates and frees an 8 MiB block three times; prints, per round, whether glibc served it
@@ -57,3 +59,16 @@ def test_fix_mmap_threshold_keeps_large_blocks_on_mmap_after_frees():
   assert _probe('default') == ['[True, False, False]']
   # ... and with the threshold fixed at 1 MiB every one is mmapped and returned on free.
   assert _probe('fixed') == ['True', '[True, True, True]']
+
+
+def test_available_memory_falls_back_to_physical_memory(monkeypatch):
+  """Without /proc/meminfo the budget is the physical memory size, which bounds what is free."""
+  real = host_memory.available_memory_bytes()
+  physical = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  assert 0 < real <= physical
+
+  def no_proc(*args, **kwargs):
+    raise FileNotFoundError('/proc/meminfo')
+
+  monkeypatch.setattr(host_memory, 'open', no_proc, raising=False)
+  assert host_memory.available_memory_bytes() == physical

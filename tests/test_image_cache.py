@@ -114,18 +114,6 @@ def test_the_fits_decision_against_a_budget(tmp_path, monkeypatch, caplog):
   assert images.ImageRows(paths, RESIZE, SIZE, cache=True).cached  # forcing ignores the budget
 
 
-def test_available_memory_falls_back_to_physical_memory(monkeypatch):
-  real = images.available_memory_bytes()
-  assert real > 0
-
-  def no_proc(*args, **kwargs):
-    raise FileNotFoundError('/proc/meminfo')
-
-  monkeypatch.setattr(images, 'open', no_proc, raising=False)
-  physical = images.available_memory_bytes()
-  assert physical >= real
-
-
 @pytest.mark.parametrize('cache', [True, False])
 def test_an_unreadable_file_is_an_input_error_naming_it(tmp_path, cache):
   paths = _write_images(tmp_path, 3)
