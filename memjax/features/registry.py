@@ -30,7 +30,8 @@ import ml_collections
 from memjax.errors import InputError
 from memjax.features.extractor import Extractor, with_flip
 
-KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
+VGG_KINDS = ('vgg16', 'vgg19', 'vse')  # memjax/features/vgg/
+KINDS = VGG_KINDS + ('efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
 VIT_KINDS = ('clip', 'siglip', 'dinov2', 'dinov3')  # memjax/features/vit/
 KINDS += VIT_KINDS
@@ -39,6 +40,9 @@ EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_
 POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
 DTYPE_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.extractors.<name>.dtype
 REMAT_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.finetune.remat
+# The weight-file fields each kind needs set (EfficientNet-Lite and ResMem have defaults).
+_WEIGHT_FIELDS = {kind: ('weights',) for kind in ('vgg16', 'vgg19') + VIT_KINDS}
+_WEIGHT_FIELDS['vse'] = ('weights', 'projection')
 _GRID = 4
 
 
@@ -66,8 +70,8 @@ def build(config: ml_collections.ConfigDict, name: str) -> Extractor:
   """The extractor for feature `name`, with `flip` applied whatever the kind.
 
   Raises:
-    InputError: no `config.extractors.<name>`, an unknown kind, missing weight files, or
-      `pool_depths` for a kind outside `POOL_DEPTH_KINDS`.
+    InputError: no `config.extractors.<name>`, an unknown kind, weight files not set or
+      missing, or `pool_depths` for a kind outside `POOL_DEPTH_KINDS`.
   """
   if name not in config.extractors:
     raise InputError(
@@ -79,6 +83,12 @@ def build(config: ml_collections.ConfigDict, name: str) -> Extractor:
       f'config.extractors.{name}.pool_depths={tuple(spec.pool_depths)} is unsupported for kind '
       f'{spec.kind!r}; leave it () or use one of {POOL_DEPTH_KINDS}.'
     )
+  for field in _WEIGHT_FIELDS.get(spec.kind, ()):
+    if not spec[field]:
+      raise InputError(
+        f'config.extractors.{name}.{field} is not set: give the local path of the weight file '
+        '(memjax never downloads weights; third_party/README.md says where to get them).'
+      )
   extractor = _build_kind(config, name)
   return with_flip(extractor) if spec.get('flip', False) else extractor
 
@@ -89,18 +99,10 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
   remat = bool(config.get('finetune', {}).get('remat', False))
   if spec.kind == 'color_grid':
     return color_grid()
-  if spec.kind in ('vgg16', 'vgg19'):
+  if spec.kind in VGG_KINDS:
     from memjax.features.vgg import extractor as vgg_extractor
 
-    return vgg_extractor.make_vgg_extractor(
-      _required(spec, 'weights', name), depth=int(spec.kind[3:])
-    )
-  if spec.kind == 'vse':
-    from memjax.features.vgg import extractor as vgg_extractor
-
-    return vgg_extractor.make_semantic_extractor(
-      _required(spec, 'weights', name), _required(spec, 'projection', name)
-    )
+    return vgg_extractor.make_vgg_extractor(spec.kind, spec.weights, spec.get('projection'))
   if spec.kind in EFFICIENTNET_KINDS:
     from memjax.features.efficientnet_lite import extractor as el_extractor
     from memjax.features.efficientnet_lite import model as el_model
@@ -118,23 +120,19 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
   if spec.kind in VIT_KINDS:
     from memjax.features.vit import extractor as vit_extractor
 
-    weights = _required(spec, 'weights', name)
     pools = tuple(spec.get('pool_depths', ()))
     dtype = spec.get('dtype', 'float32')
     return vit_extractor.make_extractor(
-      spec.kind, spec.variant, weights, spec.output, dtype, pools, remat=remat, fit=spec.get('fit')
+      spec.kind,
+      spec.variant,
+      spec.weights,
+      spec.output,
+      dtype,
+      pools,
+      remat=remat,
+      fit=spec.get('fit'),
     )
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
-
-
-def _required(spec: ml_collections.ConfigDict, field: str, name: str) -> str:
-  value = spec[field]
-  if not value:
-    raise InputError(
-      f'config.extractors.{name}.{field} is not set: give the local path of the weight file '
-      '(memjax never downloads weights; third_party/README.md says where to get them).'
-    )
-  return value
 
 
 def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
