@@ -145,12 +145,13 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
 
 
 def build_groups(config: ml_collections.ConfigDict) -> list[dict[str, Extractor]]:
-  """The extractors of `config.features` grouped by image geometry, for `--mode=extract`.
+  """The extractors of `config.features` grouped by image geometry, for `--mode=extract` and
+  `--mode=predict`.
 
   One group when they can take one geometry (as `build_all`: the ViTs follow the others);
   otherwise one group per geometry, each extractor at its own (e.g. ResMem's whole image
   stretched to 256 and its 227 crop beside EfficientNet-Lite's crop; ViTs at their reference's).
-  Extraction decodes each image once per group.
+  Extraction and prediction decode each image once per group (`image_groups.group_batches`).
 
   Raises:
     InputError: as `build`.
@@ -174,16 +175,11 @@ def _one_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
   Raises:
     InputError: extractors other than ViTs wanting different inputs.
   """
-  sizes = {e.geometry for e in extractors.values()}
-  if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
-    from memjax.features.vit import extractor as vit_extractor
+  if len({e.geometry for e in extractors.values()}) == 1:
+    return extractors
+  from memjax.features.vit import extractor as vit_extractor
 
-    extractors = vit_extractor.share_geometry(extractors)
-    sizes = {e.geometry for e in extractors.values()}
-  if len(sizes) > 1:
-    shown = sorted(g.describe() for g in sizes)
-    raise InputError(f'extractors of {list(extractors)} want different inputs {shown}.')
-  return extractors
+  return vit_extractor.share_geometry(extractors)  # ViTs resize inside; the others must agree
 
 
 def on_the_fly(config: ml_collections.ConfigDict, paths: list[str]) -> tuple[dict, dict]:

@@ -146,7 +146,11 @@ def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
   fixed = {e.geometry for e in extractors.values() if not _is_vit(e)}
   if len(fixed) > 1:
     shown = sorted(e.geometry.describe() for e in extractors.values())
-    raise InputError(f'extractors of {list(extractors)} want different inputs {shown}.')
+    raise InputError(
+      f'extractors of {list(extractors)} want different inputs {shown}: features computed on the '
+      'fly must share one; extract them into a store instead (--mode=extract cuts each image '
+      'once per geometry).'
+    )
   largest = max(extractors.values(), key=lambda e: e.image_size)
   target = fixed.pop() if fixed else largest.geometry
   out = {}
