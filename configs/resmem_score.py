@@ -22,6 +22,7 @@ from configs import photos_resmem
 
 def get_config():
   config = photos_resmem.get_config()
+  config.features = ('resmem',)  # ResMem alone: its score is the prediction
   config.extractors.resmem.output = 'score'  # ResMem's head: the memorability score itself
   config.model.head = 'regression'
   return config

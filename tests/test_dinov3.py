@@ -30,8 +30,8 @@ from references import require
 from memjax.errors import InputError
 from memjax.features import images
 from memjax.features.geometry import Geometry
+from memjax.features.vit import architecture
 from memjax.features.vit import extractor as vit_extractor
-from memjax.features.vit import file_arch
 from memjax.features.vit import model as vit
 
 MAX_ABS, RELATIVE_L2 = 1e-5, 1e-4
@@ -72,20 +72,20 @@ def _write_config(folder, **fields) -> str:
 @pytest.mark.parametrize('name', sorted(PUBLISHED))
 def test_published_configs_are_the_builtin_variants(tmp_path, name):
   weights = _write_config(tmp_path, **PUBLISHED[name])
-  cfg, variant, _ = file_arch.resolve('dinov3', None, weights, {}, 'float32')
+  cfg, variant = architecture.resolve('dinov3', None, weights, {}, 'float32')
   assert (variant, cfg) == (name, vit.VARIANTS['dinov3'][name])
-  assert file_arch.resolve('dinov3', name, weights, {}, 'float32')[1] == name  # agrees
+  assert architecture.resolve('dinov3', name, weights, {}, 'float32')[1] == name  # agrees
 
 
 def test_config_errors(tmp_path):
   weights = _write_config(tmp_path, **dict(PUBLISHED['s16'], use_gated_mlp=True))
   with pytest.raises(InputError, match="a gated MLP with hidden_act 'gelu'; memjax has SwiGLU"):
-    file_arch.resolve('dinov3', None, weights, {}, 'float32')
+    architecture.resolve('dinov3', None, weights, {}, 'float32')
   weights = _write_config(tmp_path, **PUBLISHED['s16'])
   with pytest.raises(InputError, match="model_type 'dinov3_vit' is not a dinov2 model"):
-    file_arch.resolve('dinov2', None, weights, {}, 'float32')
+    architecture.resolve('dinov2', None, weights, {}, 'float32')
   with pytest.raises(InputError, match='says width 384, but variant dinov3/b16 has 768'):
-    file_arch.resolve('dinov3', 'b16', weights, {}, 'float32')
+    architecture.resolve('dinov3', 'b16', weights, {}, 'float32')
   (tmp_path / 'dinov2').mkdir()
   dinov2 = tv.save_safetensors(tv.hf_tensors(tv.TINY['dinov2']), tmp_path / 'dinov2/x.safetensors')
   with pytest.raises(InputError, match=r"not a dinov3 image encoder: none of \['embeddings"):

@@ -19,6 +19,7 @@ import torch_files
 from PIL import Image
 
 from memjax import api, extract, predict, run_parts, steps, train
+from memjax.errors import InputError
 from memjax.features import images, registry, store
 
 
@@ -122,3 +123,10 @@ def test_predict_cuts_each_geometry_as_the_store(config, tmp_path):
   arrays = [np.asarray(Image.open(path).convert('RGB')) for path in paths[:3]]
   scored = api.load(workdir).score(arrays)  # arrays are cut per geometry too
   np.testing.assert_allclose([r.score for r in scored], want[:3], rtol=1e-5, atol=1e-6)
+
+
+def test_on_the_fly_features_of_two_geometries_are_refused_naming_the_store_route(config):
+  """Training computes features from one decoded image per row: two geometries are refused, with
+  extraction named as the way to fuse them."""
+  with pytest.raises(InputError, match=r'want different inputs .*extract them into a store'):
+    registry.on_the_fly(config, [os.path.join(config.data.dir, '00.png')])

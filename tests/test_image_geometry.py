@@ -168,7 +168,7 @@ def test_extractors_declare_their_familys_geometry(monkeypatch):
   )
   monkeypatch.setattr(el_weights, 'load', lambda variant, path: ({}, None, None))
   for depth in (16, 19):
-    e = vgg_extractor.make_vgg_extractor('unused.h5', depth)
+    e = vgg_extractor.make_vgg_extractor(f'vgg{depth}', 'unused.h5')
     assert (e.resize_to, e.image_size) == VGG
   for variant, geometry in EFFICIENTNET.items():
     e = el_extractor.make_extractor(variant, 'unused.pth')

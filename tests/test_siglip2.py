@@ -25,8 +25,8 @@ from references import require
 
 from memjax.errors import InputError
 from memjax.features import images
+from memjax.features.vit import architecture, config_files
 from memjax.features.vit import extractor as vit_extractor
-from memjax.features.vit import file_arch
 from memjax.features.vit import model as vit
 
 MAX_ABS, RELATIVE_L2 = 1e-5, 1e-4
@@ -57,12 +57,12 @@ def test_published_configs_name_siglip2_variants(tmp_path, name):
   config = {'model_type': 'siglip', 'vision_config': vision, 'text_config': {'vocab_size': 256000}}
   (tmp_path / 'config.json').write_text(json.dumps(config))
   weights = str(tmp_path / 'model.safetensors')
-  cfg, variant, _ = file_arch.resolve('siglip', None, weights, {}, 'float32')
+  cfg, variant = architecture.resolve('siglip', None, weights, {}, 'float32')
   assert (variant, cfg.resample) == (name, 'bilinear')
   assert vit_extractor.reference_geometry(cfg, 'hf_siglip').resample == 'bilinear'
   assert vit_extractor.reference_geometry(cfg, 'timm_siglip').resample == 'bicubic'
   (tmp_path / 'config.json').write_text(json.dumps(dict(vision, model_type='siglip_vision_model')))
-  cfg, variant, _ = file_arch.resolve('siglip', None, weights, {}, 'float32')
+  cfg, variant = architecture.resolve('siglip', None, weights, {}, 'float32')
   assert cfg.resample == 'bicubic' and not variant.startswith('v2_')
 
 
@@ -72,24 +72,24 @@ def test_naflex_config(tmp_path):
   (tmp_path / 'config.json').write_text(json.dumps({'model_type': 'siglip2',
                                                     'vision_config': vision}))  # fmt: skip
   weights = str(tmp_path / 'model.safetensors')
-  assert file_arch.resolve('siglip', None, weights, {}, 'float32')[1] == 'v2_so400m16_256'
-  assert file_arch.resolve('siglip', 'v2_so400m16_512', weights, {}, 'float32')[1]
+  assert architecture.resolve('siglip', None, weights, {}, 'float32')[1] == 'v2_so400m16_256'
+  assert architecture.resolve('siglip', 'v2_so400m16_512', weights, {}, 'float32')[1]
   with pytest.raises(InputError, match='says width 1152, but variant siglip/v2_b16_256 has 768'):
-    file_arch.resolve('siglip', 'v2_b16_256', weights, {}, 'float32')
+    architecture.resolve('siglip', 'v2_b16_256', weights, {}, 'float32')
   (tmp_path / 'config.json').write_text(json.dumps(dict(vision, num_patches=200)))
   with pytest.raises(InputError, match='num_patches 200 is not a square grid'):
-    file_arch.resolve('siglip', None, weights, {}, 'float32')
+    architecture.resolve('siglip', None, weights, {}, 'float32')
 
 
 def test_processor_resample(tmp_path):
   weights = str(tmp_path / 'model.safetensors')
-  assert file_arch.processor_resample(weights) is None
+  assert config_files.processor_resample(weights) is None
   for resample, want in ((2, 'bilinear'), (3, 'bicubic'), (None, None)):
     (tmp_path / 'preprocessor_config.json').write_text(json.dumps({'resample': resample}))
-    assert file_arch.processor_resample(weights) == want
+    assert config_files.processor_resample(weights) == want
   (tmp_path / 'preprocessor_config.json').write_text(json.dumps({'resample': 1}))
   with pytest.raises(InputError, match='resample 1 is not a filter memjax has'):
-    file_arch.processor_resample(weights)
+    config_files.processor_resample(weights)
 
 
 # --- Equality with transformers' torch models ------------------------------------------------

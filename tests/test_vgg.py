@@ -179,7 +179,7 @@ def test_keras_and_torchvision_files_give_keras_fc7(tmp_path, depth):
   ):
     path = tmp_path / name
     save(str(path))
-    ex = vgg_extractor.make_vgg_extractor(str(path), depth, arch=arch)
+    ex = vgg_extractor.make_vgg_extractor(f'vgg{depth}', str(path), arch=arch)
     assert (ex.name, ex.feature_dim) == (f'vgg{depth}_fc7', arch.fc_dim)
     assert ex.weights_sha256 == weight_files.file_sha256(str(path))
     assert 'BGR' in ex.preprocessing
@@ -189,7 +189,7 @@ def test_keras_and_torchvision_files_give_keras_fc7(tmp_path, depth):
 
   pth = tmp_path / f'vgg{depth}_tv.pth'
   torch_files.save_zip(pth, _torch_state_dict(_keras_layers(model), arch))
-  tv = vgg_extractor.make_vgg_extractor(str(pth), depth, arch=arch)
+  tv = vgg_extractor.make_vgg_extractor(f'vgg{depth}', str(pth), arch=arch)
   assert 'torchvision' in tv.preprocessing
   x = (images / 255.0 - np.array(vgg_model.TORCH_RGB_MEAN)) / np.array(vgg_model.TORCH_RGB_STD)
   want_tv = fc2.predict_on_batch(x.astype('float32'))
@@ -233,8 +233,8 @@ def test_narrow_vgg_torchvision_matches_keras_layout(tmp_path):
   images = _images(3, seed=1)
   _write_original_keras_h5(tmp_path / 'k.h5', layers)
   torch_files.save_legacy(tmp_path / 't.pth', _torch_state_dict(layers, NARROW16))
-  keras_ex = vgg_extractor.make_vgg_extractor(str(tmp_path / 'k.h5'), 16, arch=NARROW16)
-  torch_ex = vgg_extractor.make_vgg_extractor(str(tmp_path / 't.pth'), 16, arch=NARROW16)
+  keras_ex = vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 'k.h5'), arch=NARROW16)
+  torch_ex = vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 't.pth'), arch=NARROW16)
   jax.tree.map(np.testing.assert_array_equal, torch_ex.params, keras_ex.params)
   # Same network; only the preprocessing differs with the file's origin.
   caffe = _jitted_fc7(NARROW16, 'keras')(keras_ex.params, images)
@@ -249,35 +249,35 @@ def test_narrow_vgg_torchvision_matches_keras_layout(tmp_path):
 def test_weight_file_errors(tmp_path):
   arch = NARROW16
   with pytest.raises(InputError, match='never downloads'):
-    vgg_extractor.make_vgg_extractor(str(tmp_path / 'nope.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 'nope.h5'), arch=arch)
   # A VGG19 file loaded as VGG16: the extra convolutions are named.
   _write_original_keras_h5(tmp_path / 'v19.h5', _random_layers(NARROW19))
   with pytest.raises(InputError, match=r"unexpected \['block3_conv4', 'block4_conv4'"):
-    vgg_extractor.make_vgg_extractor(str(tmp_path / 'v19.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 'v19.h5'), arch=arch)
   layers = _random_layers(arch, with_head=False)
   del layers['fc2']
   _write_original_keras_h5(tmp_path / 'nofc2.h5', layers)
   with pytest.raises(InputError, match=r"missing \['fc2'\]"):
-    vgg_extractor.make_vgg_extractor(str(tmp_path / 'nofc2.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 'nofc2.h5'), arch=arch)
   state = _torch_state_dict(_random_layers(arch), arch)
   state['features.0.weight'] = state['features.0.weight'][:, :, :2]
   torch_files.save_zip(tmp_path / 'bad.pth', state)
   with pytest.raises(InputError, match=r'features.0.weight has shape \(4, 3, 2, 3\)'):
-    vgg_extractor.make_vgg_extractor(str(tmp_path / 'bad.pth'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 'bad.pth'), arch=arch)
   # Files named like the releases must match their published checksums.
   torch_files.save_zip(
     tmp_path / 'vgg16-397923af.pth', _torch_state_dict(_random_layers(arch), arch)
   )
   with pytest.raises(InputError, match='does not start with 397923af'):
-    vgg_extractor.make_vgg_extractor(str(tmp_path / 'vgg16-397923af.pth'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 'vgg16-397923af.pth'), arch=arch)
   _write_original_keras_h5(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels.h5', layers)
   with pytest.raises(InputError, match='published 64373286793e3c8b2b4e3219cbf3544b'):
     vgg_extractor.make_vgg_extractor(
-      str(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels.h5'), 16
+      'vgg16', str(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels.h5')
     )
   (tmp_path / 'junk.h5').write_bytes(b'junk' * 100)
   with pytest.raises(InputError, match='neither a Keras HDF5'):
-    vgg_extractor.make_vgg_extractor(str(tmp_path / 'junk.h5'), 16, arch=arch)
+    vgg_extractor.make_vgg_extractor('vgg16', str(tmp_path / 'junk.h5'), arch=arch)
   with pytest.raises(InputError, match='depth must be one of'):
     VGGArch(depth=11)
 
@@ -301,13 +301,13 @@ def test_semantic_extractor(tmp_path, names):
   if names[0] == 'ff_image_W':  # The original release also holds the sentence encoder.
     arrays.update(Wemb=rng.standard_normal((5, 3)), encoder_W=rng.standard_normal((3, 4)))
   np.savez(tmp_path / 'proj.npz', **arrays)
-  ex = vgg_extractor.make_semantic_extractor(
-    str(tmp_path / 'vgg19.h5'), str(tmp_path / 'proj.npz'), arch=NARROW19
+  ex = vgg_extractor.make_vgg_extractor(
+    'vse', str(tmp_path / 'vgg19.h5'), str(tmp_path / 'proj.npz'), arch=NARROW19
   )
   assert ex.name == 'vse_semantic' and ex.feature_dim == 12
   assert len(ex.weights_sha256) == 64 and 'L2-normalised' in ex.preprocessing
   images = _images(3, seed=3)
-  cnn = vgg_extractor.make_vgg_extractor(str(tmp_path / 'vgg19.h5'), 19, arch=NARROW19)
+  cnn = vgg_extractor.make_vgg_extractor('vgg19', str(tmp_path / 'vgg19.h5'), arch=NARROW19)
   want = _l2(_l2(_fc7(cnn, images)) @ w + b)
   got = _fc7(ex, images)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -325,15 +325,15 @@ def test_projection_errors(tmp_path):
   for name, (arrays, match) in cases.items():
     np.savez(tmp_path / name, **arrays)
     with pytest.raises(InputError, match=match):
-      vgg_extractor.make_semantic_extractor(
-        str(tmp_path / 'vgg19.h5'), str(tmp_path / name), arch=NARROW19
+      vgg_extractor.make_vgg_extractor(
+        'vse', str(tmp_path / 'vgg19.h5'), str(tmp_path / name), arch=NARROW19
       )
   with pytest.raises(InputError, match='projection file .* does not exist'):
-    vgg_extractor.make_semantic_extractor(
-      str(tmp_path / 'vgg19.h5'), str(tmp_path / 'x.npz'), arch=NARROW19
+    vgg_extractor.make_vgg_extractor(
+      'vse', str(tmp_path / 'vgg19.h5'), str(tmp_path / 'x.npz'), arch=NARROW19
     )
   (tmp_path / 'bad.npz').write_bytes(b'not a zip')
   with pytest.raises(InputError, match='not a readable .npz'):
-    vgg_extractor.make_semantic_extractor(
-      str(tmp_path / 'vgg19.h5'), str(tmp_path / 'bad.npz'), arch=NARROW19
+    vgg_extractor.make_vgg_extractor(
+      'vse', str(tmp_path / 'vgg19.h5'), str(tmp_path / 'bad.npz'), arch=NARROW19
     )

@@ -16,8 +16,8 @@ import pytest
 import test_vit as tv
 
 from memjax.errors import InputError
+from memjax.features.vit import config_files
 from memjax.features.vit import extractor as vit_extractor
-from memjax.features.vit import file_arch
 from memjax.features.vit import model as vit
 
 pytest.importorskip('safetensors')
@@ -193,14 +193,14 @@ def test_minimal_hand_written_config_takes_transformers_defaults(tmp_path):
     'model_type': 'clip_vision_model', 'hidden_size': 32, 'intermediate_size': 128,
     'num_hidden_layers': 2, 'num_attention_heads': 4, 'patch_size': 8, 'image_size': 32,
   }))  # fmt: skip
-  arch = file_arch.hf_arch(str(tmp_path / 'config.json'), 'clip')
+  arch = config_files.read('clip', str(tmp_path / 'model.safetensors'))
   assert arch.fields == dict(
     width=32, depth=2, heads=4, patch=8, act='quick_gelu', eps=1e-5, mlp=128, image_size=32,
     proj_dim=512,
   )  # fmt: skip
   (tmp_path / 'config.json').write_text(json.dumps({'model_type': 'siglip'}))
   with pytest.raises(InputError, match="model_type 'siglip' is not a clip model"):
-    file_arch.hf_arch(str(tmp_path / 'config.json'), 'clip')
+    config_files.read('clip', str(tmp_path / 'model.safetensors'))
 
 
 def test_dinov2_giant_swiglu_config(tmp_path):
@@ -209,7 +209,7 @@ def test_dinov2_giant_swiglu_config(tmp_path):
     'model_type': 'dinov2', 'hidden_size': 1536, 'num_hidden_layers': 40,
     'num_attention_heads': 24, 'use_swiglu_ffn': True, 'image_size': 518,
   }))  # fmt: skip
-  arch = file_arch.hf_arch(str(tmp_path / 'config.json'), 'dinov2')
+  arch = config_files.read('dinov2', str(tmp_path / 'model.safetensors'))
   assert (arch.fields['act'], arch.fields['mlp'], arch.fields['patch']) == ('swiglu', 4096, 14)
 
 

@@ -69,7 +69,7 @@ class Geometry:
 
   @property
   def is_default(self) -> bool:
-    """memjax's own recipe (bilinear, rounded, centre crop), described as before."""
+    """Whether this is memjax's own recipe (bilinear, rounded, centre crop, 8-bit pixels)."""
     return (self.resample, self.rounding, self.crop, self.pixels) == (
       'bilinear',
       'round',

@@ -30,7 +30,8 @@ import ml_collections
 from memjax.errors import InputError
 from memjax.features.extractor import Extractor, with_flip
 
-KINDS = ('vgg16', 'vgg19', 'vse', 'efficientnet_lite0', 'color_grid')
+VGG_KINDS = ('vgg16', 'vgg19', 'vse')  # memjax/features/vgg/
+KINDS = VGG_KINDS + ('efficientnet_lite0', 'color_grid')
 KINDS += ('efficientnet_lite1', 'efficientnet_lite2')
 VIT_KINDS = ('clip', 'siglip', 'dinov2', 'dinov3')  # memjax/features/vit/
 KINDS += VIT_KINDS
@@ -39,6 +40,9 @@ EFFICIENTNET_KINDS = ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_
 POOL_DEPTH_KINDS = EFFICIENTNET_KINDS + VIT_KINDS
 DTYPE_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.extractors.<name>.dtype
 REMAT_KINDS = EFFICIENTNET_KINDS + VIT_KINDS  # honour config.finetune.remat
+# The weight-file fields each kind needs set (EfficientNet-Lite and ResMem have defaults).
+_WEIGHT_FIELDS = {kind: ('weights',) for kind in ('vgg16', 'vgg19') + VIT_KINDS}
+_WEIGHT_FIELDS['vse'] = ('weights', 'projection')
 _GRID = 4
 
 
@@ -66,8 +70,8 @@ def build(config: ml_collections.ConfigDict, name: str) -> Extractor:
   """The extractor for feature `name`, with `flip` applied whatever the kind.
 
   Raises:
-    InputError: no `config.extractors.<name>`, an unknown kind, missing weight files, or
-      `pool_depths` for a kind outside `POOL_DEPTH_KINDS`.
+    InputError: no `config.extractors.<name>`, an unknown kind, weight files not set or
+      missing, or `pool_depths` for a kind outside `POOL_DEPTH_KINDS`.
   """
   if name not in config.extractors:
     raise InputError(
@@ -79,6 +83,12 @@ def build(config: ml_collections.ConfigDict, name: str) -> Extractor:
       f'config.extractors.{name}.pool_depths={tuple(spec.pool_depths)} is unsupported for kind '
       f'{spec.kind!r}; leave it () or use one of {POOL_DEPTH_KINDS}.'
     )
+  for field in _WEIGHT_FIELDS.get(spec.kind, ()):
+    if not spec[field]:
+      raise InputError(
+        f'config.extractors.{name}.{field} is not set: give the local path of the weight file '
+        '(memjax never downloads weights; third_party/README.md says where to get them).'
+      )
   extractor = _build_kind(config, name)
   return with_flip(extractor) if spec.get('flip', False) else extractor
 
@@ -89,18 +99,10 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
   remat = bool(config.get('finetune', {}).get('remat', False))
   if spec.kind == 'color_grid':
     return color_grid()
-  if spec.kind in ('vgg16', 'vgg19'):
+  if spec.kind in VGG_KINDS:
     from memjax.features.vgg import extractor as vgg_extractor
 
-    return vgg_extractor.make_vgg_extractor(
-      _required(spec, 'weights', name), depth=int(spec.kind[3:])
-    )
-  if spec.kind == 'vse':
-    from memjax.features.vgg import extractor as vgg_extractor
-
-    return vgg_extractor.make_semantic_extractor(
-      _required(spec, 'weights', name), _required(spec, 'projection', name)
-    )
+    return vgg_extractor.make_vgg_extractor(spec.kind, spec.weights, spec.get('projection'))
   if spec.kind in EFFICIENTNET_KINDS:
     from memjax.features.efficientnet_lite import extractor as el_extractor
     from memjax.features.efficientnet_lite import model as el_model
@@ -118,23 +120,19 @@ def _build_kind(config: ml_collections.ConfigDict, name: str) -> Extractor:
   if spec.kind in VIT_KINDS:
     from memjax.features.vit import extractor as vit_extractor
 
-    weights = _required(spec, 'weights', name)
     pools = tuple(spec.get('pool_depths', ()))
     dtype = spec.get('dtype', 'float32')
     return vit_extractor.make_extractor(
-      spec.kind, spec.variant, weights, spec.output, dtype, pools, remat=remat, fit=spec.get('fit')
+      spec.kind,
+      spec.variant,
+      spec.weights,
+      spec.output,
+      dtype,
+      pools,
+      remat=remat,
+      fit=spec.get('fit'),
     )
   raise InputError(f'config.extractors.{name}.kind must be one of {KINDS}, got {spec.kind!r}.')
-
-
-def _required(spec: ml_collections.ConfigDict, field: str, name: str) -> str:
-  value = spec[field]
-  if not value:
-    raise InputError(
-      f'config.extractors.{name}.{field} is not set: give the local path of the weight file '
-      '(memjax never downloads weights; third_party/README.md says where to get them).'
-    )
-  return value
 
 
 def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
@@ -147,12 +145,13 @@ def build_all(config: ml_collections.ConfigDict) -> dict[str, Extractor]:
 
 
 def build_groups(config: ml_collections.ConfigDict) -> list[dict[str, Extractor]]:
-  """The extractors of `config.features` grouped by image geometry, for `--mode=extract`.
+  """The extractors of `config.features` grouped by image geometry, for `--mode=extract` and
+  `--mode=predict`.
 
   One group when they can take one geometry (as `build_all`: the ViTs follow the others);
   otherwise one group per geometry, each extractor at its own (e.g. ResMem's whole image
   stretched to 256 and its 227 crop beside EfficientNet-Lite's crop; ViTs at their reference's).
-  Extraction decodes each image once per group.
+  Extraction and prediction decode each image once per group (`image_groups.group_batches`).
 
   Raises:
     InputError: as `build`.
@@ -176,16 +175,11 @@ def _one_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
   Raises:
     InputError: extractors other than ViTs wanting different inputs.
   """
-  sizes = {e.geometry for e in extractors.values()}
-  if len(sizes) > 1:  # ViTs resize to their own size inside; the others must agree
-    from memjax.features.vit import extractor as vit_extractor
+  if len({e.geometry for e in extractors.values()}) == 1:
+    return extractors
+  from memjax.features.vit import extractor as vit_extractor
 
-    extractors = vit_extractor.share_geometry(extractors)
-    sizes = {e.geometry for e in extractors.values()}
-  if len(sizes) > 1:
-    shown = sorted(g.describe() for g in sizes)
-    raise InputError(f'extractors of {list(extractors)} want different inputs {shown}.')
-  return extractors
+  return vit_extractor.share_geometry(extractors)  # ViTs resize inside; the others must agree
 
 
 def on_the_fly(config: ml_collections.ConfigDict, paths: list[str]) -> tuple[dict, dict]:

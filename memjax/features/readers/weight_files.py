@@ -1,4 +1,5 @@
-"""A weight file's tensors by its extension, `.npz` archives, and a file's checksums.
+"""A weight file's tensors by its extension, a Keras or PyTorch file by its content, `.npz`
+archives, and a file's checked sha256.
 
 `.safetensors` files are read by `safetensors.py`, `.bin` / `.pth` / `.pt` by the torch-free
 `torch_checkpoint.py`, `.npz` by NumPy (no pickles). The sha256 of a weight file is the identity
@@ -13,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features.readers import safetensors, torch_checkpoint
+from memjax.features.readers import keras_files, safetensors, torch_checkpoint
 
 
 def read_npz(path: str, keep: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
@@ -46,17 +47,45 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   raise InputError(f'{path}: expected a .safetensors, .bin / .pth / .pt or .npz weight file.')
 
 
-def file_digests(path: str, with_md5: bool = False) -> tuple[str, str | None]:
-  """(sha256, md5 or None) hex digests of a file's bytes, in one pass."""
-  sha, md5 = hashlib.sha256(), hashlib.md5() if with_md5 else None
+def read_keras_or_torch(path: str) -> tuple[str, dict]:
+  """('keras', layer name -> arrays) of a Keras HDF5 / `.keras` file, or ('torch', name -> array)
+  of a PyTorch checkpoint, told apart by the file's content.
+
+  Raises:
+    InputError: neither, or unreadable as the one it is.
+  """
+  if keras_files.is_keras_file(path):
+    return 'keras', keras_files.read_keras_layers(path)
+  with open(path, 'rb') as f:
+    if f.read(1) != b'\x80' and not zipfile.is_zipfile(path):  # A pickle starts with PROTO.
+      raise InputError(
+        f'{path}: neither a Keras HDF5 / .keras file nor a PyTorch checkpoint (.pth).'
+      )
+  return 'torch', torch_checkpoint.load_state_dict(path)
+
+
+def file_sha256(path: str, md5: str | None = None, sha256_prefix: str | None = None) -> str:
+  """Hex sha256 of a file's bytes, checked against the digests published with it, if given: its
+  md5 (Keras lists them), the start of its sha256 (torchvision file names carry it).
+
+  Raises:
+    InputError: a digest differs from the published one (a damaged or another file).
+  """
+  sha, md5_hash = hashlib.sha256(), hashlib.md5() if md5 is not None else None
   with open(path, 'rb') as f:
     while chunk := f.read(1 << 24):
       sha.update(chunk)
-      if md5 is not None:
-        md5.update(chunk)
-  return sha.hexdigest(), md5.hexdigest() if md5 is not None else None
-
-
-def file_sha256(path: str) -> str:
-  """Hex sha256 of a file's bytes."""
-  return file_digests(path)[0]
+      if md5_hash is not None:
+        md5_hash.update(chunk)
+  name, sha256 = os.path.basename(path), sha.hexdigest()
+  if md5_hash is not None and md5_hash.hexdigest() != md5:
+    raise InputError(
+      f'{path}: md5 {md5_hash.hexdigest()} does not match the published {md5} of {name}; the '
+      'file is damaged or not the released one (download it again).'
+    )
+  if sha256_prefix is not None and not sha256.startswith(sha256_prefix):
+    raise InputError(
+      f'{path}: sha256 {sha256} does not start with {sha256_prefix} as its file name says; the '
+      'file is damaged or not the released one (download it again).'
+    )
+  return sha256

@@ -19,13 +19,12 @@ files expect RGB / 255 normalised by the ImageNet mean and std.
 
 import dataclasses
 import os
-import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features.readers import keras_files, torch_checkpoint, weight_files
+from memjax.features.readers import weight_files
 from memjax.features.vgg.model import KERAS, TORCHVISION, VGGArch
 
 # Checksums published with the files (Keras lists md5 in keras.applications; torchvision file
@@ -49,20 +48,6 @@ class VGGWeights:
   params: dict
   origin: str
   sha256: str
-
-
-def _check_known_digest(path: str, sha256: str, md5: str | None) -> None:
-  name = os.path.basename(path)
-  if name in KNOWN_MD5 and md5 != KNOWN_MD5[name]:
-    raise InputError(
-      f'{path}: md5 {md5} does not match the published {KNOWN_MD5[name]} of {name}; the file is '
-      'damaged or not the released one (download it again).'
-    )
-  if name in KNOWN_SHA256_PREFIX and not sha256.startswith(KNOWN_SHA256_PREFIX[name]):
-    raise InputError(
-      f'{path}: sha256 {sha256} does not start with {KNOWN_SHA256_PREFIX[name]} as its torchvision '
-      'file name says; the file is damaged or not the released one (download it again).'
-    )
 
 
 def _require_file(path: str, what: str) -> None:
@@ -157,18 +142,12 @@ def load_vgg_weights(path: str, arch: VGGArch) -> VGGWeights:
   """
   path = os.fspath(path)
   _require_file(path, f'VGG{arch.depth} weight file')
-  sha256, md5 = weight_files.file_digests(path, with_md5=os.path.basename(path) in KNOWN_MD5)
-  _check_known_digest(path, sha256, md5)
-  if keras_files.is_keras_file(path):
-    params = params_from_keras_layers(keras_files.read_keras_layers(path), arch, path)
-    return VGGWeights(params, KERAS, sha256)
-  with open(path, 'rb') as f:
-    if f.read(1) != b'\x80' and not zipfile.is_zipfile(path):  # A pickle starts with PROTO.
-      raise InputError(
-        f'{path}: neither a Keras HDF5 / .keras file nor a PyTorch checkpoint (.pth).'
-      )
-  state_dict = torch_checkpoint.load_state_dict(path)
-  return VGGWeights(params_from_torchvision(state_dict, arch, path), TORCHVISION, sha256)
+  name = os.path.basename(path)
+  sha256 = weight_files.file_sha256(path, KNOWN_MD5.get(name), KNOWN_SHA256_PREFIX.get(name))
+  kind, contents = weight_files.read_keras_or_torch(path)
+  if kind == 'keras':
+    return VGGWeights(params_from_keras_layers(contents, arch, path), KERAS, sha256)
+  return VGGWeights(params_from_torchvision(contents, arch, path), TORCHVISION, sha256)
 
 
 def load_projection(path: str, in_dim: int) -> tuple[np.ndarray, np.ndarray, str]:

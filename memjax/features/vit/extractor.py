@@ -15,7 +15,7 @@ from memjax.errors import InputError
 from memjax.features.extractor import Extractor
 from memjax.features.geometry import Geometry
 from memjax.features.readers import weight_files
-from memjax.features.vit import file_arch
+from memjax.features.vit import architecture, config_files
 from memjax.features.vit import model as vit_model
 from memjax.features.vit import weights as vit_weights
 from memjax.features.vit.model import ViTConfig
@@ -79,35 +79,36 @@ def make_extractor(
     family: 'clip', 'siglip', 'dinov2' or 'dinov3'.
     variant: a key of `model.VARIANTS[family]`, checked against the file and the model config
       beside it; None: the architecture of that config (`config.json`, `open_clip_config.json`),
-      else the built-in variant the tensor shapes fit (`file_arch.resolve`).
+      else the built-in variant the tensor shapes fit (`architecture.resolve`).
     weights: path of the file (`weights.py` lists the layouts read).
     output: which output is the feature (`model.OUTPUTS[family]`); None: the family's default.
     dtype: compute dtype, 'float32' or 'bfloat16'.
     pool_depths: blocks (1-based) whose token means are appended to the feature.
     remat: gradient checkpointing of each transformer block (fine-tuning; same outputs).
-    fit: None: the reference processor's geometry for the family and file layout (`geometry.py`:
-      CLIP and DINOv2 crop the centre, SigLIP and DINOv3 stretch the whole image to a square,
-      with the resize filter of a preprocessor_config.json beside the weights); 'crop':
-      the centre crop of the bicubic-resized image for every family (SigLIP included); 'stretch':
-      the whole image stretched to the model's square for every family.
+    fit: None: the reference processor's geometry for the family and file layout
+      (`reference_geometry`: CLIP and DINOv2 crop the centre, SigLIP and DINOv3 stretch the
+      whole image to a square, with the resize filter of a preprocessor_config.json beside the
+      weights); 'crop': the centre crop, after the family's resize, for every family (SigLIP
+      included); 'stretch': the whole image stretched to the model's square for every family.
 
   Returns:
     A `ViTExtractor` whose `weights_sha256` is the file's.
 
   Raises:
-    InputError: a bad variant / output / dtype, or as `weight_files.read_tensors` and
-      `vit_weights.convert`.
+    InputError: a bad variant / output / dtype, or as `weight_files.read_tensors`,
+      `architecture.resolve` and `vit_weights.convert`.
   """
   if family not in vit_model.VARIANTS:
     raise InputError(f'ViT family must be one of {vit_model.FAMILIES}, got {family!r}.')
   tensors = weight_files.read_tensors(weights)
-  layout = vit_weights.require_layout(family, tensors, weights)
-  cfg, variant, _ = file_arch.resolve(family, variant, weights, tensors, dtype)
-  output, depths = vit_model.check_output(cfg, output, pool_depths)
-  params = vit_weights.convert(cfg, tensors, weights, output)
-  geometry = reference_geometry(cfg, layout, fit, file_arch.processor_resample(weights))
-  del tensors
   sha = weight_files.file_sha256(weights)
+  layout = vit_weights.require_layout(family, tensors, weights)
+  cfg, variant = architecture.resolve(family, variant, weights, tensors, dtype)
+  resample = config_files.processor_resample(weights)
+  output, depths = vit_model.check_output(cfg, output, pool_depths)
+  params = vit_weights.convert(cfg, layout, tensors, weights, output)
+  del tensors
+  geometry = reference_geometry(cfg, layout, fit, resample)
   name = f'{family}_{variant}/{output}' + (f'+pool{",".join(map(str, depths))}' if depths else '')
   pools = f'; then the token means of blocks {list(depths)}' if depths else ''
   return ViTExtractor(
@@ -145,7 +146,11 @@ def share_geometry(extractors: dict[str, Extractor]) -> dict[str, Extractor]:
   fixed = {e.geometry for e in extractors.values() if not _is_vit(e)}
   if len(fixed) > 1:
     shown = sorted(e.geometry.describe() for e in extractors.values())
-    raise InputError(f'extractors of {list(extractors)} want different inputs {shown}.')
+    raise InputError(
+      f'extractors of {list(extractors)} want different inputs {shown}: features computed on the '
+      'fly must share one; extract them into a store instead (--mode=extract cuts each image '
+      'once per geometry).'
+    )
   largest = max(extractors.values(), key=lambda e: e.image_size)
   target = fixed.pop() if fixed else largest.geometry
   out = {}

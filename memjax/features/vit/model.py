@@ -1,6 +1,6 @@
-"""CLIP, SigLIP and DINOv2 image encoders: one Flax Linen vision transformer, frozen extractors.
+"""CLIP, SigLIP, DINOv2 and DINOv3 image encoders: one Flax Linen vision transformer.
 
-The three families differ only in `ViTConfig` fields, not in code:
+The four families differ only in `ViTConfig` fields, not in code:
 
 * CLIP (OpenAI ViT-B/32, B/16, L/14): class token + patches, LayerNorm after the embeddings
   (`ln_pre`), quick_gelu, eps 1e-5; final LN of the class token, linear projection. Outputs:
@@ -20,20 +20,22 @@ The three families differ only in `ViTConfig` fields, not in code:
   keys (`rope.py`); S+, H+ and 7B have a SwiGLU MLP. Outputs as DINOv2's.
 
 Each block is x + ls1 * attn(LN(x)), then x + ls2 * mlp(LN(x)) (ls = 1 without layer scale).
-Preprocessing per family (`forward` does the pixel part, the image pipeline the geometry): CLIP
-RGB / 255 with CLIP's mean/std, 224 crop of the shorter side resized to 224; SigLIP (x / 255 -
-0.5) / 0.5, the crop of the shorter side resized to the model size (SigLIP squashes the whole
-image instead: identical for square images); DINOv2 ImageNet mean/std, 224 crop of 256. The
-image pipeline resizes bilinearly (antialiased); the families resize bicubically, a small
-difference. When fused with a feature of another geometry (`share_geometry`), the crop arrives at
-that geometry and is resized to the model size inside the jit (bicubic, antialiased).
+Preprocessing per family: `normalize` applies the pixel part (RGB / 255, then CLIP's mean/std,
+SigLIP's (x - 0.5) / 0.5, or DINOv2's and DINOv3's ImageNet mean/std); the image pipeline cuts
+the image as the family's reference processor does (`extractor.reference_geometry`,
+`geometry.py`): CLIP and DINOv2 resize the shorter side (224 and 256) with PIL bicubic, the
+longer side truncated, and crop the centre 224; SigLIP resizes the whole image to the model's
+square (stretched, bicubic; SigLIP 2: bilinear); DINOv3 stretches it bilinearly in float32.
+`fit='crop'` / `'stretch'` overrides the crop. When fused with a feature of another geometry
+(`extractor.share_geometry`), the image arrives at that geometry and is resized to the model size
+inside the jit (bicubic, antialiased).
 
 `dtype='bfloat16'` computes in bfloat16 (weights stay float32; LayerNorm statistics and the
 softmax in float32), for GPU/TPU. `remat=True` (a `VisionTransformer` field) wraps each block in
 `jax.checkpoint` (`nn.remat`) for fine-tuning: same outputs and parameters, and the backward
 pass recomputes each block's activations instead of storing them. `pool_depths` appends the
 token mean of those blocks' outputs (1-based) to the feature. Weights: `weights.py`; the
-architecture of a file: `file_arch.py`; extractors: `extractor.py`.
+architecture of a file: `architecture.py`; extractors: `extractor.py`.
 """
 
 import dataclasses

@@ -22,7 +22,7 @@ Files are read by `readers.weight_files.read_tensors` (`.safetensors`, `.bin` / 
 and `.npz`, none needing torch or safetensors). Anything else in the file (the text tower,
 buffers) is ignored; a missing or mis-shaped tensor of the image tower fails in one line naming
 it. The architecture comes from the `config.json` beside the file when there is one
-(`file_arch.py`), which a given variant must agree with. Position embeddings stored for another
+(`architecture.py`), which a given variant must agree with. Position embeddings stored for another
 grid are resized as the reference does: DINOv2 (518 px, 37 x 37) with PyTorch's bicubic
 (a = -0.75, no antialiasing), DINOv2 with registers with antialiasing, SigLIP 2 NaFlex with
 PyTorch's antialiased bilinear; CLIP and (fixed-resolution) SigLIP must match the variant's
@@ -70,12 +70,16 @@ def require_layout(family: str, tensors: Mapping[str, np.ndarray], where: str) -
   tensors = {f'params/{k}' if k.startswith('img/') else k: v for k, v in tensors.items()}
   found = layout(family, tensors)
   if found is None:
-    known = [m for f, m, _ in _LAYOUTS.values() if f == family]
-    raise InputError(
-      f'{where}: not a {family} image encoder: none of {known} is in the file (it has '
-      f'{len(tensors)} tensors, e.g. {sorted(tensors)[:3]}).'
-    )
+    raise _not_an_encoder(family, tensors, where)
   return found
+
+
+def _not_an_encoder(family: str, tensors: Mapping[str, np.ndarray], where: str) -> InputError:
+  known = [m for f, m, _ in _LAYOUTS.values() if f == family]
+  return InputError(
+    f'{where}: not a {family} image encoder: none of {known} is in the file (it has '
+    f'{len(tensors)} tensors, e.g. {sorted(tensors)[:3]}).'
+  )
 
 
 _MISSING = {
@@ -88,52 +92,50 @@ _MISSING = {
 
 
 def convert(
-  cfg: ViTConfig, tensors: Mapping[str, np.ndarray], where: str, output: str | None = None
+  cfg: ViTConfig,
+  layout: str,
+  tensors: Mapping[str, np.ndarray],
+  where: str,
+  output: str | None = None,
 ) -> dict:
-  """The `vit.VisionTransformer` parameters of a file's tensors (layout recognised by name).
+  """The `vit.VisionTransformer` parameters of a file's tensors in `layout` (`require_layout`).
 
-  A layout is recognised by one of its tensors, also under a wrapper prefix (`vision_model.` of
-  a full CLIP / SigLIP model or of a transformers 4 vision tower, none for a transformers 5 one,
-  `module.`, `dinov2.` of a classification model, big_vision's `params/` missing, ...): names
-  are read below that prefix and the rest (text tower, classifier, buffers) is ignored. CLIP's
-  projection (`visual_projection.weight`, outside the vision tower) is needed only for
-  `output='embedding'`, SigLIP's attention-pooling head only for `output='pooled'`; None:
-  both are required.
+  The layout's tensors are found also under a wrapper prefix (`vision_model.` of a full CLIP /
+  SigLIP model or of a transformers 4 vision tower, none for a transformers 5 one, `module.`,
+  `dinov2.` of a classification model, big_vision's `params/` missing, ...): names are read
+  below that prefix and the rest (text tower, classifier, buffers) is ignored. CLIP's projection
+  (`visual_projection.weight`, outside the vision tower) is needed only for
+  `output='embedding'`, SigLIP's attention-pooling head only for `output='pooled'`; None: both
+  are required.
 
   Raises:
-    InputError: no layout of `cfg.family` recognised, or a missing / mis-shaped tensor.
+    InputError: the layout's tensors are not in the file, or one is missing or mis-shaped.
   """
   tensors = dict(tensors)
   if any(k.startswith('img/') for k in tensors):  # a big_vision npz saved without `params/`
     tensors = {f'params/{k}': v for k, v in tensors.items()}
-  for layout, (family, marker, fn) in _LAYOUTS.items():
-    prefixes = [k[: -len(marker)] for k in tensors if k.endswith(marker)]
-    if family != cfg.family or not prefixes:
-      continue
-    prefix = min(prefixes, key=len)
-    named = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    if layout == 'big_vision':
-      named = from_big_vision.unstack_scanned(named, cfg.depth)
-    what = f'{cfg.family} ({layout}, width {cfg.width}, depth {cfg.depth}, patch {cfg.patch})'
-    t = Tensors(named, where, what, prefix)
-    params = fn(t, cfg)
-    if layout == 'hf_clip' and cfg.proj_dim:
-      keys = sorted((k for k in tensors if k.endswith('visual_projection.weight')), key=len)
-      if keys:
-        proj = Tensors(tensors, where, what).get(keys[0], (cfg.proj_dim, cfg.width))
-        params['proj'] = {'kernel': proj.T}
-    if output is None:
-      needed = {'clip': ['proj'] if cfg.proj_dim else [], 'siglip': ['head']}.get(cfg.family, [])
-    else:
-      needed = {('clip', 'embedding'): ['proj'], ('siglip', 'pooled'): ['head']}.get(
-        (cfg.family, output), []
-      )
-    for part in needed:
-      if part not in params:
-        raise InputError(f'{where}: {_MISSING[part]}')
-    return params
-  known = [m for f, m, _ in _LAYOUTS.values() if f == cfg.family]
-  raise InputError(
-    f'{where}: not a {cfg.family} image encoder: none of {known} is in the file (it has '
-    f'{len(tensors)} tensors, e.g. {sorted(tensors)[:3]}).'
-  )
+  _, marker, fn = _LAYOUTS[layout]
+  prefixes = [k[: -len(marker)] for k in tensors if k.endswith(marker)]
+  if not prefixes:
+    raise _not_an_encoder(cfg.family, tensors, where)
+  prefix = min(prefixes, key=len)
+  named = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+  if layout == 'big_vision':
+    named = from_big_vision.unstack_scanned(named, cfg.depth)
+  what = f'{cfg.family} ({layout}, width {cfg.width}, depth {cfg.depth}, patch {cfg.patch})'
+  params = fn(Tensors(named, where, what, prefix), cfg)
+  if layout == 'hf_clip' and cfg.proj_dim:
+    keys = sorted((k for k in tensors if k.endswith('visual_projection.weight')), key=len)
+    if keys:
+      proj = Tensors(tensors, where, what).get(keys[0], (cfg.proj_dim, cfg.width))
+      params['proj'] = {'kernel': proj.T}
+  if output is None:
+    needed = {'clip': ['proj'] if cfg.proj_dim else [], 'siglip': ['head']}.get(cfg.family, [])
+  else:
+    needed = {('clip', 'embedding'): ['proj'], ('siglip', 'pooled'): ['head']}.get(
+      (cfg.family, output), []
+    )
+  for part in needed:
+    if part not in params:
+      raise InputError(f'{where}: {_MISSING[part]}')
+  return params
