@@ -7,9 +7,9 @@ the folds already finished (`evaluate.finished_result`), and the workdir's recor
 (`run_record.check`): everything is checked before it, the first write. The parts and the jitted
 training programs (`train_programs`) are passed to each fold: `fold_training` trains it,
 `evaluate` restores its chosen checkpoint and scores its test rows, so the reported numbers are
-exactly what `--mode=evaluate` recomputes. Re-running the same command resumes an unfinished fold from its
-latest intact checkpoint and skips finished folds; a re-run with a config that changes results is
-refused (`run_record`).
+exactly what `--mode=evaluate` recomputes. Re-running the same command resumes an unfinished
+fold from its latest intact checkpoint and skips finished folds; a re-run with a config that
+changes results is refused (`run_record`).
 
 A run killed anywhere (mid-step, mid-checkpoint, between folds) and re-run ends with the same
 numbers: Orbax commits a checkpoint by renaming its finished temporary directory, so an
