@@ -11,10 +11,10 @@ benchmarks/resmem_check.py compares the real file with resmem's own code.
 """
 
 import jax
+import mixed_jpegs
 import numpy as np
 import pytest
 import resmem_reference
-import skimage.data
 import torch_files
 from PIL import Image
 from references import require
@@ -40,18 +40,7 @@ def model_file(tmp_path_factory) -> str:
 
 @pytest.fixture(scope='module')
 def jpegs(tmp_path_factory) -> list[str]:
-  folder = tmp_path_factory.mktemp('jpegs')
-  crops = [
-    skimage.data.astronaut(),  # 512 x 512
-    skimage.data.coffee(),  # 600 x 400
-    skimage.data.chelsea()[:, 40:261],  # 221 x 300
-    skimage.data.rocket()[3:, 100:277],  # 177 x 424
-  ]
-  paths = []
-  for i, pixels in enumerate(crops):
-    paths.append(str(folder / f'{i}.jpg'))
-    Image.fromarray(pixels).save(paths[-1], quality=90)
-  return paths
+  return mixed_jpegs.write(str(tmp_path_factory.mktemp('jpegs')))
 
 
 def test_torch_reference_equals_memjax(model_file, jpegs):

@@ -24,9 +24,9 @@ import subprocess
 import sys
 
 import jax
+import mixed_jpegs
 import numpy as np
 import pytest
-import skimage.data
 from PIL import Image
 from references import require
 
@@ -109,19 +109,7 @@ def saved(tmp_path_factory):
 def sample_jpegs(tmp_path_factory) -> list[str]:
   """scikit-image's sample photos cut to mixed aspect ratios (square, 3:2, 2:3, 1:2.4, odd
   sizes), saved as JPEG."""
-  folder = tmp_path_factory.mktemp('jpegs')
-  crops = {
-    'astronaut': skimage.data.astronaut(),  # 512 x 512
-    'coffee': skimage.data.coffee(),  # 600 x 400
-    'chelsea': skimage.data.chelsea()[:, 40:261],  # 221 x 300
-    'rocket': skimage.data.rocket()[3:, 100:277],  # 177 x 424
-    'astronaut_wide': skimage.data.astronaut()[101:402, :],  # 512 x 301
-  }
-  paths = []
-  for name, pixels in crops.items():
-    paths.append(str(folder / f'{name}.jpg'))
-    Image.fromarray(pixels).save(paths[-1], quality=90)
-  return paths
+  return mixed_jpegs.write(str(tmp_path_factory.mktemp('jpegs')))
 
 
 def _reference(model, processor, outputs, paths: list[str]) -> dict:
