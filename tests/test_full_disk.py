@@ -77,7 +77,7 @@ def test_only_orbax_thread_tracebacks_are_dropped(monkeypatch):
   assert seen == [other]
 
 
-def test_a_failed_save_is_removed_once_its_last_writer_is_done(tmp_path):
+def test_a_failed_save_is_removed_once_its_last_writer_is_done(tmp_path, monkeypatch):
   # What a failed save leaves: one item's writes still adding files (and directories, as
   # TensorStore's file driver does) to the step's temporary directory after the save raised.
   item = tmp_path / '20.orbax-checkpoint-tmp' / 'train.orbax-checkpoint-tmp'
@@ -88,11 +88,18 @@ def test_a_failed_save_is_removed_once_its_last_writer_is_done(tmp_path):
 
   def writer():
     for i in range(40):
-      item.mkdir(parents=True, exist_ok=True)
-      (item / f'chunk_{i}').write_bytes(b'x')
+      while True:  # the removal may take the directory between the two calls: write again
+        try:
+          item.mkdir(parents=True, exist_ok=True)
+          (item / f'chunk_{i}').write_bytes(b'x')
+          break
+        except (FileExistsError, FileNotFoundError):
+          pass
       time.sleep(0.01)
     done.set()
 
+  # A settling time well above the writer's pauses, so a loaded machine cannot end it early.
+  monkeypatch.setattr(orbax_workarounds, '_SETTLE_SECS', 1.0)
   thread = threading.Thread(target=writer)
   thread.start()
   try:
