@@ -285,9 +285,9 @@ def main(argv):
   import torch
   import transformers
 
-  from memjax.features.vit import model as vit
+  from memjax.features.vit import variants
 
-  cfg = vit.get_config('clip', FLAGS.variant)
+  cfg = variants.get_config('clip', FLAGS.variant)
   flops, matmul = vit_flops(cfg), best_matmul()
   paths = jpeg_paths(FLAGS.jpeg_dir)
   device = jax.devices()[0]

@@ -27,6 +27,7 @@ from memjax.features.efficientnet_lite import extractor as el_extractor
 from memjax.features.efficientnet_lite import model as el
 from memjax.features.vit import extractor as vit_extractor
 from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
 
 TINY_LITE = 'efficientnet_lite_tiny'
 TINY_BLOCKS = (
@@ -35,7 +36,7 @@ TINY_BLOCKS = (
   el.BlockSpec(8, 16, kernel=3, stride=2, expand_ratio=6, stage=3),
 )
 TINY_DINO = dataclasses.replace(
-  vit.VARIANTS['dinov2']['b14'], patch=8, width=32, depth=2, heads=4, mlp=64, image_size=32
+  vit_variants.VARIANTS['dinov2']['b14'], patch=8, width=32, depth=2, heads=4, mlp=64, image_size=32
 )
 
 

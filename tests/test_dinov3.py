@@ -32,7 +32,7 @@ from memjax.features import images
 from memjax.features.geometry import Geometry
 from memjax.features.vit import architecture
 from memjax.features.vit import extractor as vit_extractor
-from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
 
 MAX_ABS, RELATIVE_L2 = 1e-5, 1e-4
 _TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -73,7 +73,7 @@ def _write_config(folder, **fields) -> str:
 def test_published_configs_are_the_builtin_variants(tmp_path, name):
   weights = _write_config(tmp_path, **PUBLISHED[name])
   cfg, variant = architecture.resolve('dinov3', None, weights, {}, 'float32')
-  assert (variant, cfg) == (name, vit.VARIANTS['dinov3'][name])
+  assert (variant, cfg) == (name, vit_variants.VARIANTS['dinov3'][name])
   assert architecture.resolve('dinov3', name, weights, {}, 'float32')[1] == name  # agrees
 
 
@@ -154,11 +154,13 @@ def test_model_equals_transformers(saved, name):
   model, path = saved[name]
   base = vit_extractor.make_extractor('dinov3', None, path).config
   size = MODELS[name]['image_size']
-  vit.add_variant('dinov3', f'tiny_{name}_80', dataclasses.replace(base, image_size=80))
+  vit_variants.add_variant('dinov3', f'tiny_{name}_80', dataclasses.replace(base, image_size=80))
   for variant, s in ((None, size), (f'tiny_{name}_80', 80)):
     pixels = np.random.default_rng(s).uniform(0, 255, (3, s, s, 3)).astype(np.float32)
-    want = _outputs(model, ((pixels / 255 - vit.IMAGENET_MEAN) / vit.IMAGENET_STD).astype('f4'))
-    for output in vit.OUTPUTS['dinov3'] if variant is None else ['cls_patch_mean']:
+    want = _outputs(
+      model, ((pixels / 255 - vit_variants.IMAGENET_MEAN) / vit_variants.IMAGENET_STD).astype('f4')
+    )
+    for output in vit_variants.OUTPUTS['dinov3'] if variant is None else ['cls_patch_mean']:
       got = _memjax(vit_extractor.make_extractor('dinov3', variant, path, output=output), pixels)
       print(f'dinov3 {name} {s} px {output}: max abs {np.abs(got - want[output]).max():.1e}')
       assert np.abs(got - want[output]).max() <= MAX_ABS, (name, variant, output)
@@ -190,7 +192,10 @@ def _processor(path: str, size: int = 224) -> np.ndarray:
   x = torch.nn.functional.interpolate(
     x, size=(size, size), mode='bilinear', align_corners=False, antialias=True
   )
-  mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (vit.IMAGENET_MEAN, vit.IMAGENET_STD))
+  mean, std = (
+    torch.tensor(v).view(1, 3, 1, 1)
+    for v in (vit_variants.IMAGENET_MEAN, vit_variants.IMAGENET_STD)
+  )
   return ((x - mean) / std)[0].permute(1, 2, 0).numpy()
 
 
@@ -204,10 +209,10 @@ def test_jpegs_equal_transformers(saved, tmp_path):
   model, path = saved['gelu_reg4']
   paths = mixed_jpegs.write(str(tmp_path))
   want = _outputs(model, np.stack([_processor(p) for p in paths]))
-  vit.add_variant('dinov3', 'tiny_224', dataclasses.replace(
+  vit_variants.add_variant('dinov3', 'tiny_224', dataclasses.replace(
     vit_extractor.make_extractor('dinov3', None, path).config, image_size=224, resize_to=224
   ))  # fmt: skip
-  for output in vit.OUTPUTS['dinov3']:
+  for output in vit_variants.OUTPUTS['dinov3']:
     e = vit_extractor.make_extractor('dinov3', 'tiny_224', path, output=output)
     assert e.geometry == Geometry(224, 224, 'bilinear', 'truncate', 'stretch', 'float32')
     batch = next(images.image_batches(paths, batch_size=len(paths), resize_to=224,

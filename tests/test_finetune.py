@@ -32,6 +32,8 @@ from memjax.features.efficientnet_lite import extractor as el_extractor
 from memjax.features.efficientnet_lite import model as el_model
 from memjax.features.extractor import Extractor
 from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
+from memjax.features.vit.variants import VARIANTS
 from memjax.runtime import fault_points
 
 SIZE = 32
@@ -53,12 +55,12 @@ def tiny_lite0() -> Extractor:
 @functools.cache
 def tiny_vit(output: str = 'embedding') -> Extractor:
   cfg = dataclasses.replace(
-    vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=3, heads=4, mlp=64, image_size=SIZE,
+    VARIANTS['clip']['b16'], patch=8, width=32, depth=3, heads=4, mlp=64, image_size=SIZE,
     resize_to=SIZE, proj_dim=16,
   )  # fmt: skip
   return Extractor(
     name='tiny_clip',
-    feature_dim=vit.feature_dim(cfg, output),
+    feature_dim=vit_variants.feature_dim(cfg, output),
     params=vit.init_params(cfg),
     forward=functools.partial(vit.forward, model=vit.VisionTransformer(cfg, output)),
     image_size=SIZE,

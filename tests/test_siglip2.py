@@ -27,7 +27,7 @@ from memjax.errors import InputError
 from memjax.features import images
 from memjax.features.vit import architecture, config_files
 from memjax.features.vit import extractor as vit_extractor
-from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
 
 MAX_ABS, RELATIVE_L2 = 1e-5, 1e-4
 _TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -48,7 +48,9 @@ def _published(name: str) -> tuple[dict, int, int]:
   return _SIZES[family], patch, int(image_size)
 
 
-@pytest.mark.parametrize('name', sorted(n for n in vit.VARIANTS['siglip'] if n.startswith('v2_')))
+@pytest.mark.parametrize(
+  'name', sorted(n for n in vit_variants.VARIANTS['siglip'] if n.startswith('v2_'))
+)
 def test_published_configs_name_siglip2_variants(tmp_path, name):
   """A full model's config.json (Gemma's 256000-token text tower) names a fixed-resolution file
   SigLIP 2 and gives it SigLIP 2's bilinear resize; the vision tower alone cannot tell."""
@@ -154,7 +156,7 @@ def test_naflex_model_equals_transformers(saved, name):
   assert (base.config.image_size, base.config.resample) == (32, 'bilinear')
   runs = [(None, 32, 'pooled'), (None, 32, 'patch_mean')]
   for size in (48, 24):
-    vit.add_variant('siglip', f'tiny_naflex_{size}',
+    vit_variants.add_variant('siglip', f'tiny_naflex_{size}',
                     dataclasses.replace(base.config, image_size=size, resize_to=size))  # fmt: skip
     runs.append((f'tiny_naflex_{size}', size, 'pooled'))
   for variant, size, output in runs:
@@ -197,7 +199,7 @@ def test_fixed_resolution_jpegs_equal_transformers(saved, tmp_path):
   with torch.no_grad():
     out = model(pixel_values=torch.from_numpy(np.concatenate(pixels)))
   want = {'pooled': out.pooler_output.numpy(), 'patch_mean': out.last_hidden_state.mean(1).numpy()}
-  for output in vit.OUTPUTS['siglip']:
+  for output in vit_variants.OUTPUTS['siglip']:
     e = vit_extractor.make_extractor('siglip', None, path, output=output)
     assert e.geometry.resample == 'bilinear'
     _check(_memjax(e, _decode(paths, e.geometry)), want[output], f'siglip2 fixed {output}')
@@ -220,6 +222,6 @@ def test_naflex_square_jpegs_equal_transformers(saved, tmp_path):
   with torch.no_grad():
     out = model(**inputs)
   want = {'pooled': out.pooler_output.numpy(), 'patch_mean': out.last_hidden_state.mean(1).numpy()}
-  for output in vit.OUTPUTS['siglip']:
+  for output in vit_variants.OUTPUTS['siglip']:
     e = vit_extractor.make_extractor('siglip', None, path, output=output)
     _check(_memjax(e, _decode(paths, e.geometry)), want[output], f'siglip2 naflex {output}')

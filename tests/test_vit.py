@@ -22,21 +22,23 @@ from memjax.features.readers import weight_files
 from memjax.features.vit import extractor as vit_extractor
 from memjax.features.vit import from_hf
 from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
+from memjax.features.vit.variants import VARIANTS
 
 TINY = {
-  'clip': dataclasses.replace(vit.VARIANTS['clip']['b16'], patch=8, width=32, depth=2, heads=4,
+  'clip': dataclasses.replace(VARIANTS['clip']['b16'], patch=8, width=32, depth=2, heads=4,
                               mlp=128, image_size=32, resize_to=32, proj_dim=16),
-  'clip_gelu': dataclasses.replace(vit.VARIANTS['clip']['b16_gelu'], patch=8, width=32, depth=2,
+  'clip_gelu': dataclasses.replace(VARIANTS['clip']['b16_gelu'], patch=8, width=32, depth=2,
                                    heads=4, mlp=128, image_size=32, resize_to=32, proj_dim=16),
-  'siglip': dataclasses.replace(vit.VARIANTS['siglip']['b16_224'], patch=8, width=32, depth=2,
+  'siglip': dataclasses.replace(VARIANTS['siglip']['b16_224'], patch=8, width=32, depth=2,
                                 heads=4, mlp=48, image_size=32, resize_to=32),
-  'dinov2': dataclasses.replace(vit.VARIANTS['dinov2']['b14'], patch=8, width=32, depth=2,
+  'dinov2': dataclasses.replace(VARIANTS['dinov2']['b14'], patch=8, width=32, depth=2,
                                 heads=4, mlp=128, image_size=32, resize_to=36),
-  'dinov2_reg': dataclasses.replace(vit.VARIANTS['dinov2']['b14_reg'], patch=8, width=32,
+  'dinov2_reg': dataclasses.replace(VARIANTS['dinov2']['b14_reg'], patch=8, width=32,
                                     depth=2, heads=4, mlp=128, image_size=32, resize_to=36),
 }  # fmt: skip
 for _name, _cfg in TINY.items():
-  vit.add_variant(_cfg.family, f'tiny_{_name}', _cfg)
+  vit_variants.add_variant(_cfg.family, f'tiny_{_name}', _cfg)
 
 
 def _linear(out: dict, name: str, d_in: int, d_out: int, rng, bias: bool = True) -> None:
@@ -50,7 +52,7 @@ def _norm(out: dict, name: str, d: int, rng) -> None:
   out[f'{name}.bias'] = 0.1 * rng.standard_normal(d)
 
 
-def _hf_encoder(out: dict, c: vit.ViTConfig, prefix: str, rng, names: dict) -> None:
+def _hf_encoder(out: dict, c: vit_variants.ViTConfig, prefix: str, rng, names: dict) -> None:
   for i in range(c.depth):
     p = f'{prefix}{i}.'
     _norm(out, p + names['ln1'], c.width, rng)
@@ -74,7 +76,7 @@ _DINO_NAMES = {'ln1': 'norm1', 'ln2': 'norm2', 'q': 'attention.attention.query',
                'out': 'attention.output.dense'}  # fmt: skip
 
 
-def hf_tensors(c: vit.ViTConfig, seed: int = 0, pos_grid: int | None = None) -> dict:
+def hf_tensors(c: vit_variants.ViTConfig, seed: int = 0, pos_grid: int | None = None) -> dict:
   """Random tensors named and shaped as the family's Hugging Face `model.safetensors`."""
   rng, d, out = np.random.default_rng(seed), c.width, {}
   conv = (d, 3, c.patch, c.patch)
@@ -116,7 +118,7 @@ def hf_tensors(c: vit.ViTConfig, seed: int = 0, pos_grid: int | None = None) -> 
   return {k: np.asarray(v, np.int64 if k.endswith('_ids') else np.float32) for k, v in out.items()}
 
 
-def open_clip_tensors(hf: dict, c: vit.ViTConfig) -> dict:
+def open_clip_tensors(hf: dict, c: vit_variants.ViTConfig) -> dict:
   """The same CLIP weights under OpenCLIP's names (`visual.*`; q/k/v as one `in_proj`)."""
   v, out = 'vision_model.', {}
   out['visual.conv1.weight'] = hf[f'{v}embeddings.patch_embedding.weight']
@@ -140,7 +142,7 @@ def open_clip_tensors(hf: dict, c: vit.ViTConfig) -> dict:
   return out
 
 
-def big_vision_tensors(hf: dict, c: vit.ViTConfig) -> dict:
+def big_vision_tensors(hf: dict, c: vit_variants.ViTConfig) -> dict:
   """The same SigLIP weights as big_vision's `.npz` (flax kernels, per-head attention)."""
   v, d, h, out = 'vision_model.', c.width, c.heads, {}
   img = 'params/img/'
@@ -353,12 +355,14 @@ def test_torch_bicubic_weights():
   ],
 )
 def test_full_size_shapes(family, variant, dim):
-  cfg = vit.get_config(family, variant)
-  model = vit.VisionTransformer(cfg, vit.OUTPUTS[family][0])
+  cfg = vit_variants.get_config(family, variant)
+  model = vit.VisionTransformer(cfg, vit_variants.OUTPUTS[family][0])
   shapes = vit.param_shapes(cfg)
   images = jax.ShapeDtypeStruct((2, cfg.image_size, cfg.image_size, 3), np.uint8)
   out = jax.eval_shape(lambda p, x: vit.forward(p, x, model=model), shapes, images)
-  assert out.shape == (2, dim) == (2, vit.feature_dim(cfg, vit.OUTPUTS[family][0]))
+  assert (
+    out.shape == (2, dim) == (2, vit_variants.feature_dim(cfg, vit_variants.OUTPUTS[family][0]))
+  )
   n = sum(np.prod(s.shape) for s in jax.tree.leaves(shapes))
   # Published vision-tower sizes; DINOv2's less the 37 x 37 position table (here 16 x 16) and
   # the mask token: ViT-S/14 22.06M - 1113 x 384 - 384.

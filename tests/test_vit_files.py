@@ -19,6 +19,7 @@ from memjax.errors import InputError
 from memjax.features.vit import config_files
 from memjax.features.vit import extractor as vit_extractor
 from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
 
 pytest.importorskip('safetensors')
 
@@ -33,7 +34,7 @@ def _strip(tensors: dict, drop_projection: bool = True) -> dict:
   return out
 
 
-def _transformers_config(c: vit.ViTConfig, model: str, path) -> None:
+def _transformers_config(c: vit_variants.ViTConfig, model: str, path) -> None:
   """`config.json` as transformers writes it for `model` of architecture `c`."""
   transformers = pytest.importorskip('transformers')
   if c.family == 'dinov2':
@@ -160,7 +161,7 @@ def test_any_size_loads_from_its_config(tmp_path):
     'siglip_w24d3h3m40p4s24_gelu_tanh/pooled',
   )
   name = 'w24d3h3m40p4s24_gelu_tanh'
-  vit.add_variant('siglip', name, dataclasses.replace(c, dtype='float32'))
+  vit_variants.add_variant('siglip', name, dataclasses.replace(c, dtype='float32'))
   np.testing.assert_allclose(
     tv.features('siglip', None, path, tv.random_images(2, 24)),
     tv.features('siglip', name, path, tv.random_images(2, 24)),
@@ -177,7 +178,9 @@ def test_dinov2_registers_config(files, tmp_path):
   e = vit_extractor.make_extractor('dinov2', None, path)
   assert (e.config.registers, e.config.antialias_pos) == (4, True)
   assert (e.image_size, e.resize_to) == (224, 256)
-  vit.add_variant('dinov2', 'tiny_reg_224', dataclasses.replace(c, image_size=224, resize_to=256))
+  vit_variants.add_variant(
+    'dinov2', 'tiny_reg_224', dataclasses.replace(c, image_size=224, resize_to=256)
+  )
   images = tv.random_images(1, 224)
   np.testing.assert_allclose(
     tv.features('dinov2', None, path, images),
@@ -228,7 +231,7 @@ def test_swiglu_block_equals_numpy(tmp_path):
     t[f'{p}weights_out.weight'] = rng.standard_normal((32, 24)).astype(np.float32) * 0.2
     t[f'{p}weights_out.bias'] = rng.standard_normal(32).astype(np.float32) * 0.1
   path = _save(t, tmp_path)
-  vit.add_variant('dinov2', 'tiny_swiglu', c)
+  vit_variants.add_variant('dinov2', 'tiny_swiglu', c)
   with pytest.raises(InputError, match="shapes show activation 'swiglu', but variant "):
     vit_extractor.make_extractor('dinov2', 'tiny_dinov2', path)
   e = vit_extractor.make_extractor('dinov2', 'tiny_swiglu', path)
@@ -315,7 +318,7 @@ def _timm_clip(open_clip: dict) -> dict:
   return out
 
 
-def _timm_siglip(hf: dict, c: vit.ViTConfig) -> dict:
+def _timm_siglip(hf: dict, c: vit_variants.ViTConfig) -> dict:
   """timm's SigLIP names (big_vision -> timm `_load_weights`) of the HF SigLIP tensors."""
   v, d, out = 'vision_model.', c.width, {}
   out['patch_embed.proj.weight'] = hf[f'{v}embeddings.patch_embedding.weight']

@@ -19,6 +19,7 @@ from memjax.features import images
 from memjax.features.geometry import Geometry
 from memjax.features.vit import extractor as vit_extractor
 from memjax.features.vit import model as vit
+from memjax.features.vit.variants import IMAGENET_MEAN, IMAGENET_STD, VARIANTS
 
 HF = Geometry(224, 224, 'bicubic', 'truncate', 'center')
 SIGLIP = Geometry(224, 224, 'bicubic', 'truncate', 'stretch')
@@ -84,14 +85,14 @@ def test_jpeg_pipeline_equals_the_reference_pixels(tmp_path):
     paths.append(str(tmp_path / f'{i}.jpg'))
     _photo(w, h, seed=i).save(paths[-1], quality=90)
   cases = {
-    'clip': (transformers.CLIPImageProcessorPil(), vit.VARIANTS['clip']['b16'], HF),
-    'siglip': (transformers.SiglipImageProcessorPil(), vit.VARIANTS['siglip']['b16_224'], SIGLIP),
+    'clip': (transformers.CLIPImageProcessorPil(), VARIANTS['clip']['b16'], HF),
+    'siglip': (transformers.SiglipImageProcessorPil(), VARIANTS['siglip']['b16_224'], SIGLIP),
     'dinov2': (
       transformers.BitImageProcessorPil(
         size={'shortest_edge': 256}, crop_size={'height': 224, 'width': 224},
-        image_mean=vit.IMAGENET_MEAN, image_std=vit.IMAGENET_STD, do_convert_rgb=True,
+        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, do_convert_rgb=True,
       ),
-      vit.VARIANTS['dinov2']['b14'],
+      VARIANTS['dinov2']['b14'],
       Geometry(256, 224, 'bicubic', 'truncate', 'center'),
     ),
   }  # fmt: skip

@@ -17,7 +17,7 @@ import pytest
 import test_vit as tv
 from references import require
 
-from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
 
 keras_hub = require('keras_hub')
 import keras  # noqa: E402  (already imported by TensorFlow, with its backend)
@@ -30,7 +30,7 @@ BACKEND = (
 )
 
 
-def _normalised(cfg: vit.ViTConfig, images: np.ndarray) -> np.ndarray:
+def _normalised(cfg: vit_variants.ViTConfig, images: np.ndarray) -> np.ndarray:
   x = images.astype(np.float32) / 255.0
   return ((x - np.array(cfg.mean, np.float32)) / np.array(cfg.std, np.float32)).astype(np.float32)
 
@@ -76,7 +76,7 @@ class _Port:
     self.weight(out.bias, f'{key}.out_proj.bias')
 
 
-def _keras_clip(cfg: vit.ViTConfig, tensors: dict, images: np.ndarray) -> dict:
+def _keras_clip(cfg: vit_variants.ViTConfig, tensors: dict, images: np.ndarray) -> dict:
   from keras_hub.src.models.clip.clip_backbone import CLIPBackbone
   from keras_hub.src.models.clip.clip_text_encoder import CLIPTextEncoder
   from keras_hub.src.models.clip.clip_vision_encoder import CLIPVisionEncoder
@@ -109,7 +109,7 @@ def _keras_clip(cfg: vit.ViTConfig, tensors: dict, images: np.ndarray) -> dict:
   return {'embedding': np.asarray(model.get_vision_embeddings(x)), 'pooled': sequence[:, 0]}
 
 
-def _keras_siglip(cfg: vit.ViTConfig, tensors: dict, images: np.ndarray) -> dict:
+def _keras_siglip(cfg: vit_variants.ViTConfig, tensors: dict, images: np.ndarray) -> dict:
   from keras_hub.src.models.siglip.siglip_vision_encoder import SigLIPVisionEncoder
 
   size = cfg.image_size
@@ -155,7 +155,9 @@ class _Loader:
     keras_variable.assign(value)
 
 
-def _keras_dinov2(cfg: vit.ViTConfig, tensors: dict, images: np.ndarray, pos_grid: int) -> dict:
+def _keras_dinov2(
+  cfg: vit_variants.ViTConfig, tensors: dict, images: np.ndarray, pos_grid: int
+) -> dict:
   from keras_hub.src.utils.transformers import convert_dinov2
 
   hf_config = {
@@ -200,7 +202,7 @@ def test_features_equal_keras_hub(name, pos_grid, tmp_path):
     want = _keras_siglip(cfg, tensors, images)
   else:
     want = _keras_dinov2(cfg, tensors, images, pos_grid or cfg.grid)
-  assert sorted(want) == sorted(vit.OUTPUTS[cfg.family])  # every output is compared
+  assert sorted(want) == sorted(vit_variants.OUTPUTS[cfg.family])  # every output is compared
   for output, reference in want.items():
     got = tv.features(cfg.family, f'tiny_{name}', path, images, output=output)
     assert got.shape == reference.shape and got.dtype == np.float32

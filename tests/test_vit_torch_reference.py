@@ -33,7 +33,8 @@ from references import require
 from memjax.features import images
 from memjax.features.geometry import Geometry
 from memjax.features.vit import extractor as vit_extractor
-from memjax.features.vit import model as vit
+from memjax.features.vit import variants as vit_variants
+from memjax.features.vit.variants import IMAGENET_MEAN, IMAGENET_STD
 
 torch = require('torch')
 transformers = require('transformers')
@@ -44,7 +45,7 @@ LNSIM = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'l
 _TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
 _DINOV2_PROCESSOR = dict(  # facebook/dinov2-*'s preprocessor_config.json
   size={'shortest_edge': 256}, crop_size={'height': 224, 'width': 224}, resample=3,
-  image_mean=list(vit.IMAGENET_MEAN), image_std=list(vit.IMAGENET_STD), do_convert_rgb=True,
+  image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD), do_convert_rgb=True,
 )  # fmt: skip
 
 
@@ -139,7 +140,7 @@ def _relative_l2(got: np.ndarray, want: np.ndarray) -> float:
 def _check(name: str, saved: dict, paths: list[str]) -> None:
   family, model, processor, outputs, path = saved[name]
   want = _reference(model, processor, outputs, paths)
-  assert sorted(want) == sorted(vit.OUTPUTS[family])  # every output memjax offers
+  assert sorted(want) == sorted(vit_variants.OUTPUTS[family])  # every output memjax offers
   for output, reference in want.items():
     got = _memjax(path, family, output, paths)
     assert got.shape == reference.shape and got.dtype == np.float32, output

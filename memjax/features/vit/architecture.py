@@ -20,7 +20,7 @@ from absl import logging
 from memjax.errors import InputError
 from memjax.features.vit import config_files, tensor_shapes
 from memjax.features.vit.file_arch import FIELD_WORDS, FileArch
-from memjax.features.vit.model import DEFAULT_VARIANT, VARIANTS, ViTConfig, get_config
+from memjax.features.vit.variants import DEFAULT_VARIANT, VARIANTS, ViTConfig, get_config
 
 
 def resolve(
@@ -29,7 +29,7 @@ def resolve(
   """(config with compute `dtype`, variant name) of the file `weights` holding `tensors`.
 
   Raises:
-    InputError: an unknown family, variant or dtype (`model.get_config`), an unreadable model
+    InputError: an unknown family, variant or dtype (`variants.get_config`), an unreadable model
       config, a variant (or config) that disagrees with the file, or no built-in variant that
       fits a file without a config.
   """

@@ -17,8 +17,9 @@ from memjax.features.geometry import Geometry
 from memjax.features.readers import weight_files
 from memjax.features.vit import architecture, config_files
 from memjax.features.vit import model as vit_model
+from memjax.features.vit import variants as vit_variants
 from memjax.features.vit import weights as vit_weights
-from memjax.features.vit.model import ViTConfig
+from memjax.features.vit.variants import ViTConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +78,11 @@ def make_extractor(
 
   Args:
     family: 'clip', 'siglip', 'dinov2' or 'dinov3'.
-    variant: a key of `model.VARIANTS[family]`, checked against the file and the model config
+    variant: a key of `variants.VARIANTS[family]`, checked against the file and the model config
       beside it; None: the architecture of that config (`config.json`, `open_clip_config.json`),
       else the built-in variant the tensor shapes fit (`architecture.resolve`).
     weights: path of the file (`weights.py` lists the layouts read).
-    output: which output is the feature (`model.OUTPUTS[family]`); None: the family's default.
+    output: which output is the feature (`variants.OUTPUTS[family]`); None: the family's default.
     dtype: compute dtype, 'float32' or 'bfloat16'.
     pool_depths: blocks (1-based) whose token means are appended to the feature.
     remat: gradient checkpointing of each transformer block (fine-tuning; same outputs).
@@ -98,14 +99,14 @@ def make_extractor(
     InputError: a bad variant / output / dtype, or as `weight_files.read_tensors`,
       `architecture.resolve` and `vit_weights.convert`.
   """
-  if family not in vit_model.VARIANTS:
-    raise InputError(f'ViT family must be one of {vit_model.FAMILIES}, got {family!r}.')
+  if family not in vit_variants.VARIANTS:
+    raise InputError(f'ViT family must be one of {vit_variants.FAMILIES}, got {family!r}.')
   tensors = weight_files.read_tensors(weights)
   sha = weight_files.file_sha256(weights)
   layout = vit_weights.require_layout(family, tensors, weights)
   cfg, variant = architecture.resolve(family, variant, weights, tensors, dtype)
   resample = config_files.processor_resample(weights)
-  output, depths = vit_model.check_output(cfg, output, pool_depths)
+  output, depths = vit_variants.check_output(cfg, output, pool_depths)
   params = vit_weights.convert(cfg, layout, tensors, weights, output)
   del tensors
   geometry = reference_geometry(cfg, layout, fit, resample)
@@ -113,7 +114,7 @@ def make_extractor(
   pools = f'; then the token means of blocks {list(depths)}' if depths else ''
   return ViTExtractor(
     name=name,
-    feature_dim=vit_model.feature_dim(cfg, output, depths),
+    feature_dim=vit_variants.feature_dim(cfg, output, depths),
     params=jax.device_put(params),
     forward=functools.partial(
       vit_model.forward, model=vit_model.VisionTransformer(cfg, output, depths, remat)

@@ -4,8 +4,8 @@
 
 import numpy as np
 
-from memjax.features.vit.model import ViTConfig
 from memjax.features.vit.tensors import Tensors, concat_dense
+from memjax.features.vit.variants import ViTConfig
 
 
 def siglip(t: Tensors, c: ViTConfig) -> dict:

@@ -11,8 +11,8 @@ DINOv2 with registers; SigLIP 2 NaFlex's with PyTorch's antialiased bilinear
 import jax
 import numpy as np
 
-from memjax.features.vit.model import ViTConfig
 from memjax.features.vit.tensors import Tensors, concat_dense
+from memjax.features.vit.variants import ViTConfig
 
 
 def _block(t: Tensors, c: ViTConfig, p: str, names: dict) -> dict:

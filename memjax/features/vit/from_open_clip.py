@@ -3,8 +3,8 @@
 OpenCLIP towers built on timm (`visual.trunk.*`) are read by `from_timm`.
 """
 
-from memjax.features.vit.model import ViTConfig
 from memjax.features.vit.tensors import Tensors
+from memjax.features.vit.variants import ViTConfig
 
 
 def clip(t: Tensors, c: ViTConfig) -> dict:

@@ -7,8 +7,8 @@
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features.vit.model import ViTConfig
 from memjax.features.vit.tensors import Tensors
+from memjax.features.vit.variants import ViTConfig
 
 
 def _blocks(t: Tensors, c: ViTConfig, params: dict) -> None:

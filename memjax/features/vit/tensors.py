@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from memjax.errors import InputError
-from memjax.features.vit.model import ViTConfig
+from memjax.features.vit.variants import ViTConfig
 
 
 class Tensors:

@@ -35,8 +35,8 @@ import numpy as np
 
 from memjax.errors import InputError
 from memjax.features.vit import from_big_vision, from_hf, from_open_clip, from_timm
-from memjax.features.vit.model import ViTConfig
 from memjax.features.vit.tensors import Tensors
+from memjax.features.vit.variants import ViTConfig
 
 _LAYOUTS: dict[str, tuple[str, str, Callable]] = {
   # name: (family, a tensor only this layout has, converter)
