@@ -112,8 +112,7 @@ def _extract(config: ml_collections.ConfigDict, directory: str) -> dict:
     logging.info('%s is already complete; nothing to extract.', directory)
     return {'features_dir': directory, 'num_images': meta['count'], 'already_complete': True}
   groups = registry.build_groups(config)
-  extractors = {n: e for group in groups for n, e in group.items()}
-  extractors = {n: extractors[n] for n in config.features}
+  extractors = image_groups.in_order(groups, config.features)
   mesh = parallel.make_mesh()
   parallel.check_divisible(cfg.batch_size, mesh, 'config.extract.batch_size')
   writer = store.StoreWriter(

@@ -67,8 +67,7 @@ class Predictor:
     run_record.check_kind(workdir, 'predict')
     record = run_record.check_model(config, workdir)  # fields first: they name a wrong config best
     self.groups = registry.build_groups(config)  # as --mode=extract cut the images
-    extractors = {n: e for group in self.groups for n, e in group.items()}
-    self.extractors = {n: extractors[n] for n in config.features}
+    self.extractors = image_groups.in_order(self.groups, config.features)
     identities = {n: data_identity.extractor_identity(e) for n, e in self.extractors.items()}
     run_record.check_extractors(record, workdir, identities, 'config.extractors.{name}')
     self.mesh = parallel.make_mesh()
@@ -87,19 +86,14 @@ class Predictor:
     )
     self._frozen = parts.frozen
     rep = parallel.replicated(self.mesh)
+    group_of = {n: i for i, group in enumerate(self.groups) for n in group}  # geometry index
     self._fn = jax.jit(
-      functools.partial(
-        _predict, model=parts.model, backbone=parts.backbone, group_of=self._group_of()
-      ),
+      functools.partial(_predict, model=parts.model, backbone=parts.backbone, group_of=group_of),
       in_shardings=(rep, rep, parallel.batch_sharding(self.mesh)),
       out_shardings=parallel.batch_sharding(self.mesh),
       compiler_options=xla_options.compiler_options('predict', config.cpu_library_fusions),
     )
     self.geometries = tuple(image_groups.geometry_of(group) for group in self.groups)
-
-  def _group_of(self) -> dict[str, int]:
-    """Feature name -> the index of its geometry in `self.geometries`."""
-    return {n: i for i, group in enumerate(self.groups) for n in group}
 
   def predict_images(self, pixels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     """Scores the same images cut in each of `self.geometries`: one array [B, S, S, 3] per
@@ -110,9 +104,7 @@ class Predictor:
     """
     if len(pixels) != len(self.geometries):
       raise ValueError(f'{len(pixels)} image arrays for {len(self.geometries)} geometries')
-    local = {str(i): x for i, x in enumerate(pixels)}
-    global_ = parallel.to_global(local, self.mesh, 0)
-    images_ = tuple(global_[str(i)] for i in range(len(pixels)))
+    images_ = tuple(parallel.to_global(dict(enumerate(pixels)), self.mesh, 0).values())
     out = parallel.fetch(self._fn(self._folds, self._frozen, images_))
     return out['score'], out.get('probs')
 

@@ -14,6 +14,12 @@ from memjax.features.extractor import Extractor
 from memjax.features.geometry import Geometry
 
 
+def in_order(groups: Sequence[Mapping[str, Extractor]], names: Sequence[str]) -> dict:
+  """Feature name -> extractor over all `groups`, in the order of `names`."""
+  extractors = {n: e for group in groups for n, e in group.items()}
+  return {n: extractors[n] for n in names}
+
+
 def geometry_of(group: Mapping[str, Extractor]) -> Geometry:
   """The image geometry every extractor of `group` takes."""
   return next(iter(group.values())).geometry
